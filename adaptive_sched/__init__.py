@@ -1,0 +1,64 @@
+"""adaptive-sched: learning-rate and momentum control driven by what training is doing.
+
+One pure controller (:func:`init`, :func:`update`) behind three front doors:
+the core itself (jit/vmap-able, any Array API namespace), :mod:`adaptive_sched.optax`
+(an ``optax.inject_hyperparams`` transformation) and
+:class:`adaptive_sched.AdaptiveScheduler` (PyTorch; ``adaptive_sched.adapters.torch``).
+
+Importing this package imports neither JAX, optax nor torch: those load on first
+use of the front door that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from adaptive_sched._config import (
+    KL_RULES,
+    LR_RULES,
+    MOMENTUM_RULES,
+    REWARD_RULES,
+    Config,
+)
+from adaptive_sched._core import EmaState, Hparams, Signals, State, init, update
+from adaptive_sched._checkpoint import state_from_dict, state_to_dict
+
+if TYPE_CHECKING:
+    from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptiveScheduler",
+    "Config",
+    "EmaState",
+    "Hparams",
+    "KL_RULES",
+    "LR_RULES",
+    "MOMENTUM_RULES",
+    "REWARD_RULES",
+    "Signals",
+    "State",
+    "init",
+    "state_from_dict",
+    "state_to_dict",
+    "update",
+]
+
+_LAZY_SUBMODULES = ("optax",)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import adaptive_sched` never imports torch, JAX or optax.
+    if name == "AdaptiveScheduler":
+        from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+        return AdaptiveScheduler
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"adaptive_sched.{name}")
+    raise AttributeError(f"module 'adaptive_sched' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_LAZY_SUBMODULES))

@@ -1,0 +1,5 @@
+import sys
+
+from adaptive_sched._cli import main
+
+sys.exit(main())

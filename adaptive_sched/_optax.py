@@ -1,0 +1,251 @@
+"""The optax front door: the controller as an optax transformation."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adaptive_sched._config import Config
+from adaptive_sched._core import Hparams, Signals, State, init, update
+
+__all__ = [
+    "AdaptiveHyperparamsState",
+    "ScaleByControllerState",
+    "inject_hyperparams",
+    "momentum_arg",
+    "scale_by_controller",
+]
+
+_MOMENTUM_ARGS = ("b1", "momentum")
+
+
+class AdaptiveHyperparamsState(NamedTuple):
+    """State of :func:`inject_hyperparams`.
+
+    Attributes:
+      controller: the controller's :class:`~adaptive_sched.State`.
+      inner_state: the wrapped ``optax.inject_hyperparams`` state; its
+        ``hyperparams`` dict holds the lr (and momentum) the controller set, so
+        ``optax.tree.get(state, "learning_rate")`` reads the current lr.
+    """
+
+    controller: State
+    inner_state: optax.InjectStatefulHyperparamsState
+
+
+class ScaleByControllerState(NamedTuple):
+    """State of :func:`scale_by_controller`.
+
+    Attributes:
+      controller: the controller's :class:`~adaptive_sched.State`.
+      hparams: the :class:`~adaptive_sched.Hparams` of the last update
+        (``optax.tree.get(state, "lr_scale")`` reads the current scale).
+    """
+
+    controller: State
+    hparams: Hparams
+
+
+def momentum_arg(factory: Callable[..., Any]) -> str | None:
+    """The name of ``factory``'s momentum argument: ``"b1"`` (Adam family), ``"momentum"`` (SGD family) or None."""
+    params = inspect.signature(factory).parameters
+    for name in _MOMENTUM_ARGS:
+        if name in params:
+            return name
+    return None
+
+
+def _global_norm(updates: Any) -> jax.Array:
+    leaves = jax.tree.leaves(updates)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves))
+
+
+def _signals(updates: Any, config: Config, value: Any, reward: Any, grad_norm: Any, kl: Any) -> Signals:
+    if grad_norm is None and config.lr_rule == "grad_norm":
+        grad_norm = _global_norm(updates)
+    return Signals(loss=value, reward=reward, grad_norm=grad_norm, kl=kl)
+
+
+def _init_controller(config: Config) -> State:
+    return init(config, xp=jnp)
+
+
+def inject_hyperparams(
+    factory: Callable[..., optax.GradientTransformation],
+    config: Config,
+    *,
+    static_args: str | tuple[str, ...] = (),
+) -> Callable[..., optax.GradientTransformationExtraArgs]:
+    """Wrap an optax optimizer factory so the controller sets its lr (and momentum).
+
+    Built on :func:`optax.inject_hyperparams`: the factory's ``learning_rate``
+    (and, when ``config.momentum_rule != "none"``, its ``b1`` for Adam-family
+    factories or ``momentum`` for SGD-family ones) become injected
+    hyperparameters that the controller writes before every inner update.
+    Hyperparameters are float32 whatever the params' dtype (bf16/fp16 params do
+    not turn the lr into bf16).
+
+    Each ``update(updates, state, params=None, *, value=None, reward=None,
+    grad_norm=None, kl=None, **extra_args)``:
+
+    1. builds :class:`~adaptive_sched.Signals` from ``value`` (the loss, the
+       optax convention), ``reward``, ``kl`` and the gradient norm (the global
+       norm of the incoming ``updates``, computed only when the ``grad_norm``
+       rule is active and ``grad_norm=`` is not given);
+    2. runs :func:`adaptive_sched.update`, which sets this step's lr and momentum;
+    3. applies the inner optimizer with them (``value`` and any other extra
+       args are forwarded to it; inner transformations that take none ignore them).
+
+    Example::
+
+        tx = adaptive_sched.optax.inject_hyperparams(optax.adamw, config)(weight_decay=0.01)
+        state = tx.init(params)
+        updates, state = tx.update(grads, state, params, value=loss)
+        lr = optax.tree.get(state, "learning_rate")
+
+    Args:
+      factory: an optax optimizer factory with a ``learning_rate`` argument
+        (``optax.adamw``, ``optax.sgd``, ...).
+      config: the controller's :class:`~adaptive_sched.Config`; ``base_lr``
+        is the learning rate (do not also pass ``learning_rate``).
+      static_args: forwarded to :func:`optax.inject_hyperparams`.
+
+    Returns:
+      A function taking the factory's other arguments and returning an
+      ``optax.GradientTransformationExtraArgs``.
+
+    Raises:
+      TypeError: if ``config`` is not a Config.
+      ValueError: if the factory has no ``learning_rate`` argument, or the
+        momentum rule is active and the factory has neither ``b1`` nor
+        ``momentum``.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be an adaptive_sched.Config, got {type(config).__name__}")
+    params = inspect.signature(factory).parameters
+    if "learning_rate" not in params:
+        raise ValueError(
+            f"factory={getattr(factory, '__name__', factory)!r} has no 'learning_rate' argument; "
+            "use adaptive_sched.optax.scale_by_controller(config) in an optax.chain instead."
+        )
+    mom_name = None
+    if config.momentum_rule != "none":
+        mom_name = momentum_arg(factory)
+        if mom_name is None:
+            raise ValueError(
+                f"config.momentum_rule={config.momentum_rule!r} but factory="
+                f"{getattr(factory, '__name__', factory)!r} has no momentum argument "
+                f"(one of {', '.join(_MOMENTUM_ARGS)}); use momentum_rule='none'."
+            )
+    injected = optax.inject_hyperparams(factory, static_args=static_args, hyperparam_dtype=jnp.float32)
+
+    def make(*args: Any, **kwargs: Any) -> optax.GradientTransformationExtraArgs:
+        bound = inspect.signature(factory).bind_partial(*args, **kwargs)
+        if "learning_rate" in bound.arguments:
+            raise ValueError(
+                "learning_rate is set by the controller: leave it out and set Config.base_lr "
+                f"(got learning_rate={bound.arguments['learning_rate']!r})."
+            )
+        kwargs = dict(bound.arguments)
+        kwargs["learning_rate"] = jnp.asarray(config.base_lr, jnp.float32)
+        if mom_name is not None:
+            if mom_name in bound.arguments:
+                raise ValueError(
+                    f"{mom_name} is set by the controller (momentum_rule={config.momentum_rule!r}): "
+                    f"leave it out and set Config.base_momentum (got {mom_name}={bound.arguments[mom_name]!r})."
+                )
+            kwargs[mom_name] = jnp.asarray(config.base_momentum, jnp.float32)
+        inner = injected(**kwargs)
+
+        def init_fn(params: Any) -> AdaptiveHyperparamsState:
+            return AdaptiveHyperparamsState(
+                controller=_init_controller(config), inner_state=inner.init(params)
+            )
+
+        def update_fn(
+            updates: Any,
+            state: AdaptiveHyperparamsState,
+            params: Any = None,
+            *,
+            value: Any = None,
+            reward: Any = None,
+            grad_norm: Any = None,
+            kl: Any = None,
+            **extra_args: Any,
+        ) -> tuple[Any, AdaptiveHyperparamsState]:
+            signals = _signals(updates, config, value, reward, grad_norm, kl)
+            controller, hp = update(state.controller, signals)
+            hyperparams = dict(state.inner_state.hyperparams)
+            hyperparams["learning_rate"] = hp.lr
+            if mom_name is not None:
+                hyperparams[mom_name] = hp.momentum
+            inner_state = state.inner_state._replace(hyperparams=hyperparams)
+            if value is not None:
+                extra_args["value"] = value
+            updates, inner_state = inner.update(updates, inner_state, params, **extra_args)
+            return updates, AdaptiveHyperparamsState(controller=controller, inner_state=inner_state)
+
+        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+    return make
+
+
+def scale_by_controller(config: Config) -> optax.GradientTransformationExtraArgs:
+    """Scale updates by the controller's ``lr / base_lr``, for any optax chain.
+
+    The signal-driven analogue of :func:`optax.contrib.reduce_on_plateau`: put it
+    last in a chain whose optimizer uses ``learning_rate=config.base_lr``, and
+    the effective lr is the controller's. Update signature as in
+    :func:`inject_hyperparams`; the gradient norm (``grad_norm`` rule) is that
+    of the updates arriving here unless ``grad_norm=`` is given, so pass the
+    raw gradient norm explicitly if that is what the rule should see.
+
+    Example::
+
+        tx = optax.chain(optax.adam(config.base_lr), adaptive_sched.optax.scale_by_controller(config))
+        updates, state = tx.update(grads, state, params, value=loss)
+
+    Raises:
+      ValueError: if ``config.momentum_rule`` is not ``"none"`` (scaling updates
+        cannot set an optimizer's momentum; use :func:`inject_hyperparams`).
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be an adaptive_sched.Config, got {type(config).__name__}")
+    if config.momentum_rule != "none":
+        raise ValueError(
+            f"config.momentum_rule={config.momentum_rule!r} cannot be applied by scaling updates; "
+            "use momentum_rule='none' or adaptive_sched.optax.inject_hyperparams."
+        )
+
+    def init_fn(params: Any) -> ScaleByControllerState:
+        del params
+        controller = _init_controller(config)
+        one = jnp.ones((), jnp.float32)
+        hp = Hparams(lr=controller.config.base_lr, momentum=controller.momentum, lr_scale=one)
+        return ScaleByControllerState(controller=controller, hparams=hp)
+
+    def update_fn(
+        updates: Any,
+        state: ScaleByControllerState,
+        params: Any = None,
+        *,
+        value: Any = None,
+        reward: Any = None,
+        grad_norm: Any = None,
+        kl: Any = None,
+        **extra_args: Any,
+    ) -> tuple[Any, ScaleByControllerState]:
+        del params, extra_args
+        signals = _signals(updates, config, value, reward, grad_norm, kl)
+        controller, hp = update(state.controller, signals)
+        updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
+        return updates, ScaleByControllerState(controller=controller, hparams=hp)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
