@@ -13,14 +13,14 @@ __all__ = ["FORMAT_VERSION", "state_from_dict", "state_to_dict"]
 FORMAT_VERSION = 1
 _SIGNALS = ("loss", "reward", "grad_norm", "kl")
 _INTS = ("step", "skipped")
-_FLOATS = ("log_scale", "momentum")
+_FLOATS = ("log_scale", "current_momentum")
 
 
 def state_to_dict(state: State) -> dict[str, Any]:
     """The state as a flat ``{name: value}`` dict (values as stored: arrays or Python numbers).
 
     Keys: ``format_version``, ``config.<field>`` for the rule names and knobs,
-    ``step``, ``skipped``, ``log_scale``, ``momentum`` and ``<signal>.<field>``
+    ``step``, ``skipped``, ``log_scale``, ``current_momentum`` and ``<signal>.<field>``
     for the four EMAs. Rule names are strings; everything else keeps its dtype,
     so a save/load round trip is bit exact.
     """
@@ -87,7 +87,7 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
         step=conv(d["step"], "int32"),
         skipped=conv(d["skipped"], "int32"),
         log_scale=conv(d["log_scale"], "float32"),
-        momentum=conv(d["momentum"], "float32"),
+        current_momentum=conv(d["current_momentum"], "float32"),
         **emas,
     )
 

@@ -211,6 +211,7 @@ class Config:
                 raise ValueError(
                     f"Config.{field}={value!r} is invalid: must be one of {', '.join(allowed)}."
                 )
+        check_field("base_lr", self.base_lr)  # before deriving the bounds from it
         if self.min_lr is None:
             object.__setattr__(self, "min_lr", _derive(self.base_lr, 1e-3))
         if self.max_lr is None:

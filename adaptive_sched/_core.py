@@ -11,6 +11,7 @@ Conventions (all rules):
   ``m_t = b*m_{t-1} + (1-b)*x_t``, ``x^_t = m_t / (1 - b^n_t)`` where ``n_t`` counts
   the observations so far, and ``v_t = b*v_{t-1} + (1-b)*(x_t - x^_t)^2``,
   ``v^_t = v_t / (1 - b^n_t)``. With ``b = 0`` the smoothed value is the raw one.
+  Deviations ``|x_t - x^_t| <= 1e-6 * |x^_t|`` count as 0 (rounding noise).
 * A signal that is ``None``, NaN or +-inf is not observed this step: its EMA and
   every rule that reads it hold; a non-finite value also increments
   ``State.skipped``. Finite values are clipped to ``+-SIGNAL_LIMIT``.
@@ -26,6 +27,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from adaptive_sched import _scalar
 from adaptive_sched._config import Config
 
@@ -36,6 +39,7 @@ SIGNAL_LIMIT = 1e15
 
 _TINY = 1e-30  # floor for values that are divided by or logged
 _REL_EPS = 1e-12  # floor of |reference| in relative comparisons
+_NOISE_FLOOR = 1e-6  # relative deviation treated as rounding noise in the variance EMA
 _MIN_SCALING = 1e-6  # "about 0" of the reward scaling rule, as a factor of base_lr
 
 
@@ -96,7 +100,8 @@ class State(NamedTuple):
       step: number of ``update`` calls so far.
       skipped: number of signals dropped because they were NaN or infinite.
       log_scale: accumulated log lr-factor of the stateful rules (``a_t``).
-      momentum: the momentum last set.
+      current_momentum: the momentum last set (not named ``momentum`` so that
+        ``optax.tree.get(state, "momentum")`` finds only the optimizer's).
       loss, reward, grad_norm, kl: EMA state of each signal.
     """
 
@@ -104,7 +109,7 @@ class State(NamedTuple):
     step: Any
     skipped: Any
     log_scale: Any
-    momentum: Any
+    current_momentum: Any
     loss: EmaState
     reward: EmaState
     grad_norm: EmaState
@@ -138,6 +143,23 @@ def _caster(xp: Any, like: Any) -> Any:
         return xp.astype(xp.asarray(v), xp.float32)
 
     return f32
+
+
+def _preclip(v: Any) -> Any:
+    """Clip a concrete float64 signal to +-SIGNAL_LIMIT on the host, before any float32 cast.
+
+    A finite float64 beyond float32's range would otherwise become inf in the
+    cast and be dropped; clipped first, it is observed like any other large
+    value. NaN and +-inf pass through (they are "not observed"). Arrays that are
+    already float32 or narrower, tensors and JAX tracers pass through unchanged
+    (they cannot exceed float32's range).
+    """
+    if isinstance(v, float):  # Python floats and numpy.float64 scalars
+        return min(max(v, -SIGNAL_LIMIT), SIGNAL_LIMIT) if math.isfinite(v) else v
+    if isinstance(v, np.ndarray) and v.dtype == np.float64:
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isfinite(v), np.clip(v, -SIGNAL_LIMIT, SIGNAL_LIMIT), v)
+    return v
 
 
 def init(config: Config, xp: Any = None, device: Any = None) -> State:
@@ -188,7 +210,7 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
         step=i32(0),
         skipped=i32(0),
         log_scale=zero,
-        momentum=f32(momentum),
+        current_momentum=f32(momentum),
         loss=ema,
         reward=ema,
         grad_norm=ema,
@@ -209,7 +231,7 @@ class _Obs(NamedTuple):
 
 def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, f32: Any) -> tuple[_Obs, Any]:
     """EMA update of one signal; returns the observation view and the skip increment."""
-    x = f32(x)
+    x = f32(_preclip(x))
     ok = xp.isfinite(x)
     xs = xp.where(ok, xp.clip(x, -SIGNAL_LIMIT, SIGNAL_LIMIT), ema.mean * 0.0)
     has_prev = ema.decay_pow < 1.0
@@ -221,6 +243,10 @@ def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, f32: Any) -> tuple[_Obs,
     den = 1.0 - new_pow
     hat = new_mean / den
     dev = xs - hat
+    # Deviations below a millionth of the signal's magnitude are rounding noise
+    # of the bias correction (float32 resolves ~6e-8 relative): count them as 0,
+    # so a constant signal has variance 0 in every precision.
+    dev = xp.where(xp.abs(dev) > _NOISE_FLOOR * xp.abs(hat), dev, dev * 0.0)
     new_var = beta * ema.var + (1.0 - beta) * dev * dev
     new_ref = xp.where(has_prev, ema.ref, hat)
     mean = xp.where(ok, new_mean, ema.mean)
@@ -476,7 +502,7 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     lr = xp.clip(cfg.base_lr * xp.exp(log_scale + log_stateless), cfg.min_lr, cfg.max_lr)
 
     # ---- momentum
-    momentum = state.momentum
+    momentum = state.current_momentum
     if momentum_rule != "none":
         mu = momentum_value(xp, momentum_rule, loss_obs, cfg)
         momentum = xp.where(loss_obs.ok, mu, momentum)
@@ -488,7 +514,7 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
         step=t_int,
         skipped=skipped,
         log_scale=f32(log_scale) if not scalar else log_scale,
-        momentum=f32(momentum) if not scalar else momentum,
+        current_momentum=f32(momentum) if not scalar else momentum,
         loss=ema_out[0],
         reward=ema_out[1],
         grad_norm=ema_out[2],
@@ -498,7 +524,7 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     if not scalar:
         new_state = _cast_floats(xp, new_state, f32)
         lr, lr_scale = f32(lr), f32(lr_scale)
-    hp = Hparams(lr=lr, momentum=new_state.momentum, lr_scale=lr_scale)
+    hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=lr_scale)
     return new_state, hp
 
 

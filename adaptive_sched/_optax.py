@@ -61,10 +61,8 @@ def momentum_arg(factory: Callable[..., Any]) -> str | None:
 
 
 def _global_norm(updates: Any) -> jax.Array:
-    leaves = jax.tree.leaves(updates)
-    if not leaves:
-        return jnp.zeros((), jnp.float32)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves))
+    """Global L2 norm, accumulated in float32 whatever the updates' dtype."""
+    return optax.tree.norm(optax.tree.cast(updates, jnp.float32))
 
 
 def _signals(updates: Any, config: Config, value: Any, reward: Any, grad_norm: Any, kl: Any) -> Signals:
@@ -228,7 +226,7 @@ def scale_by_controller(config: Config) -> optax.GradientTransformationExtraArgs
         del params
         controller = _init_controller(config)
         one = jnp.ones((), jnp.float32)
-        hp = Hparams(lr=controller.config.base_lr, momentum=controller.momentum, lr_scale=one)
+        hp = Hparams(lr=controller.config.base_lr, momentum=controller.current_momentum, lr_scale=one)
         return ScaleByControllerState(controller=controller, hparams=hp)
 
     def update_fn(
