@@ -1,0 +1,169 @@
+"""Cost of the controller in JAX, measured side by side (medians of interleaved repeats).
+
+1. A jitted training step of a 64-256-256-10 MLP (batch 128) with
+   ``adaptive_sched.optax.inject_hyperparams(optax.adamw, config)`` versus plain
+   ``optax.adamw``: the ratio of median step times (target: at most 1.05).
+2. The core alone under ``jit(vmap(scan(update)))`` over many configs and steps
+   versus a hand-written minimal jnp trend rule doing the same job: the
+   throughput ratio ours / hand-written (target: at least 0.5).
+
+Run: ``python examples/bench_core.py`` (full sizes) or
+``python examples/bench_core.py --configs 64 --steps 500 --repeats 3`` (quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import adaptive_sched as A
+
+QUICKSTART = A.Config(lr_rule="trend", reward_rule="trend", ema_reward_beta=0.9, base_lr=1e-3, min_lr=1e-6, max_lr=1e-2)
+
+
+def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median wall time of each fn, calls interleaved so drift hits all of them alike."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())  # compile + warm up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -> dict[str, float]:
+    """Median time of ``inner_steps`` jitted MLP steps, adaptive vs plain adamw."""
+    key = jax.random.PRNGKey(0)
+    sizes = (64, 256, 256, 10)
+    keys = jax.random.split(key, len(sizes))
+    params = [
+        (jax.random.normal(k, (a, b), jnp.float32) / np.sqrt(a), jnp.zeros((b,), jnp.float32))
+        for k, a, b in zip(keys, sizes[:-1], sizes[1:])
+    ]
+    x = jax.random.normal(keys[-1], (batch, sizes[0]), jnp.float32)
+    y = jax.random.randint(keys[-1], (batch,), 0, sizes[-1])
+
+    def loss_fn(p: Any) -> Any:
+        h = x
+        for i, (w, b) in enumerate(p):
+            h = h @ w + b
+            if i < len(p) - 1:
+                h = jax.nn.relu(h)
+        return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
+
+    def make_run(tx: optax.GradientTransformationExtraArgs) -> Callable[[], Any]:
+        state = tx.init(params)
+
+        @jax.jit
+        def run(p: Any, s: Any) -> Any:
+            def body(carry: Any, _: Any) -> Any:
+                p, s = carry
+                loss, g = jax.value_and_grad(loss_fn)(p)
+                u, s = tx.update(g, s, p, value=loss)
+                return (optax.apply_updates(p, u), s), loss
+
+            return jax.lax.scan(body, (p, s), None, length=inner_steps)
+
+        return lambda: run(params, state)
+
+    plain = optax.with_extra_args_support(optax.adamw(QUICKSTART.base_lr, weight_decay=0.01))
+    adaptive = A.optax.inject_hyperparams(optax.adamw, QUICKSTART)(weight_decay=0.01)
+    t = _median_times({"plain": make_run(plain), "adaptive": make_run(adaptive)}, repeats)
+    return {
+        "plain_ms_per_step": 1e3 * t["plain"] / inner_steps,
+        "adaptive_ms_per_step": 1e3 * t["adaptive"] / inner_steps,
+        "ratio": t["adaptive"] / t["plain"],
+    }
+
+
+def _hand_trend(up: Any, down: Any, thr: Any, beta: Any, base: Any, lo: Any, hi: Any, losses: Any) -> Any:
+    """The minimal trend rule written directly in jnp (the yardstick)."""
+
+    def body(c: Any, loss: Any) -> Any:
+        m, p, a = c
+        prev = m / jnp.where(p < 1, 1 - p, 1.0)
+        m2, p2 = beta * m + (1 - beta) * loss, p * beta
+        hat = m2 / (1 - p2)
+        inc = jnp.where(p < 1, jnp.where(hat < prev - thr * jnp.abs(prev), jnp.log(up), jnp.log(down)), 0.0)
+        a = jnp.clip(a + inc, jnp.log(lo / base), jnp.log(hi / base))
+        return (m2, p2, a), base * jnp.exp(a)
+
+    z = jnp.zeros((), jnp.float32)
+    return jax.lax.scan(body, (z, z + 1, z), losses)[1]
+
+
+def core_throughput_ratio(n_configs: int = 1024, steps: int = 10_000, repeats: int = 5) -> dict[str, float]:
+    """Config-steps per second of jit(vmap(scan(update))) vs the hand-written rule."""
+    rng = np.random.default_rng(0)
+    ups = rng.uniform(1.001, 1.1, n_configs).astype(np.float32)
+    cfgs = [A.Config(lr_rule="trend", base_lr=1e-3, min_lr=1e-6, max_lr=1e-1, trend_up=float(u)) for u in ups]
+    batch = jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *cfgs)
+    losses = jnp.asarray(np.exp(-np.arange(steps) / 3000) + 0.05 * rng.normal(size=steps), jnp.float32)
+
+    @jax.jit
+    def ours(cfgs: A.Config, losses: Any) -> Any:
+        def one(c: A.Config) -> Any:
+            def body(s: A.State, loss: Any) -> Any:
+                s, hp = A.update(s, A.Signals(loss=loss))
+                return s, hp.lr
+
+            return jax.lax.scan(body, A.init(c), losses)[1]
+
+        return jax.vmap(one)(cfgs)
+
+    @jax.jit
+    def hand(cfgs: A.Config, losses: Any) -> Any:
+        return jax.vmap(
+            lambda c: _hand_trend(c.trend_up, c.trend_down, c.trend_threshold, c.ema_beta, c.base_lr, c.min_lr, c.max_lr, losses)
+        )(cfgs)
+
+    a, b = np.asarray(ours(batch, losses)), np.asarray(hand(batch, losses))
+    agree = float(np.max(np.abs(a - b) / b))
+    t = _median_times({"ours": lambda: ours(batch, losses), "hand": lambda: hand(batch, losses)}, repeats)
+    work = n_configs * steps
+    return {
+        "ours_Msteps_per_s": work / t["ours"] / 1e6,
+        "hand_Msteps_per_s": work / t["hand"] / 1e6,
+        "throughput_ratio": t["hand"] / t["ours"],
+        "max_rel_diff_vs_hand": agree,
+    }
+
+
+def main(configs: int = 1024, steps: int = 10_000, repeats: int = 5, mlp_repeats: int = 30) -> dict[str, dict[str, float]]:
+    out = {
+        "mlp_step": mlp_step_ratio(repeats=mlp_repeats),
+        "core_scan": core_throughput_ratio(configs, steps, repeats),
+    }
+    m, c = out["mlp_step"], out["core_scan"]
+    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, optax {optax.__version__}")
+    print(
+        f"MLP 64-256-256-10 step, batch 128 (median of {mlp_repeats} x 50 steps): plain adamw "
+        f"{m['plain_ms_per_step']:.3f} ms, adaptive {m['adaptive_ms_per_step']:.3f} ms, ratio {m['ratio']:.3f} (target <= 1.05)"
+    )
+    print(
+        f"core jit(vmap(scan(update))), {configs} configs x {steps} steps (median of {repeats}): ours "
+        f"{c['ours_Msteps_per_s']:.1f} M config-steps/s, hand-written trend {c['hand_Msteps_per_s']:.1f} M/s, "
+        f"throughput ratio {c['throughput_ratio']:.2f} (target >= 0.5); max rel. lr difference {c['max_rel_diff_vs_hand']:.1e}"
+    )
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--mlp-repeats", type=int, default=30)
+    a = ap.parse_args()
+    main(a.configs, a.steps, a.repeats, a.mlp_repeats)
