@@ -127,7 +127,7 @@ def namespace_of(x: Any) -> Any:
 
 def _caster(xp: Any, like: Any) -> Any:
     """A function converting a value to a float32 scalar of ``xp`` (on ``like``'s device for torch)."""
-    if xp is _scalar:
+    if getattr(xp, "IS_SCALAR", False):
         return float
     import array_api_compat
 
@@ -229,11 +229,14 @@ class _Obs(NamedTuple):
     ema: EmaState
 
 
-def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, f32: Any) -> tuple[_Obs, Any]:
-    """EMA update of one signal; returns the observation view and the skip increment."""
-    x = f32(_preclip(x))
+def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> _Obs:
+    """EMA update of one (float32 or Python float) signal value.
+
+    ``track_var`` (static) says whether a rule reads this signal's variance;
+    if not, ``var`` stays as it is (0), which saves work on every step.
+    """
     ok = xp.isfinite(x)
-    xs = xp.where(ok, xp.clip(x, -SIGNAL_LIMIT, SIGNAL_LIMIT), ema.mean * 0.0)
+    xs = xp.where(ok, xp.clip(x, -SIGNAL_LIMIT, SIGNAL_LIMIT), 0.0)
     has_prev = ema.decay_pow < 1.0
     one_m_pow = 1.0 - ema.decay_pow
     prev_hat = ema.mean / xp.where(has_prev, one_m_pow, one_m_pow + 1.0)
@@ -242,20 +245,14 @@ def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, f32: Any) -> tuple[_Obs,
     # 1 - b^n >= 1 - b > 0 once observed, because b < 1 is validated.
     den = 1.0 - new_pow
     hat = new_mean / den
-    dev = xs - hat
-    # Deviations below a millionth of the signal's magnitude are rounding noise
-    # of the bias correction (float32 resolves ~6e-8 relative): count them as 0,
-    # so a constant signal has variance 0 in every precision.
-    dev = xp.where(xp.abs(dev) > _NOISE_FLOOR * xp.abs(hat), dev, dev * 0.0)
-    new_var = beta * ema.var + (1.0 - beta) * dev * dev
     new_ref = xp.where(has_prev, ema.ref, hat)
     mean = xp.where(ok, new_mean, ema.mean)
-    var = xp.where(ok, new_var, ema.var)
+    var = xp.where(ok, _variance_step(xp, ema.var, xs, hat, beta), ema.var) if track_var else ema.var
     pow_ = xp.where(ok, new_pow, ema.decay_pow)
     ref = xp.where(ok, new_ref, ema.ref)
     hat = xp.where(ok, hat, prev_hat)
     var_hat = var / xp.where(pow_ < 1.0, 1.0 - pow_, 1.0 - pow_ + 1.0)
-    obs = _Obs(
+    return _Obs(
         ok=ok,
         has_prev=has_prev,
         hat=hat,
@@ -263,7 +260,16 @@ def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, f32: Any) -> tuple[_Obs,
         var_hat=var_hat,
         ema=EmaState(mean=mean, var=var, decay_pow=pow_, ref=ref),
     )
-    return obs, xp.logical_not(ok)
+
+
+def _variance_step(xp: Any, var: Any, xs: Any, hat: Any, beta: Any) -> Any:
+    """``v_t = b*v_{t-1} + (1-b)*(x_t - x^_t)^2``."""
+    dev = xs - hat
+    # Deviations below a millionth of the signal's magnitude are rounding noise
+    # of the bias correction (float32 resolves ~6e-8 relative): count them as 0,
+    # so a constant signal has variance 0 in every precision.
+    dev = xp.where(xp.abs(dev) > _NOISE_FLOOR * xp.abs(hat), dev, 0.0)
+    return beta * var + (1.0 - beta) * dev * dev
 
 
 def _held(xp: Any, ema: EmaState) -> _Obs:
@@ -272,7 +278,9 @@ def _held(xp: Any, ema: EmaState) -> _Obs:
     one_m_pow = 1.0 - ema.decay_pow
     hat = ema.mean / xp.where(has_prev, one_m_pow, one_m_pow + 1.0)
     var_hat = ema.var / xp.where(has_prev, one_m_pow, one_m_pow + 1.0)
-    never = xp.logical_and(has_prev, xp.logical_not(has_prev))
+    # Python False lets the host-path compiler prune every rule that reads this
+    # signal; array namespaces need an array (torch's where rejects a bool).
+    never = False if getattr(xp, "IS_SCALAR", False) else xp.logical_and(has_prev, xp.logical_not(has_prev))
     return _Obs(ok=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema)
 
 
@@ -298,7 +306,7 @@ def trend_step(xp: Any, obs: _Obs, up: Any, down: Any, threshold: Any, maximize:
         improved = obs.hat < obs.prev_hat - margin
     active = xp.logical_and(obs.ok, obs.has_prev)
     step = xp.where(improved, xp.log(up), xp.log(down))
-    return xp.where(active, step, step * 0.0)
+    return xp.where(active, step, 0.0)
 
 
 def loss_decay_step(xp: Any, obs: _Obs, k: Any) -> Any:
@@ -307,7 +315,7 @@ def loss_decay_step(xp: Any, obs: _Obs, k: Any) -> Any:
     A negative smoothed loss counts as zero (no decay).
     """
     inc = -xp.log1p(k * xp.clip(obs.hat, 0.0, SIGNAL_LIMIT))
-    return xp.where(obs.ok, inc, inc * 0.0)
+    return xp.where(obs.ok, inc, 0.0)
 
 
 def kl_target_step(xp: Any, obs: _Obs, target: Any, gain: Any, clip: Any) -> Any:
@@ -320,7 +328,7 @@ def kl_target_step(xp: Any, obs: _Obs, target: Any, gain: Any, clip: Any) -> Any
     """
     err = xp.clip(obs.hat / target - 1.0, -clip, clip)
     inc = -gain * err
-    return xp.where(obs.ok, inc, inc * 0.0)
+    return xp.where(obs.ok, inc, 0.0)
 
 
 def variance_factor(xp: Any, obs: _Obs, k: Any, scale: Any) -> Any:
@@ -343,7 +351,7 @@ def grad_norm_factor(xp: Any, obs: _Obs, power: Any) -> Any:
     lg = xp.log(xp.clip(obs.hat, _TINY, SIGNAL_LIMIT))
     lref = xp.log(xp.clip(obs.ema.ref, _TINY, SIGNAL_LIMIT))
     out = power * (lref - lg)
-    return xp.where(obs.ema.decay_pow < 1.0, out, out * 0.0)
+    return xp.where(obs.ema.decay_pow < 1.0, out, 0.0)
 
 
 def scaling_factor(xp: Any, obs: _Obs, center: Any, span: Any) -> Any:
@@ -354,7 +362,7 @@ def scaling_factor(xp: Any, obs: _Obs, center: Any, span: Any) -> Any:
     """
     f = xp.clip(1.0 + (obs.hat - center) / span, _MIN_SCALING, 1e30)
     out = xp.log(f)
-    return xp.where(obs.ema.decay_pow < 1.0, out, out * 0.0)
+    return xp.where(obs.ema.decay_pow < 1.0, out, 0.0)
 
 
 def cyclical_lr(xp: Any, t: Any, cfg: Config) -> tuple[Any, Any]:
@@ -394,7 +402,7 @@ def momentum_value(xp: Any, rule: str, obs: _Obs, cfg: Config) -> Any:
     if rule == "relative":
         denom = xp.clip(xp.abs(obs.prev_hat), _REL_EPS, SIGNAL_LIMIT)
         r = xp.clip((obs.hat - obs.prev_hat) / denom, -1.0, 1.0)
-        r = xp.where(obs.has_prev, r, r * 0.0)
+        r = xp.where(obs.has_prev, r, 0.0)
         return cfg.base_momentum - cfg.momentum_gain * r
     if rule == "normalized":
         n = pos / xp.clip(xp.abs(obs.ema.ref), _REL_EPS, SIGNAL_LIMIT)
@@ -403,15 +411,17 @@ def momentum_value(xp: Any, rule: str, obs: _Obs, cfg: Config) -> Any:
 
 
 _LOSS_LR_RULES = ("loss_decay", "trend", "variance")
+_STATEFUL_LR_RULES = ("loss_decay", "trend")
 
 
 def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     """One controller step: fold in this step's signals, return the new state and hparams.
 
-    Pure and namespace-generic: under ``jax.jit`` it traces once per config
-    structure (rule names) and per pattern of supplied (non-``None``) signals,
-    whatever their values. To mark a signal as missing without changing the
-    structure, pass NaN.
+    Pure and namespace-generic: the namespace is read off the state (Python
+    numbers, NumPy, ``jax.numpy`` including tracers, torch). Under ``jax.jit``
+    it traces once per config structure (rule names) and per pattern of
+    supplied (non-``None``) signals, whatever their values. To mark a signal as
+    missing without changing the structure, pass NaN.
 
     Args:
       state: the current :class:`State`.
@@ -421,14 +431,23 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
       ``(new_state, hparams)``.
     """
     xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
+    return update_with(xp, state, signals)
+
+
+def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams]:
+    """:func:`update` with an explicit namespace (the host-path compiler traces it this way)."""
     cfg = state.config
     lr_rule, momentum_rule, reward_rule, kl_rule = cfg.rules
-    scalar = xp is _scalar
+    scalar = getattr(xp, "IS_SCALAR", False)
 
-    f32 = _caster(xp, state.step)
+    to_f32 = _caster(xp, state.step)
+
+    def f32_signal(v: Any) -> Any:
+        # Python floats need no pre-clip: _observe clips finite values in float64.
+        return xp.asarray(v, dtype=xp.float32) if scalar else to_f32(_preclip(v))
 
     t_int = state.step + 1
-    t = float(t_int) if scalar else xp.astype(t_int, xp.float32)
+    t = xp.astype(t_int, xp.float32)
 
     loss_ema, reward_ema, gn_ema, kl_ema = state.loss, state.reward, state.grad_norm, state.kl
     log_stateless: Any = 0.0
@@ -438,9 +457,9 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
 
         def reset(e: EmaState) -> EmaState:
             return EmaState(
-                mean=xp.where(restart, e.mean * 0.0, e.mean),
-                var=xp.where(restart, e.var * 0.0, e.var),
-                decay_pow=xp.where(restart, e.decay_pow * 0.0 + 1.0, e.decay_pow),
+                mean=xp.where(restart, 0.0, e.mean),
+                var=xp.where(restart, 0.0, e.var),
+                decay_pow=xp.where(restart, 1.0, e.decay_pow),
                 ref=e.ref,
             )
 
@@ -453,10 +472,11 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
         lr_rule == "grad_norm",
         kl_rule != "none",
     )
+    track_var = (lr_rule == "variance", reward_rule == "variance", False, False)
     emas = (loss_ema, reward_ema, gn_ema, kl_ema)
     betas = (cfg.ema_beta, cfg.ema_reward_beta, cfg.ema_beta, cfg.ema_kl_beta)
     views: list[_Obs | None] = []
-    for name, value, ema, beta, used in zip(Signals._fields, signals, emas, betas, uses):
+    for name, value, ema, beta, used, var in zip(Signals._fields, signals, emas, betas, uses, track_var):
         if getattr(value, "ndim", 0) != 0:
             raise ValueError(
                 f"Signals.{name} must be a scalar (shape ()), got shape {tuple(value.shape)}; "
@@ -465,9 +485,15 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
         if value is None:
             views.append(_held(xp, ema) if used else None)
             continue
-        obs, bad = _observe(xp, ema, value, beta, f32)
-        skipped = skipped + (int(bad) if scalar else xp.astype(bad, skipped.dtype))
-        views.append(obs if used else None)
+        x = f32_signal(value)
+        if used:
+            obs = _observe(xp, ema, x, beta, var)
+            views.append(obs)
+            ok = obs.ok
+        else:  # counted, not smoothed: no rule reads it
+            views.append(None)
+            ok = xp.isfinite(x)
+        skipped = skipped + xp.astype(xp.logical_not(ok), xp.int32)
     loss_obs, reward_obs, gn_obs, kl_obs = views
 
     # ---- lr: stateful increments and stateless log-factors
@@ -491,30 +517,33 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     if kl_rule == "target":
         inc = inc + kl_target_step(xp, kl_obs, cfg.kl_target, cfg.kl_gain, cfg.kl_clip)
     w = cfg.warmup_steps
-    warm = xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), w * 0.0 + 1.0)
+    warm = xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), 1.0)
     # log(1) == 0 exactly, so the identity config stays bit exact.
     log_stateless = log_stateless + xp.log(xp.clip(warm, _TINY, 1.0))
 
     log_lo = xp.log(cfg.min_lr) - xp.log(cfg.base_lr)
     log_hi = xp.log(cfg.max_lr) - xp.log(cfg.base_lr)
     log_stateless = xp.clip(log_stateless, log_lo - 1.0, log_hi + 1.0)  # finite, bounded
-    log_scale = xp.clip(state.log_scale + inc, log_lo - log_stateless, log_hi - log_stateless)
-    lr = xp.clip(cfg.base_lr * xp.exp(log_scale + log_stateless), cfg.min_lr, cfg.max_lr)
+    if lr_rule in _STATEFUL_LR_RULES or reward_rule == "trend" or kl_rule == "target":
+        log_scale = xp.clip(state.log_scale + inc, log_lo - log_stateless, log_hi - log_stateless)
+        log_factor = log_scale + log_stateless
+    else:  # no stateful rule: log_scale stays at its initial 0 (static, so it folds away)
+        log_scale, log_factor = state.log_scale, log_stateless
+    lr = xp.clip(cfg.base_lr * xp.exp(log_factor), cfg.min_lr, cfg.max_lr)
 
     # ---- momentum
-    momentum = state.current_momentum
+    momentum = state.current_momentum  # set within bounds by init
     if momentum_rule != "none":
         mu = momentum_value(xp, momentum_rule, loss_obs, cfg)
-        momentum = xp.where(loss_obs.ok, mu, momentum)
-    momentum = xp.clip(momentum, cfg.min_momentum, cfg.max_momentum)
+        momentum = xp.clip(xp.where(loss_obs.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
     ema_out = [v.ema if v is not None else e for v, e in zip(views, (loss_ema, reward_ema, gn_ema, kl_ema))]
     new_state = State(
         config=cfg,
         step=t_int,
         skipped=skipped,
-        log_scale=f32(log_scale) if not scalar else log_scale,
-        current_momentum=f32(momentum) if not scalar else momentum,
+        log_scale=log_scale if scalar else to_f32(log_scale),
+        current_momentum=momentum if scalar else to_f32(momentum),
         loss=ema_out[0],
         reward=ema_out[1],
         grad_norm=ema_out[2],
@@ -522,8 +551,8 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     )
     lr_scale = lr / cfg.base_lr
     if not scalar:
-        new_state = _cast_floats(xp, new_state, f32)
-        lr, lr_scale = f32(lr), f32(lr_scale)
+        new_state = _cast_floats(xp, new_state, to_f32)
+        lr, lr_scale = to_f32(lr), to_f32(lr_scale)
     hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=lr_scale)
     return new_state, hp
 

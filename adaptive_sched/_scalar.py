@@ -41,6 +41,8 @@ __all__ = [
     "where",
 ]
 
+IS_SCALAR = True  # the core skips its float32 casts for scalar namespaces
+
 float32 = float
 int32 = int
 bool_ = bool

@@ -1,0 +1,80 @@
+"""The compiled host path is the core's update, bit for bit, and much cheaper."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from streams import ALL_COMBOS, HOSTILE_VALUES, config_for, random_stream
+
+import adaptive_sched as A
+from adaptive_sched import _scalar
+from adaptive_sched._hostpath import STATE_FIELDS, HostController, Sym, compile_update, flatten_state
+
+value = st.one_of(st.sampled_from(HOSTILE_VALUES), st.floats(allow_nan=True, allow_infinity=True))
+signals = st.builds(A.Signals, value, value, value, value)
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(combo=st.sampled_from(ALL_COMBOS), stream=st.lists(signals, min_size=1, max_size=30))
+def test_compiled_equals_generic_bit_for_bit(combo, stream) -> None:  # type: ignore[no-untyped-def]
+    cfg = config_for(combo)
+    host = HostController(cfg)
+    state = A.init(cfg, xp=_scalar)
+    for sig in stream:
+        state, hp = A.update(state, sig)
+        got = host.update(*sig)
+        assert got == (hp.lr, hp.momentum, hp.lr_scale)
+        assert all(same(a, b) for a, b in zip(flatten_state(host.state), flatten_state(state)))
+
+
+@pytest.mark.parametrize("combo", ALL_COMBOS[::7], ids=lambda c: "-".join(c))
+def test_random_streams_every_pattern(combo: tuple[str, str, str, str]) -> None:
+    cfg = config_for(combo)
+    host = HostController(cfg)
+    state = A.init(cfg, xp=_scalar)
+    for sig in random_stream(1, 80, hostile=0.3):
+        state, hp = A.update(state, sig)
+        assert host.update(*sig) == (hp.lr, hp.momentum, hp.lr_scale)
+
+
+def test_state_property_round_trips() -> None:
+    cfg = config_for(("trend", "relative", "trend", "target"))
+    a = HostController(cfg)
+    for sig in random_stream(4, 30):
+        a.update(*sig)
+    b = HostController(cfg, state=a.state)
+    rest = random_stream(5, 30)
+    assert [a.update(*s) for s in rest] == [b.update(*s) for s in rest]
+
+
+def test_non_float_signals_are_converted_to_python_floats() -> None:
+    np = pytest.importorskip("numpy")
+    cfg = A.Config(lr_rule="trend", ema_beta=0.5)
+    a, b = HostController(cfg), HostController(cfg)
+    for x in (3.0, 2.0, 2.5):
+        assert a.update(loss=np.float32(x)) == b.update(loss=float(np.float32(x)))
+    assert all(type(v) in (int, float) for v in a._flat)
+
+
+def test_dead_rules_are_pruned_from_the_generated_code() -> None:
+    cfg = A.Config(lr_rule="trend", reward_rule="trend")
+    _, src = compile_update(cfg, (False, True, False, False))  # reward only
+    assert "x_loss" not in src.split(":", 1)[1]  # the loss branch is gone
+    assert "_log(" not in src  # log(up), log(down) folded into constants
+    _, identity = compile_update(A.Config(), (True, True, True, True))
+    assert "_exp" not in identity  # every rule none: no lr arithmetic at all
+    assert len(STATE_FIELDS) == 20
+
+
+def test_symbolic_values_refuse_python_branches() -> None:
+    from adaptive_sched._hostpath import _Graph
+
+    with pytest.raises(TypeError, match="xp.where"):
+        bool(Sym(_Graph(), "s0") < 1.0)
