@@ -79,6 +79,7 @@ def inject_hyperparams(
     factory: Callable[..., optax.GradientTransformation],
     config: Config,
     *,
+    schedule: optax.Schedule | None = None,
     static_args: str | tuple[str, ...] = (),
 ) -> Callable[..., optax.GradientTransformationExtraArgs]:
     """Wrap an optax optimizer factory so the controller sets its lr (and momentum).
@@ -113,6 +114,11 @@ def inject_hyperparams(
         (``optax.adamw``, ``optax.sgd``, ...).
       config: the controller's :class:`~adaptive_sched.Config`; ``base_lr``
         is the learning rate (do not also pass ``learning_rate``).
+      schedule: optional time-based base schedule (any optax schedule, e.g.
+        ``optax.warmup_cosine_decay_schedule``). It replaces the constant
+        ``base_lr`` as the base the controller's factor multiplies:
+        ``lr_t = clip(schedule(t) * lr_scale_t, min_lr, max_lr)``, with ``t``
+        the number of updates so far.
       static_args: forwarded to :func:`optax.inject_hyperparams`.
 
     Returns:
@@ -181,7 +187,7 @@ def inject_hyperparams(
             signals = _signals(updates, config, value, reward, grad_norm, kl)
             controller, hp = update(state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
-            hyperparams["learning_rate"] = hp.lr
+            hyperparams["learning_rate"] = _scheduled_lr(hp, controller, schedule, state.controller.step)
             if mom_name is not None:
                 hyperparams[mom_name] = hp.momentum
             inner_state = state.inner_state._replace(hyperparams=hyperparams)
@@ -195,7 +201,17 @@ def inject_hyperparams(
     return make
 
 
-def scale_by_controller(config: Config) -> optax.GradientTransformationExtraArgs:
+def _scheduled_lr(hp: Hparams, controller: State, schedule: optax.Schedule | None, count: Any) -> Any:
+    if schedule is None:
+        return hp.lr
+    cfg = controller.config
+    lr = jnp.asarray(schedule(count), jnp.float32) * hp.lr_scale
+    return jnp.clip(lr, cfg.min_lr, cfg.max_lr).astype(jnp.float32)
+
+
+def scale_by_controller(
+    config: Config, *, schedule: optax.Schedule | None = None
+) -> optax.GradientTransformationExtraArgs:
     """Scale updates by the controller's ``lr / base_lr``, for any optax chain.
 
     The signal-driven analogue of :func:`optax.contrib.reduce_on_plateau`: put it
@@ -209,6 +225,10 @@ def scale_by_controller(config: Config) -> optax.GradientTransformationExtraArgs
 
         tx = optax.chain(optax.adam(config.base_lr), adaptive_sched.optax.scale_by_controller(config))
         updates, state = tx.update(grads, state, params, value=loss)
+
+    With ``schedule`` (an optax schedule giving the base lr per step), the
+    scale is ``clip(schedule(t) * lr_scale_t, min_lr, max_lr) / base_lr``, so
+    the chain's optimizer should still use ``learning_rate=config.base_lr``.
 
     Raises:
       ValueError: if ``config.momentum_rule`` is not ``"none"`` (scaling updates
@@ -243,6 +263,9 @@ def scale_by_controller(config: Config) -> optax.GradientTransformationExtraArgs
         del params, extra_args
         signals = _signals(updates, config, value, reward, grad_norm, kl)
         controller, hp = update(state.controller, signals)
+        if schedule is not None:
+            lr = _scheduled_lr(hp, controller, schedule, state.controller.step)
+            hp = hp._replace(lr=lr, lr_scale=lr / controller.config.base_lr)
         updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
         return updates, ScaleByControllerState(controller=controller, hparams=hp)
 

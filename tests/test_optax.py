@@ -184,3 +184,23 @@ def test_vmapped_configs_through_the_optax_front_door() -> None:
         losses_i, lr_i = jax.jit(run)(cfg)
         np.testing.assert_allclose(np.asarray(losses_v[i]), np.asarray(losses_i), rtol=1e-5)
         assert float(lr_v[i]) == pytest.approx(float(lr_i), rel=1e-5)
+
+
+def test_time_based_schedule_times_the_adaptive_factor() -> None:
+    cfg = A.Config(kl_rule="target", ema_kl_beta=0.0, kl_gain=0.1, base_lr=1e-2, min_lr=1e-5, max_lr=1e-1)
+    schedule = optax.linear_schedule(1e-2, 2e-3, transition_steps=4)
+    params = {"w": jnp.ones(3)}
+    for tx in (
+        A.optax.inject_hyperparams(optax.sgd, cfg, schedule=schedule)(),
+        optax.chain(optax.sgd(cfg.base_lr), A.optax.scale_by_controller(cfg, schedule=schedule)),
+    ):
+        state = tx.init(params)
+        for t in range(6):
+            updates, state = tx.update({"w": jnp.ones(3)}, state, params, kl=1.0)  # KL over target
+            expected = float(schedule(t)) * np.exp(-0.02 * (t + 1))
+            np.testing.assert_allclose(np.asarray(updates["w"]), -expected, rtol=1e-5)
+    # the clamp still holds: a schedule far above max_lr is cut to max_lr
+    tx = A.optax.inject_hyperparams(optax.sgd, A.Config(base_lr=1e-2, max_lr=2e-2), schedule=lambda t: 5.0)()
+    state = tx.init(params)
+    _, state = tx.update({"w": jnp.ones(3)}, state, params)
+    assert float(optax.tree.get(state, "learning_rate")) == pytest.approx(2e-2)
