@@ -6,7 +6,7 @@ from typing import Any
 
 from adaptive_sched import _scalar
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config, _unflatten
-from adaptive_sched._core import EmaState, State
+from adaptive_sched._core import EmaState, State, init
 
 __all__ = ["FORMAT_VERSION", "state_from_dict", "state_to_dict"]
 
@@ -93,12 +93,8 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
 
 
 def state_to_dict_keys() -> list[str]:
-    keys = ["format_version"]
-    keys += [f"config.{n}" for n in RULE_FIELDS]
-    keys += [f"config.{n}" for n in NUMERIC_FIELDS]
-    keys += list(_INTS + _FLOATS)
-    keys += [f"{s}.{f}" for s in _SIGNALS for f in EmaState._fields]
-    return keys
+    """The keys :func:`state_to_dict` writes, in order."""
+    return list(state_to_dict(init(Config(), xp=_scalar)))
 
 
 def _as_int(value: Any) -> int | None:
