@@ -25,6 +25,7 @@ from adaptive_sched._core import EmaState, Hparams, Signals, State, init, update
 from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 
 if TYPE_CHECKING:
+    from adaptive_sched._sweep import config_grid, sweep
     from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 __version__ = "0.1.0"
@@ -40,13 +41,16 @@ __all__ = [
     "REWARD_RULES",
     "Signals",
     "State",
+    "config_grid",
     "init",
     "state_from_dict",
     "state_to_dict",
+    "sweep",
     "update",
 ]
 
 _LAZY_SUBMODULES = ("optax",)
+_LAZY_ATTRS = {"sweep": "adaptive_sched._sweep", "config_grid": "adaptive_sched._sweep"}
 
 
 def __getattr__(name: str) -> Any:
@@ -55,6 +59,8 @@ def __getattr__(name: str) -> Any:
         from adaptive_sched.adapters.torch import AdaptiveScheduler
 
         return AdaptiveScheduler
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(_LAZY_ATTRS[name]), name)
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"adaptive_sched.{name}")
     raise AttributeError(f"module 'adaptive_sched' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import numpy as np
 from adaptive_sched import _pytree
 
 __all__ = [
+    "FIELD_CHECKS",
     "Config",
     "KL_RULES",
     "LR_RULES",
@@ -18,6 +19,7 @@ __all__ = [
     "NUMERIC_FIELDS",
     "REWARD_RULES",
     "RULE_FIELDS",
+    "check_field",
 ]
 
 LR_RULES: tuple[str, ...] = ("none", "loss_decay", "trend", "variance", "grad_norm", "cyclical")
