@@ -128,7 +128,7 @@ class Config:
 
     The learning rate is ``lr_t = clip(base_lr * exp(s_t), min_lr, max_lr)``,
     where ``s_t`` is the sum of the active rules' log-factors (see the rule
-    functions in ``adaptive_sched._rules`` and the README's rule table). With
+    functions in ``adaptive_sched._core`` and the README's rule table). With
     every rule ``"none"`` the lr is ``base_lr`` exactly and momentum is left
     alone.
 

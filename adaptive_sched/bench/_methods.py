@@ -1,0 +1,307 @@
+"""The benchmark's methods: our presets and the peers, all as optax transformations.
+
+Every method is built from a (possibly traced) base learning rate, so one
+compiled program can ``vmap`` over the lr grid and the seeds. All methods of a
+task also share one program: :func:`switch` holds every method's optax
+transformation and applies the one picked by a traced index (each run still
+sees exactly its own method's updates; the others' states are carried but
+ignored). That keeps compilation to one program per task on a small CPU.
+
+Methods (Adam, ``b1=0.9``, no weight decay, unless stated):
+
+* ours (``adaptive_sched.optax.inject_hyperparams(optax.adam, Config(**preset))``):
+  the presets in :data:`PRESETS`, with ``min_lr = base/100`` and ``max_lr = base*10``
+  at every grid point (:data:`LR_BOUNDS`).
+* ``constant``: ``optax.adam(lr)``.
+* ``cosine``: ``optax.cosine_decay_schedule(lr, steps)`` (to 0).
+* ``onecycle``: ``optax.cosine_onecycle_schedule(steps, peak_value=lr)`` (optax's
+  defaults: 30% warm-up from ``lr/25``, down to ``lr/25e4``).
+* ``plateau``: ``optax.contrib.reduce_on_plateau`` after Adam, fed ``value=loss``
+  (:data:`PLATEAU`).
+* ``prodigy``: ``optax.contrib.prodigy``, lr-free; its ``learning_rate`` (nominally
+  1) is set to the grid multiplier, so it sweeps the same factors.
+* ``schedule-free``: ``optax.contrib.schedule_free_adamw`` with the grid lr
+  (it is schedule-free, not lr-free), evaluated at its averaged iterate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import adaptive_sched
+from adaptive_sched.bench._tasks import Task, eval_params, read_hparams
+
+__all__ = [
+    "GRID",
+    "LR_BOUNDS",
+    "Method",
+    "PEER_NAMES",
+    "PLATEAU",
+    "PRESETS",
+    "SwitchState",
+    "get_methods",
+    "preset_config",
+    "switch",
+]
+
+GRID: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
+"""Multipliers of the task's base lr that every method is run at."""
+
+LR_BOUNDS: tuple[float, float] = (0.01, 10.0)
+"""Our configs use ``min_lr = base * 0.01`` and ``max_lr = base * 10`` at every grid point."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "ours": {"lr_rule": "trend", "reward_rule": "trend", "ema_reward_beta": 0.9},
+    "ours-variance": {"lr_rule": "variance"},
+    "ours-momentum": {"lr_rule": "trend", "momentum_rule": "relative"},
+    "ours-gradnorm": {"lr_rule": "grad_norm"},
+    "ours-reward-trend": {"reward_rule": "trend"},
+    "ours-reward-scaling": {"reward_rule": "scaling"},
+    "ours-kl": {"kl_rule": "target"},
+}
+"""Our named presets: ``Config`` keyword arguments (the lr bounds come from the grid).
+
+``ours`` is the seed README's quickstart (lr ``trend`` + reward ``trend``,
+``ema_reward_beta=0.9``; on tasks without a reward it is the loss trend rule).
+``ours-reward-scaling`` also gets ``reward_center``/``reward_span`` = the middle
+and half-width of the task's reward range, and ``ours-kl`` gets the task's
+``kl_target`` (:func:`preset_config`).
+"""
+
+PRESET_FAMILY: dict[str, str] = {
+    "ours": "loss + reward trend (quickstart)",
+    "ours-variance": "loss-driven",
+    "ours-momentum": "loss-driven (+momentum)",
+    "ours-gradnorm": "grad-norm-driven",
+    "ours-reward-trend": "reward-driven",
+    "ours-reward-scaling": "reward-driven",
+    "ours-kl": "KL-target",
+}
+_RL_ONLY = ("ours-reward-trend", "ours-reward-scaling", "ours-kl")
+_NON_RL_ONLY = ("ours-variance", "ours-momentum")
+
+PLATEAU: dict[str, Any] = {
+    "factor": 0.5,
+    "patience": 5,
+    "accumulation_size": 5,
+    "rtol": 1e-4,
+    "cooldown": 0,
+    "min_scale": LR_BOUNDS[0],
+}
+"""``optax.contrib.reduce_on_plateau`` settings: halve the lr after 5 windows of
+5 steps without a relative improvement of the window-mean loss of 1e-4, down
+to ``base * 0.01`` (the same floor as ours)."""
+
+_B1 = 0.9
+PEER_NAMES: tuple[str, ...] = ("constant", "cosine", "onecycle", "plateau", "prodigy", "schedule-free")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One method of the benchmark.
+
+    Attributes:
+      name: short name used in tables and plots.
+      family: ``"ours: ..."``, ``"time-based"``, ``"signal-based"`` or ``"lr-free"``.
+      ours: whether this is one of our presets.
+      description: how it is built (for the report).
+      build: ``(lr, task, steps) -> tx``; ``lr`` may be a traced scalar.
+    """
+
+    name: str
+    family: str
+    ours: bool
+    description: str
+    build: Callable[[Any, Task, int], optax.GradientTransformationExtraArgs] = dataclasses.field(
+        repr=False, compare=False
+    )
+
+
+def preset_config(name: str, task: Task, base_lr: Any) -> adaptive_sched.Config:
+    """Our preset ``name`` as a :class:`adaptive_sched.Config` for ``task`` at ``base_lr`` (may be traced)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset name={name!r} is invalid: must be one of {', '.join(PRESETS)}.")
+    kwargs = dict(preset_kwargs(name, task))
+    lo, hi = LR_BOUNDS
+    return adaptive_sched.Config(base_lr=base_lr, min_lr=base_lr * lo, max_lr=base_lr * hi, **kwargs)
+
+
+def preset_kwargs(name: str, task: Task) -> dict[str, Any]:
+    """The Config keyword arguments of preset ``name`` on ``task`` (task-dependent values filled in)."""
+    kwargs = dict(PRESETS[name])
+    if name == "ours-reward-scaling" and task.reward_range is not None:
+        low, high = task.reward_range
+        kwargs.update(reward_center=(low + high) / 2.0, reward_span=(high - low) / 2.0)
+    if name == "ours-kl" and "kl_target" in task.details:
+        kwargs.update(kl_target=float(task.details["kl_target"]))
+    return kwargs
+
+
+def _ours(name: str) -> Method:
+    def build(lr: Any, task: Task, steps: int) -> optax.GradientTransformationExtraArgs:
+        del steps
+        cfg = preset_config(name, task, lr)
+        kwargs = {} if cfg.momentum_rule != "none" else {"b1": _B1}
+        return adaptive_sched.optax.inject_hyperparams(optax.adam, cfg)(**kwargs)
+
+    desc = ", ".join(f"{k}={v!r}" for k, v in PRESETS[name].items())
+    return Method(name, f"ours: {PRESET_FAMILY[name]}", True, f"Config({desc})", build)
+
+
+def _adam(lr: Any) -> optax.GradientTransformationExtraArgs:
+    return optax.inject_hyperparams(optax.adam, hyperparam_dtype=jnp.float32)(learning_rate=lr, b1=_B1)
+
+
+def _peers() -> list[Method]:
+    def constant(lr: Any, task: Task, steps: int) -> Any:
+        return _adam(lr)
+
+    def cosine(lr: Any, task: Task, steps: int) -> Any:
+        return _adam(optax.cosine_decay_schedule(lr, steps))
+
+    def onecycle(lr: Any, task: Task, steps: int) -> Any:
+        return _adam(optax.cosine_onecycle_schedule(steps, lr))
+
+    def plateau(lr: Any, task: Task, steps: int) -> Any:
+        return optax.chain(_adam(lr), optax.contrib.reduce_on_plateau(**PLATEAU))
+
+    def prodigy(lr: Any, task: Task, steps: int) -> Any:
+        inject = optax.inject_hyperparams(optax.contrib.prodigy, hyperparam_dtype=jnp.float32)
+        return inject(learning_rate=lr / task.base_lr)
+
+    def schedule_free(lr: Any, task: Task, steps: int) -> Any:
+        inject = optax.inject_hyperparams(optax.contrib.schedule_free_adamw, hyperparam_dtype=jnp.float32)
+        return inject(learning_rate=lr, b1=_B1)
+
+    plateau_desc = ", ".join(f"{k}={v}" for k, v in PLATEAU.items())
+    return [
+        Method("constant", "time-based", False, "optax.adam(lr)", constant),
+        Method("cosine", "time-based", False, "optax.cosine_decay_schedule(lr, steps), to 0", cosine),
+        Method(
+            "onecycle", "time-based", False,
+            "optax.cosine_onecycle_schedule(steps, peak_value=lr), optax defaults", onecycle,
+        ),
+        Method(
+            "plateau", "signal-based", False,
+            f"optax.chain(adam(lr), optax.contrib.reduce_on_plateau({plateau_desc})), value=loss",
+            plateau,
+        ),
+        Method(
+            "prodigy", "lr-free", False,
+            "optax.contrib.prodigy(learning_rate=grid multiplier) (nominal 1)", prodigy,
+        ),
+        Method(
+            "schedule-free", "lr-free", False,
+            "optax.contrib.schedule_free_adamw(lr), evaluated at its averaged iterate", schedule_free,
+        ),
+    ]  # fmt: skip
+
+
+def get_methods(task: Task, names: Sequence[str] | None = None) -> tuple[Method, ...]:
+    """The methods run on ``task``: our presets that apply to it, then the peers.
+
+    RL-only presets (reward, KL) run on RL tasks; ``ours-variance`` and
+    ``ours-momentum`` (loss-shape rules) on the supervised tasks only.
+
+    Args:
+      task: the task.
+      names: optional subset of method names (in this order); ``None`` = all.
+
+    Raises:
+      ValueError: if a name is unknown or does not apply to ``task``.
+    """
+    skip = _NON_RL_ONLY if task.is_rl else _RL_ONLY
+    ours = [_ours(n) for n in PRESETS if n not in skip]
+    available = {m.name: m for m in ours + _peers()}
+    if names is None:
+        return tuple(available.values())
+    out = []
+    for n in names:
+        if n not in available:
+            raise ValueError(
+                f"method name={n!r} is invalid for task {task.name!r}: must be one of "
+                f"{', '.join(available)}."
+            )
+        out.append(available[n])
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- switch
+
+
+class SwitchState(NamedTuple):
+    """State of :func:`switch`.
+
+    Attributes:
+      inner: every method's optimizer state.
+      index: which method this run applies.
+      effective_lr: the lr the selected method used in the last update
+        (:func:`adaptive_sched.bench._tasks.read_hparams` of its state).
+      effective_momentum: its momentum (NaN where not readable).
+    """
+
+    inner: tuple[Any, ...]
+    index: jax.Array
+    effective_lr: jax.Array
+    effective_momentum: jax.Array
+
+    def eval_params(self, params: Any) -> Any:
+        """The selected method's evaluation parameters (schedule-free: its averaged iterate)."""
+        return _select(self.index, [eval_params(s, params) for s in self.inner])
+
+
+def _select(index: jax.Array, options: Sequence[Any]) -> Any:
+    out = options[0]
+    for i, option in enumerate(options[1:], start=1):
+        out = jax.tree.map(lambda a, b, i=i: jnp.where(index == i, b, a), out, option)
+    return out
+
+
+def switch(
+    txs: Sequence[optax.GradientTransformation], index: jax.Array
+) -> optax.GradientTransformationExtraArgs:
+    """A transformation that applies ``txs[index]`` (``index`` may be traced).
+
+    Every transformation's state is initialised and updated with the same
+    gradients, params and extra args; only the selected one's updates are
+    returned. So a run with ``index = i`` follows exactly the trajectory of
+    ``txs[i]`` alone, and one compiled program serves all methods (under
+    ``vmap`` every branch is computed: the cost is one optimizer update per
+    method per step, small next to the model's forward and backward pass).
+    """
+    txs = [optax.with_extra_args_support(t) for t in txs]
+    index = jnp.asarray(index, jnp.int32)
+
+    def init_fn(params: Any) -> SwitchState:
+        states = tuple(t.init(params) for t in txs)
+        lr, mom = _select(index, [read_hparams(s) for s in states])
+        return SwitchState(states, index, lr, mom)
+
+    def update_fn(
+        updates: Any, state: SwitchState, params: Any = None, **extra_args: Any
+    ) -> tuple[Any, SwitchState]:
+        outs = [t.update(updates, s, params, **extra_args) for t, s in zip(txs, state.inner)]
+        new_updates = _select(state.index, [u for u, _ in outs])
+        states = tuple(s for _, s in outs)
+        lr, mom = _select(state.index, [read_hparams(s) for s in states])
+        return new_updates, SwitchState(states, state.index, lr, mom)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def method_table(task: Task, methods: Sequence[Method]) -> list[Mapping[str, str]]:
+    """Rows ``{name, family, description}`` for the report, presets resolved for ``task``."""
+    rows = []
+    for m in methods:
+        desc = m.description
+        if m.ours:
+            kw = preset_kwargs(m.name, task)
+            desc = "Config(" + ", ".join(f"{k}={v!r}" for k, v in kw.items()) + ")"
+        rows.append({"name": m.name, "family": m.family, "description": desc})
+    return rows

@@ -1,0 +1,469 @@
+"""Writing the benchmark's outputs: ``report.md``, ``results.json`` and PNG figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from adaptive_sched.bench import _stats
+from adaptive_sched.bench._runner import TaskResult
+from adaptive_sched.bench._summary import LOSE, WIN, verdict
+
+__all__ = ["plot_task", "plot_sensitivity", "write_json", "write_report"]
+
+_OURS_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585")
+_PEER_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#7f7f7f", "#bcbd22", "#000000")
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def jsonable(x: Any) -> Any:
+    """Arrays to nested lists with 6 significant digits; NaN/inf become None (valid JSON)."""
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic)):
+        arr = np.asarray(x)
+        if arr.dtype.kind in "iub":
+            return arr.tolist()
+        arr = arr.astype(np.float64)
+        rounded = np.char.mod("%.6g", arr).astype(np.float64)
+        return np.where(np.isfinite(arr), rounded, None).tolist()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(path: pathlib.Path, results: Sequence[TaskResult], summaries: Mapping[str, Any], meta: Mapping[str, Any], torch: Mapping[str, Any] | None) -> None:
+    """``results.json``: run metadata, per-task summaries and raw per-seed curves.
+
+    Layout: ``{"meta": ..., "tasks": {task: {"info", "methods", "grid", "seeds",
+    "steps", "timing", "summary", "runs": {method: {"x<mult>": {output: per-seed
+    arrays}}}}}, "torch": ...}``; each output is a list over seeds (curves:
+    lists over steps). NaN is written as null.
+    """
+    tasks: dict[str, Any] = {}
+    for res in results:
+        runs: dict[str, Any] = {}
+        for i, m in enumerate(res.methods):
+            runs[m] = {
+                f"x{g:g}": {k: jsonable(v[i, j]) for k, v in res.arrays.items() if k != "eval_steps"}
+                for j, g in enumerate(res.grid)
+            }
+        t = res.task
+        tasks[t.name] = {
+            "info": {
+                "metric": t.metric_name,
+                "higher_is_better": t.higher_is_better,
+                "base_lr": t.base_lr,
+                "size": t.size,
+                "description": t.description,
+                "details": jsonable(dict(t.details)),
+            },
+            "methods": res.methods,
+            "grid": res.grid,
+            "seeds": res.seeds,
+            "steps": res.steps,
+            "eval_steps": jsonable(res.arrays["eval_steps"][0, 0, 0]),
+            "timing": {"compile_s": res.compile_s, "run_s": res.run_s},
+            "summary": jsonable(summaries[t.name]),
+            "runs": runs,
+        }
+    doc = {"meta": jsonable(dict(meta)), "tasks": tasks, "torch": jsonable(torch) if torch else None}
+    path.write_text(json.dumps(doc, separators=(",", ":"), allow_nan=False))
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def method_colors(methods: Sequence[str], ours: set[str]) -> dict[str, tuple[str, str]]:
+    """A colour and line style per method, the same for a method name in every figure."""
+    from adaptive_sched.bench._methods import PRESETS, PEER_NAMES
+
+    out = {}
+    for m in methods:
+        if m in ours:
+            i = list(PRESETS).index(m) if m in PRESETS else len(out)
+            out[m] = (_OURS_COLORS[i % len(_OURS_COLORS)], "-")
+        else:
+            i = list(PEER_NAMES).index(m) if m in PEER_NAMES else len(out)
+            out[m] = (_PEER_COLORS[i % len(_PEER_COLORS)], "--")
+    return out
+
+
+def _band(ax: Any, x: np.ndarray, runs: np.ndarray, color: str, style: str, label: str) -> None:
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(runs, axis=0)
+        std = np.nanstd(runs, axis=0)
+    ax.plot(x, mean, color=color, linestyle=style, linewidth=1.6, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
+
+
+def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[str]:
+    """Two figures per task at the base lr: learning curves with seed bands, and lr/momentum trajectories.
+
+    Returns:
+      The file names written (relative to ``out_dir``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    task, a = res.task, res.arrays
+    g1 = int(np.argmin(np.abs(np.log(np.asarray(res.grid)))))
+    colors = method_colors(res.methods, ours)
+    steps = np.arange(1, res.steps + 1)
+    eval_x = np.concatenate([[0], a["eval_steps"][0, 0, 0]])
+    panels = [("metric", f"{task.metric_name} (eval)")]
+    panels += [("reward", "batch reward (10-step avg)"), ("kl", "KL to reference (10-step avg)")] if task.is_rl else [
+        ("loss", "training loss (10-step avg)")
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        for i, m in enumerate(res.methods):
+            color, style = colors[m]
+            if key == "metric":
+                y = np.concatenate([a["metric_init"][i, g1][:, None], a["metric_curve"][i, g1]], axis=1)
+                _band(ax, eval_x, y, color, style, m)
+            else:
+                _band(ax, steps, _stats.moving_average(a[key][i, g1], 10), color, style, m)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    direction = "higher" if task.higher_is_better else "lower"
+    fig.suptitle(
+        f"{task.name}: mean ± std over {res.seeds} seeds at the base lr {task.base_lr:g} ({direction} is better)"
+    )
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    names = [f"{task.name}-curves.png"]
+    fig.savefig(out_dir / names[0], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, m in enumerate(res.methods):
+        color, style = colors[m]
+        lr = np.nanmean(a["lr"][i, g1], axis=0)
+        if np.any(np.isfinite(lr)):
+            axes[0].plot(steps, lr, color=color, linestyle=style, label=m)
+        mom = np.nanmean(a["momentum"][i, g1], axis=0) if np.any(np.isfinite(a["momentum"][i, g1])) else None
+        if mom is not None:
+            axes[1].plot(steps, mom, color=color, linestyle=style, label=m)
+    axes[0].set_yscale("log")
+    axes[0].set_title("effective learning rate (seed mean)")
+    axes[1].set_title("momentum: Adam b1 (seed mean)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{task.name}: hyperparameter trajectories at the base lr {task.base_lr:g}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    names.append(f"{task.name}-hparams.png")
+    fig.savefig(out_dir / names[1], dpi=110)
+    plt.close(fig)
+    return names
+
+
+def plot_sensitivity(results: Sequence[TaskResult], ours: set[str], out_dir: pathlib.Path) -> str:
+    """One panel per task: seed-mean final metric (± std) against the lr multiplier, every method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows + 0.8), squeeze=False)
+    all_handles: dict[str, Any] = {}
+    for ax, res in zip(axes.flat, results):
+        colors = method_colors(res.methods, ours)
+        grid = np.asarray(res.grid)
+        for i, m in enumerate(res.methods):
+            color, style = colors[m]
+            final = res.arrays["metric"][i]
+            with np.errstate(invalid="ignore"):
+                mean, std = np.nanmean(final, -1), np.nanstd(final, -1)
+            (h,) = ax.plot(grid, mean, color=color, linestyle=style, marker="o", markersize=3, label=m)
+            ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.08, linewidth=0)
+            all_handles.setdefault(m, h)
+        ax.set_xscale("log")
+        arrow = "↑" if res.task.higher_is_better else "↓"
+        ax.set_title(f"{res.task.name}: final {res.task.metric_name} {arrow}")
+        ax.set_xlabel(f"lr multiplier (x base lr {res.task.base_lr:g})")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.legend(list(all_handles.values()), list(all_handles), loc="lower center", ncol=6, fontsize=9, frameon=False)
+    fig.suptitle("lr sensitivity: final metric vs base-lr multiplier (mean ± std over seeds)")
+    fig.tight_layout(rect=(0, 0.1 if rows == 1 else 0.06, 1, 0.96))
+    name = "lr-sensitivity.png"
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "nan"
+    return f"{x:.{digits}f}"
+
+
+def _ms(s: Mapping[str, Any]) -> str:
+    return f"{_f(s['mean'])} ± {_f(s['std'])}"
+
+
+def _iqm(s: Mapping[str, Any]) -> str:
+    return f"{_f(s['iqm'])} [{_f(s['ci'][0])}, {_f(s['ci'][1])}]"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _task_section(res: TaskResult, summary: Mapping[str, Any], figures: Sequence[str]) -> list[str]:
+    t = res.task
+    ms = summary["methods"]
+    best, best_t = summary["best_baseline"], summary["best_baseline_tuned"]
+    arrow = "higher is better" if t.higher_is_better else "lower is better"
+    lines = [
+        f"### {t.name}: {t.metric_name} ({arrow})",
+        "",
+        f"{t.description}. {res.steps} steps, base lr {t.base_lr:g}, {res.seeds} seeds. "
+        f"Before training: {_f(summary['reference'])}. Best baseline at the base lr: **{best}**; "
+        f"tuned: **{best_t}**.",
+        "",
+    ]
+    rows = []
+    for m in res.methods:
+        s = ms[m]
+        w = s["lr_window"]
+        rows.append(
+            [
+                f"**{m}**" if s["ours"] else m,
+                _ms(s["base"]),
+                _iqm(s["base"]),
+                _f(s["best_during_run"]),
+                f"x{s['tuned_multiplier']:g}: {_ms(s['tuned'])}",
+                f"{w['width']:.2f} ({w['points']} pts, x{w['low']:g}-x{w['high']:g})"
+                if w["points"]
+                else "n/a",
+                f"{s['diverged_base']}/{res.seeds} · {s['diverged_grid']}/{res.seeds * len(res.grid)}",
+                f"{_f(s.get('p_beats_best_baseline'), 2)} · {_f(s.get('p_beats_best_baseline_tuned'), 2)}",
+            ]
+        )
+    lines += _table(
+        [
+            "method",
+            "final @ base lr (mean ± std)",
+            "IQM [95% CI]",
+            "best during run",
+            "tuned lr: final",
+            "lr window (decades)",
+            "diverged base · grid",
+            "P(beats best baseline) base · tuned",
+        ],
+        rows,
+    )
+    if t.is_rl:
+        lines += ["", f"RL diagnostics at the base lr (sample-efficiency target: reward "
+                  f"{_f(summary.get('sample_efficiency_target'))}, 90% of the way from the initial reward "
+                  f"to {summary.get('sample_efficiency_best_method')}'s final reward):", ""]
+        rows = []
+        for m in res.methods:
+            r = ms[m]["rl"]
+            steps = r.get("steps_to_90pct")
+            rows.append(
+                [
+                    f"**{m}**" if ms[m]["ours"] else m,
+                    _f(r["mean_reward_over_training"]),
+                    _f(r["final_reward_var_across_seeds"], 4),
+                    _f(r["within_batch_reward_std"]),
+                    _f(r["kl_mean"], 2),
+                    _f(r["kl_std"], 2),
+                    _f(r["kl_final"], 2),
+                    "never" if steps is None else str(steps),
+                    f"{ms[m]['diverged_base']}/{res.seeds}",
+                ]
+            )
+        lines += _table(
+            [
+                "method",
+                "mean reward (training)",
+                "final reward var (seeds)",
+                "reward std (in batch)",
+                "KL mean",
+                "KL std (over steps)",
+                "KL final",
+                "steps to 90%",
+                "diverged",
+            ],
+            rows,
+        )
+    lines += [""] + [f"![{f}]({f})" for f in figures] + [""]
+    return lines
+
+
+def _verdicts(results: Sequence[TaskResult], summaries: Mapping[str, Any], ours: Sequence[str]) -> list[str]:
+    lines = []
+    for preset in ours:
+        parts = []
+        tally: dict[str, list[str]] = {"base": [], "tuned": []}
+        for res in results:
+            s = summaries[res.task.name]
+            m = s["methods"].get(preset)
+            if m is None or s["best_baseline"] is None:
+                continue
+            p, pt = m["p_beats_best_baseline"], m["p_beats_best_baseline_tuned"]
+            tally["base"].append(verdict(p))
+            tally["tuned"].append(verdict(pt))
+            b, bt = s["methods"][s["best_baseline"]], s["methods"][s["best_baseline_tuned"]]
+            parts.append(
+                f"{res.task.name}: {verdict(p)} at the base lr vs {s['best_baseline']} "
+                f"({_f(m['base']['mean'])} vs {_f(b['base']['mean'])}, P={_f(p, 2)}); "
+                f"{verdict(pt)} tuned vs {s['best_baseline_tuned']} "
+                f"({_f(m['tuned']['mean'])} vs {_f(bt['tuned']['mean'])}, P={_f(pt, 2)})"
+            )
+        if parts:
+            counts = "; ".join(
+                f"{where}: {v.count('wins')} win(s), {v.count('ties')} tie(s), {v.count('loses')} loss(es)"
+                for where, v in (("at the base lr", tally["base"]), ("tuned", tally["tuned"]))
+            )
+            lines.append(f"- **{preset}** ({len(parts)} tasks; {counts}). " + "; ".join(parts) + ".")
+    return lines
+
+
+def _headline(results: Sequence[TaskResult], summaries: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for res in results:
+        s = summaries[res.task.name]
+        if "ours" not in s["methods"] or s["best_baseline"] is None:
+            continue
+        o, b = s["methods"]["ours"], s["methods"][s["best_baseline"]]
+        bt = s["methods"][s["best_baseline_tuned"]]
+        best_ours = min(
+            (n for n, m in s["methods"].items() if m["ours"]),
+            key=lambda n: -(s["methods"][n]["p_beats_best_baseline"] or 0.0),
+        )
+        rows.append(
+            [
+                res.task.name,
+                res.task.metric_name + (" ↑" if res.task.higher_is_better else " ↓"),
+                _ms(o["base"]),
+                f"{s['best_baseline']}: {_ms(b['base'])}",
+                f"{_f(o['p_beats_best_baseline'], 2)} ({verdict(o['p_beats_best_baseline'])})",
+                f"{_ms(o['tuned'])} (x{o['tuned_multiplier']:g})",
+                f"{s['best_baseline_tuned']}: {_ms(bt['tuned'])} (x{bt['tuned_multiplier']:g})",
+                f"{_f(o['p_beats_best_baseline_tuned'], 2)} ({verdict(o['p_beats_best_baseline_tuned'])})",
+                f"{o['lr_window']['width']:.2f} vs {b['lr_window']['width']:.2f}",
+                f"{best_ours} ({_f(s['methods'][best_ours]['p_beats_best_baseline'], 2)})",
+            ]
+        )
+    return _table(
+        [
+            "task",
+            "metric",
+            "ours @ base lr",
+            "best baseline @ base lr",
+            "P(ours > it)",
+            "ours tuned",
+            "best baseline tuned",
+            "P(ours > it) tuned",
+            "lr window ours vs best baseline (decades)",
+            "best preset (P @ base)",
+        ],
+        rows,
+    )
+
+
+def write_report(
+    path: pathlib.Path,
+    results: Sequence[TaskResult],
+    summaries: Mapping[str, Any],
+    figures: Mapping[str, Sequence[str]],
+    sensitivity_figure: str | None,
+    setup: Mapping[str, Any],
+    torch_section: Sequence[str],
+) -> None:
+    """Render ``report.md``: headline table, verdicts, setup and definitions, per-task tables and figures."""
+    ours_names: list[str] = []
+    for res in results:
+        for m in res.methods:
+            if summaries[res.task.name]["methods"][m]["ours"] and m not in ours_names:
+                ours_names.append(m)
+    lines = [
+        "# adaptive-sched bench",
+        "",
+        f"{setup['when']} · adaptive-sched {setup['version']} · jax {setup['jax']} · optax {setup['optax']} · "
+        f"{setup['cpus']} CPU(s) · size `{setup['size']}` · {setup['seeds']} seeds · lr grid "
+        f"x{{{', '.join(f'{g:g}' for g in setup['grid'])}}} · wall time {setup['wall_s']:.0f} s",
+        "",
+        "## Headline: the quickstart configuration (`ours`) against the best baseline",
+        "",
+        f"*Best baseline* = the peer (constant, cosine, onecycle, plateau, prodigy, schedule-free) with the best "
+        f"IQM at the base lr; *tuned* = every method at its own best grid lr. P = probability that a seed of ours "
+        f"beats a seed of the baseline (≥ {WIN} reported as a win, ≤ {LOSE} as a loss, else a tie).",
+        "",
+    ]
+    lines += _headline(results, summaries)
+    lines += [
+        "",
+        "## Where each preset wins and loses",
+        "",
+        "Against the best baseline of each task, at the base lr and tuned (each at its own best grid lr). "
+        "A loss is a loss: the numbers are printed as measured.",
+        "",
+    ]
+    lines += _verdicts(results, summaries, ours_names)
+    lines += ["", "## Setup", "", "### Tasks", ""]
+    lines += _table(
+        ["task", "metric", "steps", "base lr", "description"],
+        [
+            [r.task.name, r.task.metric_name + (" ↑" if r.task.higher_is_better else " ↓"), str(r.steps), f"{r.task.base_lr:g}", r.task.description]
+            for r in results
+        ],
+    )
+    lines += ["", "### Methods", "", setup["methods_note"], ""]
+    lines += _table(["method", "family", "how it is built"], [[m["name"], m["family"], f"`{m['description']}`"] for m in setup["method_rows"]])
+    lines += ["", "Our presets (`PRESETS` in `adaptive_sched/bench/_methods.py`; every unlisted field is the Config default):", "", "```"]
+    lines += [f"{k}: {v}" for k, v in setup["presets"].items()]
+    lines += ["```", "", "### Definitions", ""]
+    lines += [f"- {d}" for d in setup["definitions"]]
+    lines += ["", "## Results per task", ""]
+    for res in results:
+        lines += _task_section(res, summaries[res.task.name], figures.get(res.task.name, ()))
+    lines += ["## lr sensitivity", ""]
+    rows = []
+    for res in results:
+        s = summaries[res.task.name]["methods"]
+        rows.append([res.task.name] + [
+            (f"{s[m]['lr_window']['width']:.2f}" if m in s else "–") for m in setup["all_methods"]
+        ])
+    lines += _table(["task"] + list(setup["all_methods"]), rows)
+    lines += ["", "Width in decades (log10 of the ratio of the largest to the smallest grid multiplier in the window; "
+              "adjacent grid points are about 0.5 decades apart, the whole grid spans 2).", ""]
+    if sensitivity_figure:
+        lines += [f"![lr sensitivity]({sensitivity_figure})", ""]
+    lines += ["## Torch mirror", ""] + list(torch_section) + [""]
+    lines += ["## Timing", ""]
+    lines += _table(
+        ["task", "runs", "compile (s)", "run (s)"],
+        [[r.task.name, str(len(r.methods) * len(r.grid) * r.seeds), f"{r.compile_s:.1f}", f"{r.run_s:.1f}"] for r in results],
+    )
+    lines += ["", f"Other stages: {setup['other_timing']}", ""]
+    path.write_text("\n".join(lines))

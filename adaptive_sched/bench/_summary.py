@@ -1,0 +1,187 @@
+"""Per-task summaries of the raw results: the numbers the report's tables show.
+
+Definitions (also printed in the report):
+
+* *final*: the task metric after the last step (held-out accuracy/loss, or the
+  mean reward of a fresh batch of samples from the final policy).
+* *best during run*: the best of the metric evaluated along the run and at its end.
+* *tuned*: the method at the grid lr with the best seed-mean final metric.
+* *diverged*: a run whose loss became non-finite at any step, whose final metric
+  is non-finite, or whose final metric is worse than before training (for RL
+  tasks: lower than the initial reward by more than 10% of the reward range:
+  a reward collapse).
+* *lr window*: :func:`adaptive_sched.bench._stats.lr_window` (5% of the best
+  improvement over the untrained model).
+* *sample efficiency* (RL): the first step at which the seed-mean reward,
+  smoothed by a trailing 10-step moving average, reaches
+  ``R_0 + 0.9 (R_best - R_0)``, where ``R_0`` is the reward before training and
+  ``R_best`` the best method's final mean reward at the base lr.
+* *P(beats best baseline)*: :func:`adaptive_sched.bench._stats.prob_improvement`
+  of the method's per-seed final metrics against those of the best peer (the
+  peer with the best IQM at the base lr; for *tuned*, the peer with the best
+  tuned mean), each at the same operating point.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from adaptive_sched.bench import _stats
+from adaptive_sched.bench._runner import TaskResult
+
+__all__ = ["summarize", "verdict"]
+
+_SMOOTH = 10
+_COLLAPSE = 0.1
+WIN, LOSE = 0.75, 0.25
+"""``P(beats best baseline)`` at or above WIN is reported as a win, at or below LOSE as a loss."""
+
+
+def verdict(p: float) -> str:
+    """``"wins"``, ``"loses"`` or ``"ties"`` for a probability of improvement ``p``."""
+    if not math.isfinite(p):
+        return "n/a"
+    return "wins" if p >= WIN else "loses" if p <= LOSE else "ties"
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _diverged(res: TaskResult) -> np.ndarray:
+    """Boolean (methods, grid, seeds): which runs diverged (see module docstring)."""
+    a, task = res.arrays, res.task
+    bad = ~np.all(np.isfinite(a["loss"]), axis=-1) | ~np.isfinite(a["metric"])
+    init = a["metric_init"]
+    margin = 0.0
+    if task.is_rl and task.reward_range is not None:
+        margin = _COLLAPSE * (task.reward_range[1] - task.reward_range[0])
+    with np.errstate(invalid="ignore"):
+        if task.higher_is_better:
+            worse = a["metric"] < init - margin
+        else:
+            worse = a["metric"] > init + margin
+    return bad | worse
+
+
+def _stats_of(x: np.ndarray) -> dict[str, Any]:
+    mean, std = _stats.mean_std(x)
+    lo, hi = _stats.bootstrap_ci(x)
+    return {
+        "mean": _finite(mean),
+        "std": _finite(std),
+        "iqm": _finite(_stats.iqm(x)),
+        "ci": [_finite(lo), _finite(hi)],
+        "per_seed": [_finite(v) for v in x],
+    }
+
+
+def _better(a: float, b: float, higher: bool) -> bool:
+    if not math.isfinite(a):
+        return False
+    if not math.isfinite(b):
+        return True
+    return a > b if higher else a < b
+
+
+def summarize(res: TaskResult, ours: set[str]) -> dict[str, Any]:
+    """The report's numbers for one task (JSON-ready: NaN becomes None).
+
+    Args:
+      res: the task's raw results.
+      ours: the names of our presets among ``res.methods``.
+
+    Returns:
+      ``{"methods": {name: {...}}, "best_baseline": ..., "best_baseline_tuned": ...,
+      "reference": ...}``; see the module docstring for each quantity.
+    """
+    a, task = res.arrays, res.task
+    higher = task.higher_is_better
+    grid = np.asarray(res.grid)
+    g1 = int(np.argmin(np.abs(np.log(grid))))  # the base lr (multiplier closest to 1)
+    diverged = _diverged(res)
+    final = a["metric"].astype(np.float64)
+    reference = float(np.nanmean(a["metric_init"]))
+    best_during = np.concatenate([a["metric_curve"], final[..., None]], axis=-1)
+    best_during = np.nanmax(best_during, -1) if higher else np.nanmin(best_during, -1)
+
+    methods: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(res.methods):
+        grid_means = np.array([np.mean(final[i, j]) for j in range(grid.size)])
+        window = _stats.lr_window(grid, grid_means, reference, higher)
+        score = np.where(np.isfinite(grid_means), grid_means if higher else -grid_means, -np.inf)
+        jt = int(np.argmax(score))
+        entry: dict[str, Any] = {
+            "ours": name in ours,
+            "base": _stats_of(final[i, g1]),
+            "best_during_run": _finite(float(np.mean(best_during[i, g1]))),
+            "tuned_multiplier": float(grid[jt]),
+            "tuned": _stats_of(final[i, jt]),
+            "grid_means": [_finite(v) for v in grid_means],
+            "grid_stds": [_finite(float(np.std(final[i, j], ddof=1))) if res.seeds > 1 else 0.0 for j in range(grid.size)],
+            "lr_window": window._asdict(),
+            "diverged_base": int(diverged[i, g1].sum()),
+            "diverged_grid": int(diverged[i].sum()),
+        }
+        if task.is_rl:
+            reward, kl = a["reward"][i, g1], a["kl"][i, g1]
+            entry["rl"] = {
+                "mean_reward_over_training": _finite(float(np.mean(reward))),
+                "final_reward_var_across_seeds": _finite(float(np.var(final[i, g1], ddof=1)) if res.seeds > 1 else 0.0),
+                "within_batch_reward_std": _finite(float(np.mean(a["reward_std"][i, g1]))),
+                "kl_mean": _finite(float(np.mean(kl))),
+                "kl_std": _finite(float(np.mean(np.std(kl, axis=-1)))),
+                "kl_final": _finite(float(np.mean(kl[:, -_SMOOTH:]))),
+            }
+        methods[name] = entry
+
+    peers = [n for n in res.methods if n not in ours]
+    out: dict[str, Any] = {
+        "reference": reference,
+        "base_index": g1,
+        "methods": methods,
+        "best_baseline": None,
+        "best_baseline_tuned": None,
+    }
+    if peers:
+        best = peers[0]
+        for n in peers[1:]:
+            if _better(_nan(methods[n]["base"]["iqm"]), _nan(methods[best]["base"]["iqm"]), higher):
+                best = n
+        best_t = peers[0]
+        for n in peers[1:]:
+            if _better(_nan(methods[n]["tuned"]["mean"]), _nan(methods[best_t]["tuned"]["mean"]), higher):
+                best_t = n
+        out["best_baseline"], out["best_baseline_tuned"] = best, best_t
+        ib, it = res.methods.index(best), res.methods.index(best_t)
+        jt_b = grid.tolist().index(methods[best_t]["tuned_multiplier"])
+        for i, name in enumerate(res.methods):
+            m = methods[name]
+            jt = grid.tolist().index(m["tuned_multiplier"])
+            m["p_beats_best_baseline"] = _stats.prob_improvement(final[i, g1], final[ib, g1], higher)
+            m["p_beats_best_baseline_tuned"] = _stats.prob_improvement(final[i, jt], final[it, jt_b], higher)
+    if task.is_rl:
+        _sample_efficiency(res, out, g1)
+    return out
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _sample_efficiency(res: TaskResult, out: dict[str, Any], g1: int) -> None:
+    methods = out["methods"]
+    finals = {n: _nan(m["base"]["mean"]) for n, m in methods.items()}
+    best_name = max((n for n in finals if math.isfinite(finals[n])), key=lambda n: finals[n], default=None)
+    if best_name is None:
+        return
+    r0 = out["reference"]
+    target = r0 + 0.9 * (finals[best_name] - r0)
+    out["sample_efficiency_target"] = target
+    out["sample_efficiency_best_method"] = best_name
+    for i, name in enumerate(res.methods):
+        curve = _stats.moving_average(np.nanmean(res.arrays["reward"][i, g1], axis=0), _SMOOTH)
+        methods[name]["rl"]["steps_to_90pct"] = _stats.steps_to_reach(curve, target, True)

@@ -1,0 +1,106 @@
+"""`adaptive-sched bench`: help, argument checks, light imports, and a quick end-to-end run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from adaptive_sched import _cli
+from adaptive_sched.bench import _cli as bench_cli
+
+
+def _help() -> str:
+    parser = argparse.ArgumentParser(prog="bench")
+    bench_cli.add_arguments(parser)
+    return parser.format_help()
+
+
+def test_help_documents_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping inside task names
+    text = _help()
+    for opt in ("--out", "--tasks", "--seeds", "--quick", "--full", "--no-torch"):
+        assert opt in text
+    for name in bench_cli._TASK_NAMES:
+        assert name in text
+
+
+def test_cli_task_names_match_the_tasks() -> None:
+    pytest.importorskip("jax")
+    from adaptive_sched.bench._tasks import TASK_NAMES
+
+    assert bench_cli._TASK_NAMES == TASK_NAMES
+
+
+def test_importing_the_cli_is_light() -> None:
+    code = (
+        "import sys, adaptive_sched._cli as c; c.build_parser(); "
+        "heavy = [m for m in ('jax', 'optax', 'torch', 'matplotlib', 'sklearn') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tasks", "digits-mlp,nope"], "unknown task(s) nope"),
+        (["--tasks", ","], "at least one task"),
+        (["--seeds", "0"], "must be >= 1"),
+        (["--seeds", "two"], "not an integer"),
+        (["--quick", "--full"], "not allowed with"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _cli.main(["bench", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("jax")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "bench"
+    code = _cli.main(["bench", "--quick", "--seeds", "2", "--tasks", "digits-mlp", "--out", str(out)])
+    assert code == 0
+    assert str(out / "report.md") in capsys.readouterr().out
+
+    report = (out / "report.md").read_text()
+    for heading in ("## Headline", "## Where each preset wins and loses", "### digits-mlp", "## lr sensitivity",
+                    "## Torch mirror", "## Timing"):  # fmt: skip
+        assert heading in report
+    assert "min_lr = lr x 0.01 and max_lr = lr x 10" in report
+    assert "| **ours** |" in report
+
+    doc = json.loads((out / "results.json").read_text())
+    task = doc["tasks"]["digits-mlp"]
+    assert task["seeds"] == 2 and task["grid"] == [0.1, 0.3, 1.0, 3.0, 10.0]
+    run = task["runs"]["ours"]["x1"]
+    assert len(run["metric"]) == 2 and len(run["loss"]) == 2 and len(run["loss"][0]) == task["steps"]
+    assert set(task["runs"]) == set(task["methods"])
+    assert task["summary"]["best_baseline"] in task["methods"]
+
+    pngs = sorted(out.glob("*.png"))
+    assert {p.name for p in pngs} >= {"digits-mlp-curves.png", "digits-mlp-hparams.png", "lr-sensitivity.png"}
+    import matplotlib.image
+
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        image = matplotlib.image.imread(png)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
+    try:
+        import torch  # noqa: F401
+
+        from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: F401
+    except ImportError:
+        assert "Skipped:" in report
+    else:
+        assert "torch-digits-mlp.png" in {p.name for p in pngs}
+        assert doc["torch"]["summary"]["digits-mlp"]["best_baseline"] in ("constant", "cosine", "onecycle", "plateau")

@@ -1,0 +1,89 @@
+"""Bench methods: presets, the method switch (one program for all methods) and the runner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+optax = pytest.importorskip("optax")
+pytest.importorskip("sklearn")
+
+import adaptive_sched  # noqa: E402
+from adaptive_sched.bench import _methods  # noqa: E402
+from adaptive_sched.bench._runner import run_task  # noqa: E402
+from adaptive_sched.bench._tasks import get_task  # noqa: E402
+
+
+def test_methods_per_task_family() -> None:
+    sup = get_task("logreg", "tiny")
+    names = [m.name for m in _methods.get_methods(sup)]
+    assert names[:4] == ["ours", "ours-variance", "ours-momentum", "ours-gradnorm"]
+    assert names[4:] == list(_methods.PEER_NAMES)
+    assert not any(n in names for n in ("ours-reward-trend", "ours-reward-scaling", "ours-kl"))
+    with pytest.raises(ValueError, match="method name='ours-kl' is invalid for task 'logreg'"):
+        _methods.get_methods(sup, ["ours-kl"])
+    assert [m.name for m in _methods.get_methods(sup, ["cosine", "ours"])] == ["cosine", "ours"]
+
+
+def test_presets_resolve_per_task_and_bounds_follow_the_grid(tiny_policy: object) -> None:
+    length = get_task("rl-length", "tiny", policy=tiny_policy)
+    names = [m.name for m in _methods.get_methods(length)]
+    assert {"ours-reward-trend", "ours-reward-scaling", "ours-kl", "ours-gradnorm"} <= set(names)
+    cfg = _methods.preset_config("ours-reward-scaling", length, 0.02)
+    assert cfg.reward_rule == "scaling"
+    assert cfg.reward_center == pytest.approx(-0.5) and cfg.reward_span == pytest.approx(0.5)
+    assert cfg.min_lr == pytest.approx(0.02 * _methods.LR_BOUNDS[0])
+    assert cfg.max_lr == pytest.approx(0.02 * _methods.LR_BOUNDS[1])
+    assert _methods.preset_config("ours-kl", length, 0.02).kl_target == pytest.approx(length.details["kl_target"])
+    quick = _methods.preset_config("ours", length, 0.02)
+    assert (quick.lr_rule, quick.reward_rule, quick.ema_reward_beta) == ("trend", "trend", 0.9)
+    with pytest.raises(ValueError, match="preset name='fast'"):
+        _methods.preset_config("fast", length, 0.02)
+
+
+def test_switch_follows_each_method_exactly() -> None:
+    """A run through the switch with index i equals a run of method i alone."""
+    task = get_task("logreg", "tiny")
+    picked = _methods.get_methods(task, ["ours-gradnorm", "plateau", "prodigy", "schedule-free"])
+    steps, lr = 25, jnp.float32(task.base_lr)
+    key = jax.random.key(7)
+    via_switch = jax.jit(
+        jax.vmap(lambda i: task.run(_methods.switch([m.build(lr, task, steps) for m in picked], i), key, steps))
+    )(jnp.arange(len(picked)))
+    for i, m in enumerate(picked):
+        alone = jax.jit(lambda k, m=m: task.run(m.build(lr, task, steps), k, steps))(key)
+        for out in ("loss", "lr", "metric"):
+            np.testing.assert_allclose(
+                np.asarray(via_switch[out][i]), np.asarray(alone[out]), rtol=2e-5, atol=1e-7, err_msg=f"{m.name} {out}"
+            )
+
+
+def test_run_task_shapes_and_grid() -> None:
+    task = get_task("logreg", "tiny")
+    methods = _methods.get_methods(task, ["ours", "constant", "cosine"])
+    res = run_task(task, methods, (0.1, 1.0, 10.0), seeds=2, steps=6)
+    assert res.methods == ["ours", "constant", "cosine"] and res.grid == [0.1, 1.0, 10.0]
+    assert res.arrays["loss"].shape == (3, 3, 2, 6) and res.arrays["metric"].shape == (3, 3, 2)
+    lr = res.arrays["lr"]
+    np.testing.assert_allclose(lr[1, :, :, 0], task.base_lr * np.array([[0.1] * 2, [1.0] * 2, [10.0] * 2]), rtol=1e-6)
+    np.testing.assert_allclose(lr[1], lr[1][..., :1] * np.ones(6), rtol=1e-6)  # constant stays constant
+    assert np.all(np.diff(lr[2], axis=-1) <= 0)  # cosine decays
+    # common random numbers: seed s starts every method and lr from the same init
+    init = res.arrays["metric_init"]
+    np.testing.assert_array_equal(init, np.broadcast_to(init[0, 0], init.shape))
+    assert res.compile_s > 0 and res.run_s > 0
+    with pytest.raises(ValueError, match="seeds=0"):
+        run_task(task, methods, (1.0,), seeds=0)
+    with pytest.raises(ValueError, match="grid="):
+        run_task(task, methods, (1.0, -1.0), seeds=1)
+    with pytest.raises(ValueError, match="methods=()"):
+        run_task(task, (), (1.0,), seeds=1)
+
+
+def test_ours_is_the_optax_front_door() -> None:
+    task = get_task("logreg", "tiny")
+    tx = _methods.get_methods(task, ["ours"])[0].build(jnp.float32(0.03), task, 10)
+    state = tx.init({"w": jnp.zeros(3), "b": jnp.zeros(())})
+    assert isinstance(state, adaptive_sched.optax.AdaptiveHyperparamsState)
