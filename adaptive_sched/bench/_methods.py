@@ -64,6 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ours-reward-trend": {"reward_rule": "trend"},
     "ours-reward-scaling": {"reward_rule": "scaling"},
     "ours-kl": {"kl_rule": "target"},
+    "ours-cosine": {"lr_rule": "trend", "reward_rule": "trend", "ema_reward_beta": 0.9},
 }
 """Our named presets: ``Config`` keyword arguments (the lr bounds come from the grid).
 
@@ -82,7 +83,12 @@ PRESET_FAMILY: dict[str, str] = {
     "ours-reward-trend": "reward-driven",
     "ours-reward-scaling": "reward-driven",
     "ours-kl": "KL-target",
+    "ours-cosine": "quickstart x cosine base schedule (lr = cosine(t) x factor)",
 }
+PRESET_SCHEDULES: dict[str, str] = {"ours-cosine": "cosine"}
+"""Presets whose base lr follows a time-based schedule (``schedule=`` of the optax
+front door): ``"cosine"`` is ``optax.cosine_decay_schedule(lr, steps)``, the
+same schedule as the ``cosine`` peer, times the controller's factor."""
 _RL_ONLY = ("ours-reward-trend", "ours-reward-scaling", "ours-kl")
 _NON_RL_ONLY = ("ours-variance", "ours-momentum")
 
@@ -145,10 +151,10 @@ def preset_kwargs(name: str, task: Task) -> dict[str, Any]:
 
 def _ours(name: str) -> Method:
     def build(lr: Any, task: Task, steps: int) -> optax.GradientTransformationExtraArgs:
-        del steps
         cfg = preset_config(name, task, lr)
         kwargs = {} if cfg.momentum_rule != "none" else {"b1": _B1}
-        return adaptive_sched.optax.inject_hyperparams(optax.adam, cfg)(**kwargs)
+        schedule = optax.cosine_decay_schedule(lr, steps) if name in PRESET_SCHEDULES else None
+        return adaptive_sched.optax.inject_hyperparams(optax.adam, cfg, schedule=schedule)(**kwargs)
 
     desc = ", ".join(f"{k}={v!r}" for k, v in PRESETS[name].items())
     return Method(name, f"ours: {PRESET_FAMILY[name]}", True, f"Config({desc})", build)
@@ -303,5 +309,7 @@ def method_table(task: Task, methods: Sequence[Method]) -> list[Mapping[str, str
         if m.ours:
             kw = preset_kwargs(m.name, task)
             desc = "Config(" + ", ".join(f"{k}={v!r}" for k, v in kw.items()) + ")"
+            if m.name in PRESET_SCHEDULES:
+                desc += ", schedule=optax.cosine_decay_schedule(lr, steps)"
         rows.append({"name": m.name, "family": m.family, "description": desc})
     return rows

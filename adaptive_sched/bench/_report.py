@@ -441,7 +441,12 @@ def write_report(
     lines += ["", "### Methods", "", setup["methods_note"], ""]
     lines += _table(["method", "family", "how it is built"], [[m["name"], m["family"], f"`{m['description']}`"] for m in setup["method_rows"]])
     lines += ["", "Our presets (`PRESETS` in `adaptive_sched/bench/_methods.py`; every unlisted field is the Config default):", "", "```"]
-    lines += [f"{k}: {v}" for k, v in setup["presets"].items()]
+    from adaptive_sched.bench._methods import PRESET_SCHEDULES
+
+    lines += [
+        f"{k}: {v}" + (f"  + schedule={PRESET_SCHEDULES[k]} (optax.cosine_decay_schedule(lr, steps))" if k in PRESET_SCHEDULES else "")
+        for k, v in setup["presets"].items()
+    ]
     lines += ["```", "", "### Definitions", ""]
     lines += [f"- {d}" for d in setup["definitions"]]
     lines += ["", "## Results per task", ""]

@@ -19,8 +19,8 @@ from adaptive_sched.bench._tasks import get_task  # noqa: E402
 def test_methods_per_task_family() -> None:
     sup = get_task("logreg", "tiny")
     names = [m.name for m in _methods.get_methods(sup)]
-    assert names[:4] == ["ours", "ours-variance", "ours-momentum", "ours-gradnorm"]
-    assert names[4:] == list(_methods.PEER_NAMES)
+    assert names[:5] == ["ours", "ours-variance", "ours-momentum", "ours-gradnorm", "ours-cosine"]
+    assert names[5:] == list(_methods.PEER_NAMES)
     assert not any(n in names for n in ("ours-reward-trend", "ours-reward-scaling", "ours-kl"))
     with pytest.raises(ValueError, match="method name='ours-kl' is invalid for task 'logreg'"):
         _methods.get_methods(sup, ["ours-kl"])
@@ -37,6 +37,7 @@ def test_presets_resolve_per_task_and_bounds_follow_the_grid(tiny_policy: object
     assert cfg.min_lr == pytest.approx(0.02 * _methods.LR_BOUNDS[0])
     assert cfg.max_lr == pytest.approx(0.02 * _methods.LR_BOUNDS[1])
     assert _methods.preset_config("ours-kl", length, 0.02).kl_target == pytest.approx(length.details["kl_target"])
+    assert "ours-cosine" in names
     quick = _methods.preset_config("ours", length, 0.02)
     assert (quick.lr_rule, quick.reward_rule, quick.ema_reward_beta) == ("trend", "trend", 0.9)
     with pytest.raises(ValueError, match="preset name='fast'"):
@@ -87,3 +88,20 @@ def test_ours_is_the_optax_front_door() -> None:
     tx = _methods.get_methods(task, ["ours"])[0].build(jnp.float32(0.03), task, 10)
     state = tx.init({"w": jnp.zeros(3), "b": jnp.zeros(())})
     assert isinstance(state, adaptive_sched.optax.AdaptiveHyperparamsState)
+
+
+def test_cosine_preset_is_the_quickstart_times_the_cosine_schedule() -> None:
+    import jax.numpy as jnp
+    import optax
+
+    task = get_task("logreg", "tiny")
+    (method,) = _methods.get_methods(task, ["ours-cosine"])
+    tx = method.build(0.1, task, 10)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    sched = optax.cosine_decay_schedule(0.1, 10)
+    for t in range(10):
+        _, state = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(5.0 - t))
+        factor = 1.01**t  # the loss improves at every step after the first
+        lr = float(optax.tree.get(state, "learning_rate"))
+        assert lr == pytest.approx(max(float(sched(t)) * factor, 0.1 * _methods.LR_BOUNDS[0]), rel=1e-4)
