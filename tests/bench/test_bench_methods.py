@@ -105,3 +105,11 @@ def test_cosine_preset_is_the_quickstart_times_the_cosine_schedule() -> None:
         factor = 1.01**t  # the loss improves at every step after the first
         lr = float(optax.tree.get(state, "learning_rate"))
         assert lr == pytest.approx(max(float(sched(t)) * factor, 0.1 * _methods.LR_BOUNDS[0]), rel=1e-4)
+
+
+def test_every_method_has_its_own_colour_and_style() -> None:
+    from adaptive_sched.bench._report import method_colors
+
+    names = list(_methods.PRESETS) + list(_methods.PEER_NAMES)
+    colors = method_colors(names, set(_methods.PRESETS))
+    assert len(set(colors.values())) == len(names)
