@@ -28,7 +28,9 @@ class AdaptiveHyperparamsState(NamedTuple):
     """State of :func:`inject_hyperparams`.
 
     Attributes:
-      controller: the controller's :class:`~adaptive_sched.State`.
+      controller: the controller's :class:`~adaptive_sched.State` with
+        ``config=None`` (the config lives in the transformation; re-attach it
+        with ``state.controller._replace(config=config)`` to use the core directly).
       inner_state: the wrapped ``optax.inject_hyperparams`` state; its
         ``hyperparams`` dict holds the lr (and momentum) the controller set, so
         ``optax.tree.get(state, "learning_rate")`` reads the current lr.
@@ -42,7 +44,8 @@ class ScaleByControllerState(NamedTuple):
     """State of :func:`scale_by_controller`.
 
     Attributes:
-      controller: the controller's :class:`~adaptive_sched.State`.
+      controller: the controller's :class:`~adaptive_sched.State` with
+        ``config=None`` (as in :class:`AdaptiveHyperparamsState`).
       hparams: the :class:`~adaptive_sched.Hparams` of the last update
         (``optax.tree.get(state, "lr_scale")`` reads the current scale).
     """
@@ -72,7 +75,18 @@ def _signals(updates: Any, config: Config, value: Any, reward: Any, grad_norm: A
 
 
 def _init_controller(config: Config) -> State:
-    return init(config, xp=jnp)
+    # The config is not carried in the optimizer state: it lives in the
+    # transformation (so XLA can fold Python-float knobs into constants, and a
+    # training loop's carry holds 20 scalars instead of 48; each carried scalar
+    # costs a copy per step on CPU). See _step_controller.
+    return init(config, xp=jnp)._replace(config=None)
+
+
+def _step_controller(config: Config, controller: State, signals: Signals) -> tuple[State, Hparams, Config]:
+    """One controller update with the transformation's config re-attached."""
+    cfg = config._map(lambda v: jnp.asarray(v, jnp.float32))
+    new, hp = update(controller._replace(config=cfg), signals)
+    return new._replace(config=None), hp, cfg
 
 
 def inject_hyperparams(
@@ -185,9 +199,9 @@ def inject_hyperparams(
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
             signals = _signals(updates, config, value, reward, grad_norm, kl)
-            controller, hp = update(state.controller, signals)
+            controller, hp, cfg = _step_controller(config, state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
-            hyperparams["learning_rate"] = _scheduled_lr(hp, controller, schedule, state.controller.step)
+            hyperparams["learning_rate"] = _scheduled_lr(hp, cfg, schedule, state.controller.step)
             if mom_name is not None:
                 hyperparams[mom_name] = hp.momentum
             inner_state = state.inner_state._replace(hyperparams=hyperparams)
@@ -201,10 +215,9 @@ def inject_hyperparams(
     return make
 
 
-def _scheduled_lr(hp: Hparams, controller: State, schedule: optax.Schedule | None, count: Any) -> Any:
+def _scheduled_lr(hp: Hparams, cfg: Config, schedule: optax.Schedule | None, count: Any) -> Any:
     if schedule is None:
         return hp.lr
-    cfg = controller.config
     lr = jnp.asarray(schedule(count), jnp.float32) * hp.lr_scale
     return jnp.clip(lr, cfg.min_lr, cfg.max_lr).astype(jnp.float32)
 
@@ -246,7 +259,7 @@ def scale_by_controller(
         del params
         controller = _init_controller(config)
         one = jnp.ones((), jnp.float32)
-        hp = Hparams(lr=controller.config.base_lr, momentum=controller.current_momentum, lr_scale=one)
+        hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=controller.current_momentum, lr_scale=one)
         return ScaleByControllerState(controller=controller, hparams=hp)
 
     def update_fn(
@@ -262,10 +275,10 @@ def scale_by_controller(
     ) -> tuple[Any, ScaleByControllerState]:
         del params, extra_args
         signals = _signals(updates, config, value, reward, grad_norm, kl)
-        controller, hp = update(state.controller, signals)
+        controller, hp, cfg = _step_controller(config, state.controller, signals)
         if schedule is not None:
-            lr = _scheduled_lr(hp, controller, schedule, state.controller.step)
-            hp = hp._replace(lr=lr, lr_scale=lr / controller.config.base_lr)
+            lr = _scheduled_lr(hp, cfg, schedule, state.controller.step)
+            hp = hp._replace(lr=lr, lr_scale=lr / cfg.base_lr)
         updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
         return updates, ScaleByControllerState(controller=controller, hparams=hp)
 
