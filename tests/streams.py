@@ -76,3 +76,29 @@ def random_stream(seed: int, n: int, hostile: float = 0.2) -> list[A.Signals]:
 
 def as_float(x: Any) -> float:
     return float(np.asarray(x))
+
+
+def run_numpy(cfg: A.Config, signals: list[A.Signals]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: the core on NumPy, eagerly. Returns the lr and momentum sequences."""
+    state = A.init(cfg, xp=np)
+    lr, mom = [], []
+    for sig in signals:
+        state, hp = A.update(state, sig)
+        lr.append(as_float(hp.lr))
+        mom.append(as_float(hp.momentum))
+    return np.array(lr), np.array(mom)
+
+
+def load_example(name: str) -> Any:
+    """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from streams import ALL_COMBOS, as_float, config_for, random_stream
+from streams import ALL_COMBOS, as_float, config_for, random_stream, run_numpy
 
 import adaptive_sched as A
 
@@ -35,16 +35,6 @@ def stacked(signals: list[A.Signals]) -> A.Signals:
     return A.Signals(*(np.array([v for v in col], np.float64) for col in zip(*signals)))
 
 
-def eager_numpy(cfg: A.Config, signals: list[A.Signals]) -> tuple[np.ndarray, np.ndarray]:
-    state = A.init(cfg, xp=np)
-    lr, mom = [], []
-    for s in signals:
-        state, hp = A.update(state, s)
-        lr.append(as_float(hp.lr))
-        mom.append(as_float(hp.momentum))
-    return np.array(lr), np.array(mom)
-
-
 @pytest.mark.parametrize("combo", COMBOS, ids="-".join)
 def test_jit_equals_eager_equals_numpy(combo: tuple[str, ...], x64: bool) -> None:
     cfg = config_for(combo)
@@ -60,7 +50,7 @@ def test_jit_equals_eager_equals_numpy(combo: tuple[str, ...], x64: bool) -> Non
         mom_j.append(as_float(hj.momentum))
         assert hj.lr.dtype == jnp.float32 and hj.momentum.dtype == jnp.float32
     assert all(leaf.dtype in (jnp.float32, jnp.int32) for leaf in jax.tree.leaves(s_jit))
-    lr_n, mom_n = eager_numpy(cfg, stream)
+    lr_n, mom_n = run_numpy(cfg, stream)
     np.testing.assert_allclose(lr_j, lr_e, rtol=1e-6)
     np.testing.assert_allclose(lr_j, lr_n, rtol=1e-5)
     np.testing.assert_allclose(mom_j, mom_n, rtol=1e-5, atol=1e-7)
@@ -108,7 +98,7 @@ def test_vmap_over_three_stacked_configs_equals_three_runs(x64: bool) -> None:
         lr_i, mom_i = jax.jit(scan_run)(cfg, sigs)
         np.testing.assert_allclose(np.asarray(lr_v[i]), np.asarray(lr_i), rtol=1e-6)
         np.testing.assert_allclose(np.asarray(mom_v[i]), np.asarray(mom_i), rtol=1e-6)
-        lr_n, _ = eager_numpy(cfg, stream)
+        lr_n, _ = run_numpy(cfg, stream)
         np.testing.assert_allclose(np.asarray(lr_i), lr_n, rtol=1e-5)
 
 

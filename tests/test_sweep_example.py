@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from streams import load_example
 
 pytest.importorskip("jax")
 pytest.importorskip("matplotlib")
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sweep_example.py"
-
 
 def test_sweep_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("sweep_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("sweep_example")
 
     result = module.main(steps=30, seeds=2, out=str(tmp_path))
     assert [g.rules[0] for g in result.groups] == ["trend", "variance"]
@@ -34,10 +29,7 @@ def test_sweep_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_bench_sweep_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("sklearn")
-    spec = importlib.util.spec_from_file_location("bench_sweep", EXAMPLE.parent / "bench_sweep.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("bench_sweep")
 
     threads = torch.get_num_threads()
     grid = {"trend_up": [1.01, 1.1], "ema_beta": [0.5, 0.9]}

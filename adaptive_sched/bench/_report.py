@@ -98,7 +98,7 @@ def method_colors(methods: Sequence[str], ours: set[str]) -> dict[str, tuple[str
     return out
 
 
-def _band(ax: Any, x: np.ndarray, runs: np.ndarray, color: str, style: str, label: str) -> None:
+def band(ax: Any, x: np.ndarray, runs: np.ndarray, color: str, style: str, label: str) -> None:
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(runs, axis=0)
         std = np.nanstd(runs, axis=0)
@@ -132,9 +132,9 @@ def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[st
             color, style = colors[m]
             if key == "metric":
                 y = np.concatenate([a["metric_init"][i, g1][:, None], a["metric_curve"][i, g1]], axis=1)
-                _band(ax, eval_x, y, color, style, m)
+                band(ax, eval_x, y, color, style, m)
             else:
-                _band(ax, steps, _stats.moving_average(a[key][i, g1], 10), color, style, m)
+                band(ax, steps, _stats.moving_average(a[key][i, g1], 10), color, style, m)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

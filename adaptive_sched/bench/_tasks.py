@@ -297,6 +297,20 @@ def _normal(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
 # --------------------------------------------------------------------------- digits-mlp
 
 
+def _minibatch_grad_step(
+    loss_fn: Callable[[Any, jax.Array, jax.Array], jax.Array], x_np: np.ndarray, y_np: np.ndarray, batch: int
+) -> Callable[[Any, jax.Array], tuple[jax.Array, Any, dict[str, jax.Array]]]:
+    """A supervised ``grad_step``: loss and gradients on a batch drawn with replacement by ``key``."""
+
+    def grad_step(p: Any, key: jax.Array) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
+        x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+        idx = jax.random.randint(key, (batch,), 0, x.shape[0], dtype=jnp.int32)
+        value, grads = jax.value_and_grad(loss_fn)(p, x[idx], y[idx])
+        return value, grads, {}
+
+    return grad_step
+
+
 def _digits_mlp(size: str) -> Task:
     s = _data.DIGITS_SIZES[size]
     xtr_np, ytr_np, xte_np, yte_np = _data.digits_data()
@@ -319,11 +333,7 @@ def _digits_mlp(size: str) -> Task:
     def loss_fn(p: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
         return optax.softmax_cross_entropy_with_integer_labels(logits(p, x), y).mean()
 
-    def grad_step(p: Any, key: jax.Array) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
-        xtr, ytr = jnp.asarray(xtr_np), jnp.asarray(ytr_np)
-        idx = jax.random.randint(key, (batch,), 0, xtr.shape[0], dtype=jnp.int32)
-        value, grads = jax.value_and_grad(loss_fn)(p, xtr[idx], ytr[idx])
-        return value, grads, {}
+    grad_step = _minibatch_grad_step(loss_fn, xtr_np, ytr_np, batch)
 
     def evaluate(p: Any, key: jax.Array) -> jax.Array:
         del key
@@ -363,11 +373,7 @@ def _logreg(size: str) -> Task:
     def loss_fn(p: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
         return nll(p, x, y) + 0.5 * _data.LOGREG_L2 * jnp.sum(p["w"] ** 2)
 
-    def grad_step(p: Any, key: jax.Array) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
-        xtr, ytr = jnp.asarray(xtr_np), jnp.asarray(ytr_np)
-        idx = jax.random.randint(key, (batch,), 0, xtr.shape[0], dtype=jnp.int32)
-        value, grads = jax.value_and_grad(loss_fn)(p, xtr[idx], ytr[idx])
-        return value, grads, {}
+    grad_step = _minibatch_grad_step(loss_fn, xtr_np, ytr_np, batch)
 
     def evaluate(p: Any, key: jax.Array) -> jax.Array:
         del key

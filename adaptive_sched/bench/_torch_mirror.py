@@ -385,6 +385,7 @@ def plot(result: Mapping[str, Any], out_dir: pathlib.Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from adaptive_sched.bench._report import band
     from adaptive_sched.bench._report import method_colors
 
     names = []
@@ -396,10 +397,8 @@ def plot(result: Mapping[str, Any], out_dir: pathlib.Path) -> list[str]:
             color, style = colors[m]
             y = np.array([run[key] for run in r["runs"][m]], np.float64)
             y = _stats.moving_average(y, 10)
-            mean, std = y.mean(0), y.std(0)
             x = np.arange(1, y.shape[1] + 1)
-            axes[0].plot(x, mean, color=color, linestyle=style, label=m)
-            axes[0].fill_between(x, mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
+            band(axes[0], x, y, color, style, m)
             for ax, k in ((axes[1], "lr"), (axes[2], "momentum")):
                 ax.plot(x, np.array([run[k] for run in r["runs"][m]], np.float64).mean(0), color=color, linestyle=style)
         axes[0].set_title(f"{'batch reward' if key == 'reward' else 'training loss'} (10-step avg, mean ± std)")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from streams import as_float, config_for, random_stream
+from streams import as_float, config_for, random_stream, run_numpy
 
 import adaptive_sched as A
 
@@ -144,16 +144,6 @@ def reference_jax(cfg: A.Config, stream: list[A.Signals]) -> tuple[np.ndarray, n
     return np.array(lr), np.array(mom)
 
 
-def reference_numpy(cfg: A.Config, stream: list[A.Signals]) -> tuple[np.ndarray, np.ndarray]:
-    state = A.init(cfg, xp=np)
-    lr, mom = [], []
-    for sig in stream:
-        state, hp = A.update(state, sig)
-        lr.append(as_float(hp.lr))
-        mom.append(as_float(hp.momentum))
-    return np.array(lr), np.array(mom)
-
-
 def through_adapter(cfg: A.Config, stream: list[A.Signals], device_mode: bool) -> tuple[np.ndarray, np.ndarray]:
     if device_mode:
         opt = tensor_opt(float(cfg.base_lr))
@@ -184,7 +174,7 @@ def test_jax_numpy_and_both_torch_modes_give_the_same_hparams(combo: tuple[str, 
     stream = random_stream(3, 50, hostile=0.25)
     stream += [A.Signals(2.0, -1.0, 0.5, 0.1)] * 8 + [A.Signals(1e30, -1e30, 1e30, 1e-30)] * 4
     lr_j, mom_j = reference_jax(cfg, stream)
-    lr_n, mom_n = reference_numpy(cfg, stream)
+    lr_n, mom_n = run_numpy(cfg, stream)
     lr_d, mom_d = through_adapter(cfg, stream, device_mode=True)
     lr_h, mom_h = through_adapter(cfg, stream, device_mode=False)
     # float32 paths (JAX, NumPy, torch device) agree to float32 rounding ...

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from streams import load_example
 
 torch = pytest.importorskip("torch")
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_torch_quickstart_runs_and_the_reward_drives_the_lr() -> None:
-    hist = load("torch_quickstart").main(steps=60)
+    hist = load_example("torch_quickstart").main(steps=60)
     lr = hist["lr"]
     assert len(lr) == 60 and lr[0] == 5e-5
     assert all(1e-6 <= v <= 5e-4 for v in lr)
@@ -33,7 +18,7 @@ def test_torch_quickstart_runs_and_the_reward_drives_the_lr() -> None:
 
 def test_bench_torch_overhead_runs_small() -> None:
     threads = torch.get_num_threads()
-    out = load("bench_torch_overhead").main(repeats=1, calls=50, train_calls=5)
+    out = load_example("bench_torch_overhead").main(repeats=1, calls=50, train_calls=5)
     assert torch.get_num_threads() == threads  # restored
     for key in ("observe_s", "plateau_s", "core_s", "generic_core_s", "train_step_s"):
         assert 0 < out[key] < 1.0
