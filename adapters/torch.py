@@ -26,7 +26,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from adaptive_sched import _scalar
 from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
-from adaptive_sched._core import Hparams, Signals, State, init, update
+from adaptive_sched._core import Hparams, State, init
 from adaptive_sched._hostpath import compile_update, flatten_state, unflatten_state
 
 __all__ = ["AdaptiveScheduler", "FORMAT_VERSION"]
@@ -35,7 +35,6 @@ FORMAT_VERSION = 1
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own)."""
 
 _CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
-_NO_SIGNALS = Signals()
 _DEVICE_FIX = (
     "device_mode=True updates tensor hyperparameters in place and cannot write a Python float "
     "without a host sync: build the optimizer with tensors on the parameters' device (e.g. "
@@ -141,11 +140,13 @@ class AdaptiveScheduler(LRScheduler):
       ``update(init(config, xp=adaptive_sched._scalar), ...)``); a tensor
       signal costs one ``.item()``; :meth:`get_last_lr` returns Python
       floats. Python float lrs are replaced, tensor lrs are filled in place.
-    * Device mode (``device_mode=True``): the state is float32 tensors on the
-      device of the optimizer's first parameter (array-api-compat's torch
-      namespace); signals stay tensors (Python numbers are filled on the
-      device, without a copy); :meth:`observe` never synchronises with the
-      host. Because writing a Python float into ``param_groups`` needs the
+    * Device mode (``device_mode=True``): the state is 0-d float32/int32
+      tensors on the device of the optimizer's first parameter, and the update
+      is the same trace emitted as torch operations (equal to the core's
+      ``update`` on array-api-compat's torch namespace up to float32 rounding:
+      config constants are folded in float64); signals stay tensors (Python
+      numbers are filled on the device, without a copy); :meth:`observe` never
+      synchronises with the host. Because writing a Python float into ``param_groups`` needs the
       value on the host, device mode *requires* every group's ``lr`` (and,
       with a momentum rule, ``momentum`` or ``betas[0]``) to be a tensor on
       that device (e.g. ``Adam(params, lr=torch.tensor(1e-3, device=dev),
@@ -226,29 +227,28 @@ class AdaptiveScheduler(LRScheduler):
         if self._momentum_on:
             self._warn_missing_momentum(groups)
 
-        # The controller. Host mode: the core's update traced into straight-line Python
-        # (adaptive_sched._hostpath), over a flat list of the state's scalars that the
-        # compiled functions update in place; one function per pattern of supplied signals.
-        # Device mode: the core's update on array-api-compat's torch namespace.
+        # The controller: the core's update traced once per pattern of supplied signals
+        # (adaptive_sched._hostpath) into straight-line code over a flat list of the
+        # state's scalars, which the compiled functions update in place. Host mode: Python
+        # floats. Device mode: 0-d tensors on the parameters' device, torch ops only.
         if device_mode:
             import array_api_compat.torch as xp
 
             self._check_device_momentum(groups)
             self._xp: Any = xp
+            self._target = "torch"
             state = init(config, xp=xp, device=self._device)
-            self._state: State | None = state
-            # The first optimizer step runs before any observe(): give it the hparams a
-            # signal-less first update would set (clock-driven rules, i.e. warmup and
-            # cyclical, start where they should), without advancing the controller.
-            self._hp: Any = update(state, _NO_SIGNALS)[1]
         else:
             self._xp = _scalar
+            self._target = "python"
             state = init(config, xp=_scalar)
-            self._state = None
-            self._flat: list[Any] = flatten_state(state)
-            self._fns: dict[tuple[bool, bool, bool, bool], Callable[..., tuple[float, float, float]]] = {}
-            self._hp = self._host_fn((False, False, False, False))(list(self._flat), None, None, None, None)
-        self._scalar_config = init(config, xp=_scalar).config  # knobs as Python floats (for unflatten_state)
+        self._state_config = state.config  # the config as this mode holds it (for unflatten_state)
+        self._flat: list[Any] = flatten_state(state)
+        self._fns: dict[tuple[bool, bool, bool, bool], Callable[..., tuple[Any, Any, Any]]] = {}
+        # The first optimizer step runs before any observe(): give it the hparams a
+        # signal-less first update would set (clock-driven rules, i.e. warmup and
+        # cyclical, start where they should), without advancing the controller.
+        self._hp: Any = self._host_fn((False, False, False, False))(list(self._flat), None, None, None, None)
 
         # Step bookkeeping (see "When the controller advances").
         self._counter = _StepCounter()
@@ -331,9 +331,7 @@ class AdaptiveScheduler(LRScheduler):
     @property
     def controller_state(self) -> State:
         """The controller's current :class:`adaptive_sched.State` (Python numbers in host mode)."""
-        if self._state is not None:
-            return self._state
-        return unflatten_state(self._scalar_config, list(self._flat))
+        return unflatten_state(self._state_config, list(self._flat))
 
     @property
     def hparams(self) -> Hparams:
@@ -383,14 +381,8 @@ class AdaptiveScheduler(LRScheduler):
         n = self._counter.n
         if self._advanced_at == n:
             return
-        if self._device_mode:
-            before = self._state
-            self._state, hp = update(before, _NO_SIGNALS)
-            self._hp = hp
-        else:
-            before = self._flat.copy()
-            hp = self._host_fn((False, False, False, False))(self._flat, None, None, None, None)
-            self._hp = hp
+        before = self._flat.copy()
+        self._hp = hp = self._host_fn((False, False, False, False))(self._flat, None, None, None, None)
         self._before = before
         self._advanced_at = n
         self._apply(*hp)
@@ -428,8 +420,7 @@ class AdaptiveScheduler(LRScheduler):
         replace = self._before is not None and self._advanced_at == n
         if self._device_mode:
             conv = self._device_signal
-            signals = Signals(conv("loss", loss), conv("R", R), conv("grad_norm", grad_norm), conv("kl", kl))
-            self._state, hp = update(self._before if replace else self._state, signals)
+            loss, R, grad_norm, kl = conv("loss", loss), conv("R", R), conv("grad_norm", grad_norm), conv("kl", kl)
         else:
             # Python floats and None pass straight through (the hot path).
             if loss is not None and type(loss) is not float:
@@ -440,26 +431,24 @@ class AdaptiveScheduler(LRScheduler):
                 grad_norm = _host_signal("grad_norm", grad_norm)
             if kl is not None and type(kl) is not float:
                 kl = _host_signal("kl", kl)
-            key = (loss is not None, R is not None, grad_norm is not None, kl is not None)
-            fn = self._fns.get(key) or self._host_fn(key)
-            if replace:
-                self._flat[:] = self._before
-            self._hp = hp = fn(self._flat, loss, R, grad_norm, kl)
-            self._before = None
-            self._advanced_at = n
-            self._apply_host(hp[0], hp[1], hp[2])
-            return
-        self._hp = hp
+        key = (loss is not None, R is not None, grad_norm is not None, kl is not None)
+        fn = self._fns.get(key) or self._host_fn(key)
+        if replace:
+            self._flat[:] = self._before
+        self._hp = hp = fn(self._flat, loss, R, grad_norm, kl)
         self._before = None
         self._advanced_at = n
-        self._apply(*hp)
+        if self._device_mode:
+            self._apply(*hp)
+        else:
+            self._apply_host(hp[0], hp[1], hp[2])
 
     # ------------------------------------------------------------------ internals
 
     def _host_fn(self, key: tuple[bool, bool, bool, bool]) -> Callable[..., tuple[float, float, float]]:
         fn = self._fns.get(key)
         if fn is None:
-            fn = self._fns[key] = compile_update(self._config, key)[0]
+            fn = self._fns[key] = compile_update(self._config, key, self._target)[0]
         return fn
 
     def _apply(self, lr: Any, momentum: Any, lr_scale: Any) -> None:
@@ -562,6 +551,8 @@ class AdaptiveScheduler(LRScheduler):
             v = v.detach()
             if v.ndim:
                 v = v.reshape(())
+            if v.dtype != torch.float32:  # e.g. a bf16 loss: the controller computes in float32
+                v = v.to(torch.float32)
             if v.device != dev:
                 v = v.to(dev, non_blocking=True)
             return v
@@ -586,9 +577,7 @@ class AdaptiveScheduler(LRScheduler):
     # ------------------------------------------------------------------ checkpointing
 
     def _controller_dict(self, snapshot: Any) -> dict[str, Any]:
-        if self._device_mode:
-            return state_to_dict(snapshot)
-        return state_to_dict(unflatten_state(self._scalar_config, list(snapshot)))
+        return state_to_dict(unflatten_state(self._state_config, list(snapshot)))
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state: plain Python values and tensors only.
@@ -607,7 +596,7 @@ class AdaptiveScheduler(LRScheduler):
         return {
             "format_version": FORMAT_VERSION,
             "mode": "device" if self._device_mode else "host",
-            "controller": self._controller_dict(self._state if self._device_mode else self._flat),
+            "controller": self._controller_dict(self._flat),
             "base_lrs": list(self._base_lrs),
             "hparams": dict(zip(Hparams._fields, self._hp)),
             "advanced_this_step": advanced,
@@ -677,21 +666,17 @@ class AdaptiveScheduler(LRScheduler):
         if self._device_mode:  # e.g. optimizer.load_state_dict() may have put lr tensors elsewhere
             self._check_device_groups(groups)
         # Everything validated: commit.
-        if self._device_mode:
-            self._state = state
-            self._hp = Hparams(*hp)
-        else:
-            self._flat = state
-            self._hp = hp
+        self._flat = state
+        self._hp = hp
         self._base_lrs = base_lrs
         self._before = before if advanced else None
         self._advanced_at = self._counter.n if advanced else -1
         self._apply(*hp)
 
     def _snapshot_from_dict(self, d: dict[str, Any]) -> Any:
-        """A controller dict as this mode holds it: a State (device) or the flat scalar list (host)."""
+        """A controller dict as this mode holds it: the flat list of the state's scalars."""
         if self._device_mode:
-            return state_from_dict(d, xp=self._xp, device=self._device)
+            return flatten_state(state_from_dict(d, xp=self._xp, device=self._device))
         flat = flatten_state(state_from_dict(d, xp=_scalar))
         return [int(v) if i < 2 else float(v) for i, v in enumerate(flat)]
 

@@ -54,32 +54,21 @@ def unflatten_state(config: Config, flat: list[Any]) -> State:
 
 
 class _Graph:
-    def __init__(self) -> None:
-        self.nodes: list[tuple[str, str, tuple[str, ...]]] = []  # (name, expr, deps)
-        self.memo: dict[str, Sym] = {}
+    """The recorded operations: ``(name, op, args)`` nodes, hash-consed (common subexpressions once)."""
 
-    def emit(self, expr: str, deps: tuple[Sym | Any, ...]) -> Sym:
-        hit = self.memo.get(expr)
+    def __init__(self) -> None:
+        self.nodes: list[tuple[str, str, tuple[Any, ...]]] = []
+        self.memo: dict[tuple[Any, ...], Sym] = {}
+
+    def emit(self, op: str, *args: Any) -> Sym:
+        key = (op, *(("sym", a.name) if isinstance(a, Sym) else (type(a).__name__, a) for a in args))
+        hit = self.memo.get(key)
         if hit is not None:
             return hit
-        name = f"v{len(self.nodes)}"
-        self.nodes.append((name, expr, tuple(d.name for d in deps if isinstance(d, Sym))))
-        sym = Sym(self, name)
-        self.memo[expr] = sym
+        sym = Sym(self, f"v{len(self.nodes)}")
+        self.nodes.append((sym.name, op, args))
+        self.memo[key] = sym
         return sym
-
-
-def _lit(x: Any) -> str:
-    if isinstance(x, Sym):
-        return x.name
-    if isinstance(x, bool):
-        return repr(x)
-    if isinstance(x, int):
-        return repr(x)
-    x = float(x)
-    if math.isfinite(x):
-        return repr(x)
-    return "_NAN" if math.isnan(x) else ("_INF" if x > 0 else "(-_INF)")
 
 
 def _is_const(x: Any) -> bool:
@@ -106,7 +95,7 @@ class Sym:
             return a
         if op == "*" and _is_const(a) and a == 1:
             return b
-        return self.graph.emit(f"({_lit(a)} {op} {_lit(b)})", (a, b))
+        return self.graph.emit(op, a, b)
 
     def __add__(self, o: Any) -> Any:
         return self._bin("+", o)
@@ -145,7 +134,7 @@ class Sym:
         return self._bin(">=", o)
 
     def __neg__(self) -> Any:
-        return self.graph.emit(f"(-{self.name})", (self,))
+        return self.graph.emit("neg", self)
 
     def __bool__(self) -> bool:
         raise TypeError("a traced value was used in a Python branch; the core must use xp.where")
@@ -160,128 +149,145 @@ def _graph_of(*xs: Any) -> _Graph | None:
     return None
 
 
+_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt, "cos": math.cos,
+         "floor": math.floor, "isfinite": math.isfinite, "abs": abs}  # fmt: skip
+
+
 class _SymNamespace:
-    """The slice of the Array API the core uses, recording onto the graph."""
+    """The slice of the Array API the core uses, recording onto the graph (constants fold)."""
 
     IS_SCALAR = True
     float32 = float
     int32 = int
 
-    @staticmethod
-    def _call(fname: str, fn: Callable[..., Any], *args: Any) -> Any:
-        g = _graph_of(*args)
-        if g is None:
-            return fn(*args)  # constant folding
-        return g.emit(f"{fname}({', '.join(_lit(a) for a in args)})", args)
+    def _call(self, fname: str, x: Any) -> Any:
+        return _MATH[fname](x) if _is_const(x) else x.graph.emit(fname, x)
 
     def exp(self, x: Any) -> Any:
-        return self._call("_exp", math.exp, x)
+        return self._call("exp", x)
 
     def log(self, x: Any) -> Any:
-        return self._call("_log", math.log, x)
+        return self._call("log", x)
 
     def log1p(self, x: Any) -> Any:
-        return self._call("_log1p", math.log1p, x)
+        return self._call("log1p", x)
 
     def sqrt(self, x: Any) -> Any:
-        return self._call("_sqrt", math.sqrt, x)
+        return self._call("sqrt", x)
 
     def cos(self, x: Any) -> Any:
-        return self._call("_cos", math.cos, x)
+        return self._call("cos", x)
 
     def floor(self, x: Any) -> Any:
-        return self._call("_floor", math.floor, x)
+        return self._call("floor", x)
 
     def isfinite(self, x: Any) -> Any:
-        return self._call("_isfinite", math.isfinite, x)
+        return self._call("isfinite", x)
 
     def abs(self, x: Any) -> Any:
-        return self._call("abs", abs, x)
+        return self._call("abs", x)
 
     def asarray(self, x: Any, dtype: Any = None, device: Any = None) -> Any:
         del device
         return x if isinstance(x, Sym) or dtype is None else dtype(x)
 
     def astype(self, x: Any, dtype: Any) -> Any:
-        if _is_const(x):
-            return dtype(x)
-        return x.graph.emit(f"{dtype.__name__}({x.name})", (x,))
+        return dtype(x) if _is_const(x) else x.graph.emit(dtype.__name__, x)
 
     def where(self, cond: Any, x1: Any, x2: Any) -> Any:
         if _is_const(cond):
             return x1 if cond else x2
         if x1 is x2 or (_is_const(x1) and _is_const(x2) and x1 == x2 and type(x1) is type(x2)):
             return x1
-        return cond.graph.emit(f"({_lit(x1)} if {cond.name} else {_lit(x2)})", (cond, x1, x2))
+        return cond.graph.emit("where", cond, x1, x2)
 
     def clip(self, x: Any, min: Any, max: Any) -> Any:  # noqa: A002
         g = _graph_of(x, min, max)
-        if g is None:
-            return _scalar.clip(x, min, max)
-        a, lo, hi = _lit(x), _lit(min), _lit(max)
-        return g.emit(f"({lo} if {a} < {lo} else ({hi} if {a} > {hi} else {a}))", (x, min, max))
-
-    def maximum(self, x1: Any, x2: Any) -> Any:
-        g = _graph_of(x1, x2)
-        if g is None:
-            return _scalar.maximum(x1, x2)
-        return g.emit(f"({_lit(x1)} if {_lit(x1)} >= {_lit(x2)} else {_lit(x2)})", (x1, x2))
-
-    def minimum(self, x1: Any, x2: Any) -> Any:
-        g = _graph_of(x1, x2)
-        if g is None:
-            return _scalar.minimum(x1, x2)
-        return g.emit(f"({_lit(x1)} if {_lit(x1)} <= {_lit(x2)} else {_lit(x2)})", (x1, x2))
+        return _scalar.clip(x, min, max) if g is None else g.emit("clip", x, min, max)
 
     def logical_and(self, x1: Any, x2: Any) -> Any:
         for a, b in ((x1, x2), (x2, x1)):
             if _is_const(a):
                 return b if a else False
-        return x1.graph.emit(f"({x1.name} and {x2.name})", (x1, x2))
-
-    def logical_or(self, x1: Any, x2: Any) -> Any:
-        for a, b in ((x1, x2), (x2, x1)):
-            if _is_const(a):
-                return True if a else b
-        return x1.graph.emit(f"({x1.name} or {x2.name})", (x1, x2))
+        return x1.graph.emit("and", x1, x2)
 
     def logical_not(self, x: Any) -> Any:
-        if _is_const(x):
-            return not x
-        return x.graph.emit(f"(not {x.name})", (x,))
+        return (not x) if _is_const(x) else x.graph.emit("not", x)
 
 
 _SYM = _SymNamespace()
-_GLOBALS = {
-    "_exp": math.exp,
-    "_log": math.log,
-    "_log1p": math.log1p,
-    "_sqrt": math.sqrt,
-    "_cos": math.cos,
-    "_floor": math.floor,
-    "_isfinite": math.isfinite,
-    "_NAN": math.nan,
-    "_INF": math.inf,
+
+# --------------------------------------------------------------------------- code generation
+# Templates per target; {0}, {1}, ... are the rendered arguments.
+
+_BINARY = ("+", "-", "*", "/", "<", "<=", ">", ">=")
+_PY_TEMPLATES = {
+    "neg": "(-{0})",
+    **{f: f"_{f}({{0}})" for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite")},
+    "abs": "abs({0})",
+    "float": "float({0})",
+    "int": "int({0})",
+    "where": "({1} if {0} else {2})",
+    "clip": "({1} if {0} < {1} else ({2} if {0} > {2} else {0}))",  # as adaptive_sched._scalar.clip
+    "and": "({0} and {1})",
+    "not": "(not {0})",
 }
+_TORCH_TEMPLATES = {
+    "neg": "(-{0})",
+    **{f: f"torch.{f}({{0}})" for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite", "abs")},
+    "float": "{0}.to(torch.float32)",
+    "int": "{0}.to(torch.int32)",
+    "where": "torch.where({0}, {1}, {2})",
+    "clip": "torch.clamp({0}, {1}, {2})",
+    "and": "torch.logical_and({0}, {1})",
+    "not": "torch.logical_not({0})",
+}
+_GLOBALS: dict[str, Any] = {f"_{f}": _MATH[f] for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite")}
+_GLOBALS.update(_NAN=math.nan, _INF=math.inf)
 
-HostUpdate = Callable[..., tuple[float, float, float]]
+
+def _lit(x: Any) -> str:
+    if isinstance(x, Sym):
+        return x.name
+    if isinstance(x, (bool, int)):
+        return repr(x)
+    x = float(x)
+    if math.isfinite(x):
+        return repr(x)
+    return "_NAN" if math.isnan(x) else ("_INF" if x > 0 else "(-_INF)")
 
 
-def compile_update(config: Config, present: tuple[bool, bool, bool, bool]) -> tuple[HostUpdate, str]:
+def _render(op: str, args: tuple[Any, ...], templates: dict[str, str]) -> str:
+    lits = [_lit(a) for a in args]
+    if op in _BINARY:
+        return f"({lits[0]} {op} {lits[1]})"
+    return templates[op].format(*lits)
+
+
+HostUpdate = Callable[..., tuple[Any, Any, Any]]
+
+
+def compile_update(
+    config: Config, present: tuple[bool, bool, bool, bool], target: str = "python"
+) -> tuple[HostUpdate, str]:
     """Trace the core's ``update`` for ``config`` and a pattern of supplied signals.
 
     Args:
       config: the controller's Config (its knobs become constants).
       present: for each of ``Signals``' fields, whether a value is supplied
         (``False`` = ``None``).
+      target: ``"python"`` (Python floats, the host path) or ``"torch"`` (0-d
+        tensors on one device: float32 state, int32 counters, float32 signals;
+        every operation is a torch op, so nothing syncs with the host).
 
     Returns:
       ``(fn, source)``. ``fn(S, loss, reward, grad_norm, kl)`` takes the flat
-      state list ``S`` (:data:`STATE_FIELDS` order, Python numbers; updated in
-      place) and the four signals as Python floats (NaN/inf allowed; the ones
-      not ``present`` are ignored), and returns ``(lr, momentum, lr_scale)``.
-      ``source`` is the generated code.
+      state list ``S`` (:data:`STATE_FIELDS` order; updated in place) and the
+      four signals (NaN/inf allowed; the ones not ``present`` are ignored), and
+      returns ``(lr, momentum, lr_scale)``. ``source`` is the generated code.
     """
+    if target not in ("python", "torch"):
+        raise ValueError(f"compile_update(target={target!r}) is invalid: must be 'python' or 'torch'.")
     cfg = init(config, xp=_scalar).config  # knobs as Python floats
     g = _Graph()
     inputs = [Sym(g, f"s{i}") for i in range(len(STATE_FIELDS))]
@@ -291,27 +297,36 @@ def compile_update(config: Config, present: tuple[bool, bool, bool, bool]) -> tu
 
     outputs = flatten_state(new_state)
     results = [hp.lr, hp.momentum, hp.lr_scale]
-    deps = {name: d for name, _, d in g.nodes}
-    live: set[str] = set()
     changed = [out for inp, out in zip(inputs, outputs) if out is not inp]
+    deps = {name: [a.name for a in args if isinstance(a, Sym)] for name, _, args in g.nodes}
+    live: set[str] = set()
     stack = [x.name for x in changed + results if isinstance(x, Sym)]
     while stack:
         n = stack.pop()
-        if n in live:
-            continue
-        live.add(n)
-        stack.extend(deps.get(n, ()))
+        if n not in live:
+            live.add(n)
+            stack.extend(deps.get(n, ()))
 
+    templates = _TORCH_TEMPLATES if target == "torch" else _PY_TEMPLATES
     body = [f"    s{i} = S[{i}]" for i in range(len(inputs)) if f"s{i}" in live or inputs[i] in results]
-    body += [f"    {name} = {expr}" for name, expr, _ in g.nodes if name in live]
+    body += [f"    {name} = {_render(op, args, templates)}" for name, op, args in g.nodes if name in live]
     for i, (inp, out) in enumerate(zip(inputs, outputs)):
         if out is not inp:
-            body.append(f"    S[{i}] = {_lit(out)}")
-    body.append(f"    return ({', '.join(_lit(r) for r in results)})")
-    args = ", ".join(["S", *sig_names])
-    source = f"def host_update({args}):\n" + "\n".join(body) + "\n"
+            value = _lit(out)
+            if target == "torch" and not isinstance(out, Sym):  # a constant: keep the state a tensor
+                value = f"torch.full_like(S[{i}], {value})"
+            body.append(f"    S[{i}] = {value}")
+    rendered = [_lit(r) for r in results]
+    if target == "torch":  # results are tensors even where they fold to constants
+        rendered = [r if isinstance(x, Sym) else f"torch.full_like(S[2], {r})" for r, x in zip(rendered, results)]
+    body.append(f"    return ({', '.join(rendered)})")
+    source = f"def host_update({', '.join(['S', *sig_names])}):\n" + "\n".join(body) + "\n"
     namespace: dict[str, Any] = dict(_GLOBALS)
-    exec(compile(source, f"<adaptive_sched host_update {config.rules}>", "exec"), namespace)  # noqa: S102
+    if target == "torch":
+        import torch
+
+        namespace["torch"] = torch
+    exec(compile(source, f"<adaptive_sched update {target} {config.rules}>", "exec"), namespace)  # noqa: S102
     return namespace["host_update"], source
 
 

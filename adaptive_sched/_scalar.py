@@ -34,9 +34,6 @@ __all__ = [
     "log1p",
     "logical_and",
     "logical_not",
-    "logical_or",
-    "maximum",
-    "minimum",
     "sqrt",
     "where",
 ]
@@ -81,20 +78,8 @@ def clip(x: float, min: float, max: float) -> float:  # noqa: A002
     return x
 
 
-def maximum(x1: float, x2: float) -> float:
-    return x1 if x1 >= x2 else x2
-
-
-def minimum(x1: float, x2: float) -> float:
-    return x1 if x1 <= x2 else x2
-
-
 def logical_and(x1: bool, x2: bool) -> bool:
     return x1 and x2
-
-
-def logical_or(x1: bool, x2: bool) -> bool:
-    return x1 or x2
 
 
 def logical_not(x: bool) -> bool:

@@ -78,3 +78,30 @@ def test_symbolic_values_refuse_python_branches() -> None:
 
     with pytest.raises(TypeError, match="xp.where"):
         bool(Sym(_Graph(), "s0") < 1.0)
+
+
+@pytest.mark.parametrize("combo", ALL_COMBOS[::5], ids=lambda c: "-".join(c))
+def test_torch_target_matches_the_core_on_torch(combo: tuple[str, str, str, str]) -> None:
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xpt
+
+    cfg = config_for(combo)
+    state = A.init(cfg, xp=xpt, device="cpu")
+    flat, fns = flatten_state(state), {}
+    for sig in random_stream(8, 50, hostile=0.3):
+        state, hp = A.update(state, sig)
+        key = tuple(v is not None for v in sig)
+        if key not in fns:
+            fns[key] = compile_update(cfg, key, target="torch")[0]
+        args = [None if v is None else torch.tensor(v, dtype=torch.float32) for v in sig]
+        got = fns[key](flat, *args)
+        # float32 tolerance: the trace folds config constants in float64
+        for a, b in zip(got, (hp.lr, hp.momentum, hp.lr_scale)):
+            assert float(a) == pytest.approx(float(b), rel=2e-5, abs=1e-7)
+    assert [x.dtype for x in flat[:3]] == [torch.int32, torch.int32, torch.float32]
+    assert all(isinstance(x, torch.Tensor) and x.ndim == 0 for x in flat)
+
+
+def test_unknown_target_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"compile_update\(target='jax'\) is invalid: must be 'python' or 'torch'"):
+        compile_update(A.Config(), (True, False, False, False), target="jax")
