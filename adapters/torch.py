@@ -16,7 +16,7 @@ import dataclasses
 import math
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -27,9 +27,11 @@ from adaptive_sched import _scalar
 from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
 from adaptive_sched._core import Hparams, State, init
-from adaptive_sched._hostpath import compile_update, flatten_state, unflatten_state
+from adaptive_sched._hostpath import HostController, flatten_state
 
 __all__ = ["AdaptiveScheduler", "FORMAT_VERSION"]
+
+_NONE = (False, False, False, False)  # no signal supplied (step(), and the peek at construction)
 
 FORMAT_VERSION = 1
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own)."""
@@ -236,19 +238,14 @@ class AdaptiveScheduler(LRScheduler):
 
             self._check_device_momentum(groups)
             self._xp: Any = xp
-            self._target = "torch"
-            state = init(config, xp=xp, device=self._device)
+            self._ctl = HostController(config, init(config, xp=xp, device=self._device), target="torch")
         else:
             self._xp = _scalar
-            self._target = "python"
-            state = init(config, xp=_scalar)
-        self._state_config = state.config  # the config as this mode holds it (for unflatten_state)
-        self._flat: list[Any] = flatten_state(state)
-        self._fns: dict[tuple[bool, bool, bool, bool], Callable[..., tuple[Any, Any, Any]]] = {}
+            self._ctl = HostController(config)
         # The first optimizer step runs before any observe(): give it the hparams a
         # signal-less first update would set (clock-driven rules, i.e. warmup and
         # cyclical, start where they should), without advancing the controller.
-        self._hp: Any = self._host_fn((False, False, False, False))(list(self._flat), None, None, None, None)
+        self._hp: Any = self._ctl.compiled(_NONE)(list(self._ctl.flat), None, None, None, None)
 
         # Step bookkeeping (see "When the controller advances").
         self._counter = _StepCounter()
@@ -331,7 +328,7 @@ class AdaptiveScheduler(LRScheduler):
     @property
     def controller_state(self) -> State:
         """The controller's current :class:`adaptive_sched.State` (Python numbers in host mode)."""
-        return unflatten_state(self._state_config, list(self._flat))
+        return self._ctl.state
 
     @property
     def hparams(self) -> Hparams:
@@ -381,8 +378,8 @@ class AdaptiveScheduler(LRScheduler):
         n = self._counter.n
         if self._advanced_at == n:
             return
-        before = self._flat.copy()
-        self._hp = hp = self._host_fn((False, False, False, False))(self._flat, None, None, None, None)
+        before = self._ctl.flat.copy()
+        self._hp = hp = self._ctl.compiled(_NONE)(self._ctl.flat, None, None, None, None)
         self._before = before
         self._advanced_at = n
         self._apply(*hp)
@@ -432,10 +429,11 @@ class AdaptiveScheduler(LRScheduler):
             if kl is not None and type(kl) is not float:
                 kl = _host_signal("kl", kl)
         key = (loss is not None, R is not None, grad_norm is not None, kl is not None)
-        fn = self._fns.get(key) or self._host_fn(key)
+        fn = self._ctl.compiled(key)
+        flat = self._ctl.flat
         if replace:
-            self._flat[:] = self._before
-        self._hp = hp = fn(self._flat, loss, R, grad_norm, kl)
+            flat[:] = self._before
+        self._hp = hp = fn(flat, loss, R, grad_norm, kl)
         self._before = None
         self._advanced_at = n
         if self._device_mode:
@@ -444,12 +442,6 @@ class AdaptiveScheduler(LRScheduler):
             self._apply_host(hp[0], hp[1], hp[2])
 
     # ------------------------------------------------------------------ internals
-
-    def _host_fn(self, key: tuple[bool, bool, bool, bool]) -> Callable[..., tuple[float, float, float]]:
-        fn = self._fns.get(key)
-        if fn is None:
-            fn = self._fns[key] = compile_update(self._config, key, self._target)[0]
-        return fn
 
     def _apply(self, lr: Any, momentum: Any, lr_scale: Any) -> None:
         """Write the hparams into every param group (per-group base lrs; momentum if a rule is active)."""
@@ -577,7 +569,7 @@ class AdaptiveScheduler(LRScheduler):
     # ------------------------------------------------------------------ checkpointing
 
     def _controller_dict(self, snapshot: Any) -> dict[str, Any]:
-        return state_to_dict(unflatten_state(self._state_config, list(snapshot)))
+        return state_to_dict(self._ctl.unflatten(snapshot))
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state: plain Python values and tensors only.
@@ -596,7 +588,7 @@ class AdaptiveScheduler(LRScheduler):
         return {
             "format_version": FORMAT_VERSION,
             "mode": "device" if self._device_mode else "host",
-            "controller": self._controller_dict(self._flat),
+            "controller": self._controller_dict(self._ctl.flat),
             "base_lrs": list(self._base_lrs),
             "hparams": dict(zip(Hparams._fields, self._hp)),
             "advanced_this_step": advanced,
@@ -666,7 +658,7 @@ class AdaptiveScheduler(LRScheduler):
         if self._device_mode:  # e.g. optimizer.load_state_dict() may have put lr tensors elsewhere
             self._check_device_groups(groups)
         # Everything validated: commit.
-        self._flat = state
+        self._ctl.flat = state
         self._hp = hp
         self._base_lrs = base_lrs
         self._before = before if advanced else None

@@ -331,50 +331,78 @@ def compile_update(
 
 
 class HostController:
-    """The controller on Python floats, through :func:`compile_update`'s functions.
+    """The controller as a flat state plus :func:`compile_update`'s functions.
 
-    Holds the flat state and one compiled function per pattern of supplied
-    signals (at most 16), compiled on first use. Gives the same numbers as
-    ``adaptive_sched.update`` on a state from ``init(config, xp=adaptive_sched._scalar)``.
+    Holds the state's scalars in :attr:`flat` (:data:`STATE_FIELDS` order) and
+    one compiled function per pattern of supplied signals (at most 16),
+    compiled on first use. With ``target="python"`` it gives the same numbers as
+    ``adaptive_sched.update`` on a state from ``init(config, xp=adaptive_sched._scalar)``;
+    with ``target="torch"`` the state is 0-d tensors and every operation a torch op.
 
     Args:
       config: the controller's Config.
-      state: a state to start from (Python numbers), default ``init(config)``.
+      state: the state to start from, default ``init(config, xp=adaptive_sched._scalar)``;
+        required for ``target="torch"`` (it fixes the device).
+      target: ``"python"`` or ``"torch"`` (see :func:`compile_update`).
+
+    Attributes:
+      config: the Config.
+      flat: the state's scalars; the compiled functions update this list in place.
     """
 
-    __slots__ = ("config", "_flat", "_fns")
+    __slots__ = ("config", "flat", "_target", "_state_config", "_fns")
 
-    def __init__(self, config: Config, state: State | None = None) -> None:
+    def __init__(self, config: Config, state: State | None = None, target: str = "python") -> None:
+        if state is None:
+            if target != "python":
+                raise ValueError(f"HostController(target={target!r}) needs a state (it fixes the device).")
+            state = init(config, xp=_scalar)
         self.config = config
-        self._flat = flatten_state(state if state is not None else init(config, xp=_scalar))
+        self._target = target
+        self._state_config = state.config  # as the target holds it, for unflatten_state
+        self.flat: list[Any] = flatten_state(state)
         self._fns: dict[tuple[bool, bool, bool, bool], HostUpdate] = {}
+
+    def compiled(self, present: tuple[bool, bool, bool, bool]) -> HostUpdate:
+        """The function for this pattern of supplied signals: ``fn(flat, loss, reward, grad_norm, kl)``."""
+        fn = self._fns.get(present)
+        if fn is None:
+            fn = self._fns[present] = compile_update(self.config, present, self._target)[0]
+        return fn
 
     def update(
         self, loss: float | None = None, reward: float | None = None, grad_norm: float | None = None, kl: float | None = None
-    ) -> tuple[float, float, float]:
-        """One step with Python-float (or None) signals; returns ``(lr, momentum, lr_scale)``."""
-        key = (loss is not None, reward is not None, grad_norm is not None, kl is not None)
-        fn = self._fns.get(key)
-        if fn is None:
-            fn = self._fns[key] = compile_update(self.config, key)[0]
-        # Python floats only: a numpy float32 would silently change the precision.
-        if loss is not None and type(loss) is not float:
-            loss = float(loss)
-        if reward is not None and type(reward) is not float:
-            reward = float(reward)
-        if grad_norm is not None and type(grad_norm) is not float:
-            grad_norm = float(grad_norm)
-        if kl is not None and type(kl) is not float:
-            kl = float(kl)
-        return fn(self._flat, loss, reward, grad_norm, kl)
+    ) -> tuple[Any, Any, Any]:
+        """One step; returns ``(lr, momentum, lr_scale)``.
+
+        Signals are ``None`` or, for ``target="python"``, numbers (converted to
+        Python floats: a numpy float32 would silently change the precision);
+        for ``target="torch"``, float32 tensors on the state's device.
+        """
+        fn = self.compiled((loss is not None, reward is not None, grad_norm is not None, kl is not None))
+        if self._target == "python":
+            if loss is not None and type(loss) is not float:
+                loss = float(loss)
+            if reward is not None and type(reward) is not float:
+                reward = float(reward)
+            if grad_norm is not None and type(grad_norm) is not float:
+                grad_norm = float(grad_norm)
+            if kl is not None and type(kl) is not float:
+                kl = float(kl)
+        return fn(self.flat, loss, reward, grad_norm, kl)
+
+    def unflatten(self, flat: list[Any]) -> State:
+        """A flat list of this controller's scalars (e.g. a saved copy of :attr:`flat`) as a State."""
+        return unflatten_state(self._state_config, list(flat))
 
     @property
     def state(self) -> State:
-        """The current state as an :class:`~adaptive_sched.State` (Python numbers)."""
-        return unflatten_state(init(self.config, xp=_scalar).config, list(self._flat))
+        """The current state as an :class:`~adaptive_sched.State`."""
+        return self.unflatten(self.flat)
 
     @state.setter
     def state(self, state: State) -> None:
-        self._flat = [
-            int(v) if i < 2 else float(v) for i, v in enumerate(flatten_state(state))
-        ]
+        flat = flatten_state(state)
+        if self._target == "python":
+            flat = [int(v) if i < 2 else float(v) for i, v in enumerate(flat)]
+        self.flat = flat

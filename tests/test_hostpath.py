@@ -60,7 +60,7 @@ def test_non_float_signals_are_converted_to_python_floats() -> None:
     a, b = HostController(cfg), HostController(cfg)
     for x in (3.0, 2.0, 2.5):
         assert a.update(loss=np.float32(x)) == b.update(loss=float(np.float32(x)))
-    assert all(type(v) in (int, float) for v in a._flat)
+    assert all(type(v) in (int, float) for v in a.flat)
 
 
 def test_dead_rules_are_pruned_from_the_generated_code() -> None:
