@@ -104,7 +104,7 @@ def check_field(name: str, value: Any) -> None:
         raise ValueError(
             f"unknown Config field {name!r}; numeric fields are: {', '.join(NUMERIC_FIELDS)}"
         )
-    if isinstance(value, bool) or isinstance(value, str) or value is None:
+    if isinstance(value, (bool, str)) or value is None:
         raise ValueError(f"Config.{name}={value!r} is invalid: must be {FIELD_CHECKS[name][1]}.")
     arr = _concrete(value)
     if arr is None:

@@ -537,7 +537,7 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
         mu = momentum_value(xp, momentum_rule, loss_obs, cfg)
         momentum = xp.clip(xp.where(loss_obs.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
-    ema_out = [v.ema if v is not None else e for v, e in zip(views, (loss_ema, reward_ema, gn_ema, kl_ema))]
+    ema_out = [v.ema if v is not None else e for v, e in zip(views, emas)]
     new_state = State(
         config=cfg,
         step=t_int,

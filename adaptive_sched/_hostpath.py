@@ -27,7 +27,7 @@ from typing import Any
 
 from adaptive_sched import _scalar
 from adaptive_sched._config import Config
-from adaptive_sched._core import EmaState, Hparams, Signals, State, init, update_with
+from adaptive_sched._core import EmaState, Signals, State, init, update_with
 
 __all__ = ["HostController", "STATE_FIELDS", "compile_update", "flatten_state", "unflatten_state"]
 
