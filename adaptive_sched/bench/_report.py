@@ -98,6 +98,19 @@ def method_colors(methods: Sequence[str], ours: set[str]) -> dict[str, tuple[str
     return out
 
 
+def save_figure(fig: Any, legend_ax: Any, title: str, path: pathlib.Path, ncol: int | None = None) -> None:
+    """Title, a shared legend (from ``legend_ax``) under the axes, tight layout, save as PNG, close."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    handles, labels = legend_ax.get_legend_handles_labels()
+    ncol = min(len(labels), 6) if ncol is None else ncol
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def band(ax: Any, x: np.ndarray, runs: np.ndarray, color: str, style: str, label: str) -> None:
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(runs, axis=0)
@@ -139,15 +152,13 @@ def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[st
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     direction = "higher" if task.higher_is_better else "lower"
-    fig.suptitle(
-        f"{task.name}: mean ± std over {res.seeds} seeds at the base lr {task.base_lr:g} ({direction} is better)"
-    )
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     names = [f"{task.name}-curves.png"]
-    fig.savefig(out_dir / names[0], dpi=110)
-    plt.close(fig)
+    save_figure(
+        fig,
+        axes[0][0],
+        f"{task.name}: mean ± std over {res.seeds} seeds at the base lr {task.base_lr:g} ({direction} is better)",
+        out_dir / names[0],
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, m in enumerate(res.methods):
@@ -164,13 +175,8 @@ def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[st
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{task.name}: hyperparameter trajectories at the base lr {task.base_lr:g}")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     names.append(f"{task.name}-hparams.png")
-    fig.savefig(out_dir / names[1], dpi=110)
-    plt.close(fig)
+    save_figure(fig, axes[0], f"{task.name}: hyperparameter trajectories at the base lr {task.base_lr:g}", out_dir / names[1])
     return names
 
 

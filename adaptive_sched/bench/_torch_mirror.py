@@ -385,7 +385,7 @@ def plot(result: Mapping[str, Any], out_dir: pathlib.Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from adaptive_sched.bench._report import band
+    from adaptive_sched.bench._report import band, save_figure
     from adaptive_sched.bench._report import method_colors
 
     names = []
@@ -408,13 +408,8 @@ def plot(result: Mapping[str, Any], out_dir: pathlib.Path) -> list[str]:
         for ax in axes:
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
-        fig.suptitle(f"torch mirror: {name} at base lr {r['base_lr']:g}")
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=9, frameon=False)
-        fig.tight_layout(rect=(0, 0.12, 1, 0.95))
         fname = f"torch-{name}.png"
-        fig.savefig(out_dir / fname, dpi=110)
-        plt.close(fig)
+        save_figure(fig, axes[0], f"torch mirror: {name} at base lr {r['base_lr']:g}", out_dir / fname, ncol=5)
         names.append(fname)
     return names
 
