@@ -113,10 +113,19 @@ def test_one_controller_step_per_optimizer_step_whatever_logging_steps(tmp_path:
 
 
 def test_gradient_accumulation_one_controller_step_per_optimizer_step(tmp_path: Path) -> None:
-    trainer, setup = train(tmp_path, max_steps=4, accum=2)
-    assert trainer.state.global_step == 4
-    assert setup.callback._steps.n == 4  # 4 optimizer steps from 8 micro-batches
+    class CountBatches(transformers.TrainerCallback):
+        batches = 0
+
+        def on_substep_end(self, *args: Any, **kwargs: Any) -> None:
+            CountBatches.batches += 1
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            CountBatches.batches += 1
+
+    trainer, setup = train(tmp_path, max_steps=4, accum=2, extra_callbacks=(CountBatches(),))
+    assert CountBatches.batches == 8 and trainer.state.global_step == 4  # 8 micro-batches, 4 optimizer steps
     assert setup.scheduler.controller_state.step == 4
+    assert setup.callback.consumed["loss"] == 4
 
 
 def test_resume_is_exact_when_a_logging_window_spans_the_checkpoint(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def test_lr_moves_with_the_loss(tmp_path: Path) -> None:
 
 
 def test_gradient_accumulation_one_update_per_optimizer_step(tmp_path: Path) -> None:
-    trainer, module, cb, rec = fit(tmp_path, max_steps=3, accumulate=2)
+    trainer, module, cb, _ = fit(tmp_path, max_steps=3, accumulate=2)
     assert trainer.global_step == 3 and len(module.losses) == 6
     st = cb.scheduler.controller_state
     assert st.step == 3
@@ -144,7 +144,7 @@ def test_checkpoint_resume_continues_exactly(tmp_path: Path) -> None:
 
 def test_logged_keys_and_interval_checks(tmp_path: Path) -> None:
     cb = AdaptiveSchedulerCallback(reward_key=None, logged_keys={"reward": "neg_loss"})
-    trainer, module, cb, _ = fit(tmp_path, max_steps=3, cb=cb, module=Tiny(reward_rule="trend", ema_reward_beta=0.0))
+    _, module, cb, _ = fit(tmp_path, max_steps=3, cb=cb, module=Tiny(reward_rule="trend", ema_reward_beta=0.0))
     assert cb.consumed["reward"] == 3
     assert cb.scheduler.controller_state.reward.mean == pytest.approx(-module.losses[-1], rel=1e-6)
     with pytest.raises(ValueError, match="interval='epoch', frequency=1; it needs interval='step'"):
