@@ -27,9 +27,10 @@ and TRL 1.16 (``trl/trainer/grpo_trainer.py``); the callback is built on these f
   the window means of ``reward``, ``reward_std``, ``rewards/<func>/mean``,
   ``entropy`` and ``kl`` (``kl`` only when ``beta != 0``, grpo_trainer.py:3267),
   and a metric whose values were all NaN in the window as ``None``.
+  ``RLOOTrainer`` logs the same keys the same way (rloo_trainer.py:1711-1727, 1873-1883).
 * ``scheduler.pt`` is ``torch.save(scheduler.state_dict())``
   (trainer.py:3584) and is read back with ``torch.load(weights_only=True)``
-  (trainer.py:3954); :meth:`AdaptiveScheduler.state_dict` holds plain values
+  (trainer.py:3995-3998); :meth:`AdaptiveScheduler.state_dict` holds plain values
   only, so it loads.
 * On ``resume_from_checkpoint`` the Trainer restarts its running loss and
   ``_globalstep_last_logged`` at the checkpoint's step (trainer.py:1645-1649)

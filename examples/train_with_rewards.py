@@ -132,7 +132,7 @@ def main(
         ema_reward_beta=0.5,
         kl_rule="target" if beta > 0 else "none",
         kl_target=0.5,
-        kl_gain=0.05,
+        kl_gain=0.1,
         kl_clip=1.0,
         min_lr=1e-3,
         max_lr=5e-2,
