@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,10 @@ def test_reinforce_torch_learns_and_the_reward_drives_the_lr() -> None:
     assert out["scheduler"].controller_state.step == 80
 
 
-def test_train_with_rewards_runs_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_with_rewards_runs_small(tmp_path: Path) -> None:
     pytest.importorskip("trl")
     pytest.importorskip("datasets")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    out = load_example("train_with_rewards").main(steps=3, out_dir=tmp_path, verbose=False)
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    out = load_example("train_with_rewards").main(steps=3, out_dir=tmp_path, verbose=False)  # offline: conftest
     assert out["step"] == [1, 2, 3]
     assert all(r is not None and 0.0 <= r <= 1.0 for r in out["reward"])
     assert all(k is not None for k in out["kl"])  # beta > 0: the offline reference model works
