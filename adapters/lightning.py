@@ -94,6 +94,12 @@ class AdaptiveSchedulerCallback(pl.Callback):
     AMP step). Missing entries are not observed; ``None``, NaN and inf are
     passed as NaN (held, and counted in ``State.skipped``).
 
+    **Several processes** (DDP and the like): each rank's ``training_step``
+    returns its local values, so the callback averages each signal over the
+    ranks (one all-reduce of a 4x3 tensor per optimizer step) before
+    ``observe``: every rank's controller sees the same signals and sets the
+    same lr.
+
     **Checkpoints.** The scheduler is saved and restored by Lightning with
     the optimizers. This callback's own state (values of micro-batches not yet
     consumed, and the :attr:`consumed`/:attr:`skipped` counters) is in its
@@ -215,7 +221,10 @@ class AdaptiveSchedulerCallback(pl.Callback):
         assert self.scheduler is not None
         pending, self._pending = self._pending, {}
         self._observed_at = n
-        self.scheduler.observe(**{_OBSERVE_ARG[name]: _mean(vals) for name, vals in pending.items()})
+        signals = {name: _mean(vals) for name, vals in pending.items()}
+        if trainer.world_size > 1:
+            signals = _mean_over_ranks(trainer, pl_module, signals)
+        self.scheduler.observe(**{_OBSERVE_ARG[name]: v for name, v in signals.items()})
 
     def _add(self, name: str, value: Any) -> None:
         v = _as_float(name, value)
@@ -242,6 +251,28 @@ class AdaptiveSchedulerCallback(pl.Callback):
         self._pending = {k: [float(x) for x in v] for k, v in state_dict["pending"].items()}
         self.consumed = {name: int(state_dict["consumed"].get(name, 0)) for name in SIGNALS}
         self.skipped = {name: int(state_dict["skipped"].get(name, 0)) for name in SIGNALS}
+
+
+def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) -> dict[str, float]:
+    """Each signal averaged over the ranks' finite values (one all-reduce), so every rank sets the same lr.
+
+    Every rank runs ``on_train_batch_end`` after the same optimizer step, so
+    the collective is matched. A signal no rank supplied stays absent; one
+    that ranks supplied but none finitely becomes NaN (not observed, counted).
+    """
+    rows = []
+    for name in SIGNALS:
+        v = signals.get(name)
+        present = v is not None
+        finite = present and math.isfinite(v)  # type: ignore[arg-type]
+        rows.append([v if finite else 0.0, 1.0 if finite else 0.0, 1.0 if present else 0.0])
+    t = torch.tensor(rows, dtype=torch.float32, device=pl_module.device)  # float32: what the core reads
+    t = trainer.strategy.reduce(t, reduce_op="sum")
+    out: dict[str, float] = {}
+    for name, (total, n_finite, n_present) in zip(SIGNALS, t.tolist()):
+        if n_present > 0:
+            out[name] = total / n_finite if n_finite > 0 else math.nan
+    return out
 
 
 def _as_float(name: str, value: Any) -> float:

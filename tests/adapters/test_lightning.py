@@ -158,3 +158,25 @@ def test_logged_keys_and_interval_checks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an AdaptiveSchedulerCallback state dict"):
         cb2.load_state_dict({"pending": {}})
     assert math.isfinite(cb.scheduler.get_last_lr()[0])
+
+
+def test_signals_are_averaged_over_ranks() -> None:
+    from types import SimpleNamespace
+
+    from adaptive_sched.adapters import lightning as adapter
+
+    assert adapter.SIGNALS == ("loss", "reward", "grad_norm", "kl")
+    # The other rank: loss 3, reward NaN (supplied, not finite), no grad_norm, no kl; rows (sum, n_finite, n_present).
+    other = torch.tensor([[3.0, 1.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+
+    class Strategy:
+        def reduce(self, t: Any, reduce_op: str) -> Any:
+            assert reduce_op == "sum"
+            return t + other
+
+    trainer = SimpleNamespace(strategy=Strategy())
+    module = SimpleNamespace(device=torch.device("cpu"))
+    assert adapter._mean_over_ranks(trainer, module, {"loss": 1.0, "reward": 2.0}) == {"loss": 2.0, "reward": 2.0}
+    out = adapter._mean_over_ranks(trainer, module, {"loss": 1.0, "reward": math.nan})
+    assert out["loss"] == 2.0 and math.isnan(out["reward"])  # supplied by both ranks, finite on none
+    assert "kl" not in out and "grad_norm" not in out  # no rank supplied them: not observed
