@@ -327,7 +327,8 @@ def adaptive_trainer_setup(
         raise TypeError(
             f"adaptive_trainer_setup(args=...) expects transformers.TrainingArguments, got {type(args).__name__}"
         )
-    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    # Trainer.create_optimizer passes its (any nn.Module) model here too (trainer.py:1303).
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)  # type: ignore[arg-type]
     special = sorted({"params", "model", "optimizer_dict"} & set(optimizer_kwargs))
     if special or not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, Optimizer)):
         raise ValueError(
