@@ -1,12 +1,17 @@
 """Shared fixtures.
 
 ``x64`` runs a test with JAX's 64-bit mode off and on (the controller must give
-float32 state and hyperparameters, and trace once, in both).
+float32 state and hyperparameters, and trace once, in both). The Hugging Face hub
+is offline for the whole session (``HF_HUB_OFFLINE=1``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+
+# Nothing in the tests may download: huggingface_hub reads this once, when it is first imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 

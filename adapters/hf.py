@@ -1,0 +1,389 @@
+"""Hugging Face front door: drive an :class:`AdaptiveScheduler` from ``transformers.Trainer`` and TRL.
+
+:class:`AdaptiveSchedulerCallback` is a ``transformers.TrainerCallback`` that
+feeds what the Trainer logs (the training loss, the gradient norm and, under
+TRL's ``GRPOTrainer``/``RLOOTrainer``, the reward and the KL) to the
+scheduler; :func:`adaptive_trainer_setup` builds the optimizer, the scheduler
+and the callback for a Trainer in one line::
+
+    setup = adaptive_trainer_setup(model, args, reward_rule="trend", kl_rule="target", kl_target=0.05)
+    trainer = GRPOTrainer(model=model, args=args, ..., optimizers=setup.optimizers, callbacks=setup.callbacks)
+
+What the Trainer does, verified in transformers 5.24 (``transformers/trainer.py``)
+and TRL 1.16 (``trl/trainer/grpo_trainer.py``); the callback is built on these facts:
+
+* After each optimizer step the Trainer calls ``lr_scheduler.step()`` with no
+  argument, unless the step was skipped (gradient accumulation micro-steps,
+  fp16 overflow) (trainer.py:1940-1952). The lr it logs for step ``t`` is read
+  just before that call (trainer.py:1947), so it is the lr step ``t`` used.
+  :meth:`AdaptiveScheduler.step` makes a signal-less controller update there.
+* Signals reach callbacks only through ``on_log``, every ``logging_steps``
+  optimizer steps, after that step's ``lr_scheduler.step()`` and before the
+  checkpoint of the same step is written (``_maybe_log_save_evaluate``,
+  trainer.py:2238-2289). The logged ``loss`` is the mean over the logging
+  window and over ranks; ``grad_norm`` is the last step's. ``on_log`` runs on
+  every rank with the same values (trainer.py:4210-4211), so every rank's
+  scheduler sets the same lr. TRL's ``log`` (grpo_trainer.py:3302-3322) adds
+  the window means of ``reward``, ``reward_std``, ``rewards/<func>/mean``,
+  ``entropy`` and ``kl`` (``kl`` only when ``beta != 0``, grpo_trainer.py:3267),
+  and a metric whose values were all NaN in the window as ``None``.
+  ``RLOOTrainer`` logs the same keys the same way (rloo_trainer.py:1711-1727, 1873-1883).
+* ``scheduler.pt`` is ``torch.save(scheduler.state_dict())``
+  (trainer.py:3584) and is read back with ``torch.load(weights_only=True)``
+  (trainer.py:3995-3998); :meth:`AdaptiveScheduler.state_dict` holds plain values
+  only, so it loads.
+* On ``resume_from_checkpoint`` the Trainer restarts its running loss and
+  ``_globalstep_last_logged`` at the checkpoint's step (trainer.py:1645-1649)
+  and TRL starts with empty metric buffers: neither checkpoints the logging
+  window. See :class:`AdaptiveSchedulerCallback` (``log_on_save``) for how
+  the resumed controller still continues exactly.
+
+Importing this module imports torch and transformers, never JAX.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any, NamedTuple
+
+import torch
+from torch.optim import Optimizer
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from adaptive_sched._config import Config
+from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+__all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "adaptive_trainer_setup"]
+
+# observe() keyword for each signal name (the reward is observe(R=...), the seed's public name).
+_OBSERVE_ARG = {"loss": "loss", "reward": "R", "grad_norm": "grad_norm", "kl": "kl"}
+SIGNALS: tuple[str, ...] = tuple(_OBSERVE_ARG)
+
+
+class _OptimizerSteps:
+    """Optimizer step post-hook counting the optimizer steps that really ran (skipped ones never call it)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        self.n += 1
+
+
+class AdaptiveSchedulerCallback(TrainerCallback):
+    """Feeds the signals ``transformers.Trainer`` (and TRL) log to an :class:`AdaptiveScheduler`.
+
+    Pass the scheduler to the Trainer too, as ``optimizers=(optimizer,
+    scheduler)``: the Trainer then calls ``scheduler.step()`` after each
+    optimizer step (a signal-less controller update), and this callback's
+    ``on_log`` calls ``scheduler.observe(...)`` with the logged values, which
+    *replaces* that step's signal-less update (see
+    :class:`AdaptiveScheduler`). Hence:
+
+    * **One controller update per optimizer step**, whatever
+      ``logging_steps`` and ``gradient_accumulation_steps`` are: the
+      controller's ``step`` equals the number of optimizer steps that ran.
+    * **Each logged value is consumed exactly once**, at the optimizer step
+      where it is logged: the value the Trainer logs for a window of ``k``
+      steps (a mean over the window) is one observation; the other steps of
+      the window are signal-less updates (EMAs and signal-driven rules hold,
+      warmup and ``cyclical`` advance). If several logs carrying signals
+      arrive within one optimizer step (a ``trainer.log`` of your own, a
+      skipped fp16 step), they are merged into that step's single update
+      (each signal: the mean of its finite values); logs that arrive before
+      the first optimizer step of the process are kept and merged into the
+      first one.
+    * **Not observed**: a key missing from a log row means the signal was not
+      logged (``None`` to the controller); a key present with ``None`` (TRL's
+      all-NaN metric), NaN or inf is passed as NaN, so the controller holds
+      and counts it in ``State.skipped``. :attr:`consumed` and
+      :attr:`skipped` count, per signal, the logged values this callback
+      consumed and those that were not observable (this process only).
+
+    **Exact resume.** The Trainer and TRL do not checkpoint their logging
+    window: after ``resume_from_checkpoint`` the first log covers only the
+    steps since the checkpoint, so if a window spanned the checkpoint the
+    resumed run would log (and the controller would observe) different
+    values. With ``log_on_save=True`` (default) the callback sets
+    ``control.should_log`` whenever the Trainer is about to save (after
+    ``DefaultFlowCallback`` decided it, in ``on_step_end`` and
+    ``on_epoch_end``; at evaluation steps with ``save_strategy="best"``),
+    which flushes the window before every checkpoint: no window spans one,
+    the controller's state in ``scheduler.pt`` is complete, and a resumed run
+    continues exactly like an uninterrupted one (same logged values, same
+    controller states, same lrs) for any ``save_steps``/``logging_steps``.
+    The price is an extra log row at save steps that are not logging steps.
+    With ``log_on_save=False`` resume is exact only when every checkpoint
+    step is also a logging step (``save_steps`` a multiple of
+    ``logging_steps``, ``save_strategy`` and ``logging_strategy`` both
+    ``"epoch"``, or ``logging_steps=1``). Exactness of the lr assumes the
+    resumed model produces the same signals (it does when the framework
+    restores its RNG and data order, as Trainer does on CPU). A log that
+    merges into the checkpoint's step *after* resuming (the rare cases of
+    the merge rule above, right at a checkpoint) goes into the next step.
+
+    Args:
+      scheduler: the :class:`AdaptiveScheduler` given to the Trainer in
+        ``optimizers=(optimizer, scheduler)``.
+      loss_key: log key of the training loss (default ``"loss"``); ``None``
+        not to feed it. Under GRPO/RLOO the "loss" is the policy-gradient
+        surrogate; it only matters if a loss-driven rule is configured.
+      reward_key: log key of the reward (default ``"reward"``, TRL's weighted
+        sum over reward functions; e.g. ``"rewards/my_func/mean"`` for one
+        function); ``None`` not to feed it.
+      kl_key: log key of the KL (default ``"kl"``, logged by TRL when
+        ``beta != 0``); ``None`` not to feed it.
+      grad_norm_key: log key of the gradient norm (default ``"grad_norm"``,
+        the pre-clipping norm of the logging step); ``None`` not to feed it.
+      log_on_save: flush the logging window at every checkpoint (see above).
+
+    Raises:
+      TypeError: ``scheduler`` is not an :class:`AdaptiveScheduler`, a key is
+        neither a string nor ``None``, or ``log_on_save`` is not a bool.
+    """
+
+    def __init__(
+        self,
+        scheduler: AdaptiveScheduler,
+        *,
+        loss_key: str | None = "loss",
+        reward_key: str | None = "reward",
+        kl_key: str | None = "kl",
+        grad_norm_key: str | None = "grad_norm",
+        log_on_save: bool = True,
+    ) -> None:
+        if not isinstance(scheduler, AdaptiveScheduler):
+            raise TypeError(
+                "AdaptiveSchedulerCallback(scheduler=...) expects an adaptive_sched AdaptiveScheduler, "
+                f"got {type(scheduler).__name__}"
+            )
+        keys = {"loss": loss_key, "reward": reward_key, "grad_norm": grad_norm_key, "kl": kl_key}
+        for name, key in keys.items():
+            if key is not None and not isinstance(key, str):
+                raise TypeError(
+                    f"AdaptiveSchedulerCallback({name}_key=...) must be a log key (str) or None, got {key!r}"
+                )
+        if not isinstance(log_on_save, bool):
+            raise TypeError(f"AdaptiveSchedulerCallback(log_on_save=...) must be a bool, got {log_on_save!r}")
+        self.scheduler = scheduler
+        self.keys: dict[str, str] = {name: key for name, key in keys.items() if key is not None}
+        self.log_on_save = log_on_save
+        self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}
+        self.skipped: dict[str, int] = {name: 0 for name in SIGNALS}
+        # Our own count of optimizer steps that ran (a post-hook: skipped fp16 steps do not count).
+        self._steps = _OptimizerSteps()
+        self._hook = scheduler.optimizer.register_step_post_hook(self._steps)
+        weakref.finalize(self, self._hook.remove)
+        self._values: dict[str, list[float]] = {}  # values merged into the update of step _values_at
+        self._values_at = 0  # optimizer step (self._steps.n) of _values; 0: not observed yet
+        self._snapshot: dict[str, Any] | None = None  # scheduler state before that update
+
+    # ------------------------------------------------------------------ Trainer events
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        sched = kwargs.get("lr_scheduler")
+        inner = getattr(sched, "scheduler", sched)  # accelerate's AcceleratedScheduler wraps it
+        if sched is not None and inner is not self.scheduler:
+            raise ValueError(
+                "AdaptiveSchedulerCallback: the Trainer's lr_scheduler is "
+                f"{type(inner).__name__}, not this callback's AdaptiveScheduler; pass "
+                "optimizers=(optimizer, scheduler) to the Trainer (adaptive_trainer_setup builds both)."
+            )
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        # DefaultFlowCallback (trainer_callback.py:568-606) runs before user callbacks and has set
+        # should_save; _maybe_log_save_evaluate then logs before it saves (trainer.py:2252-2289).
+        if self.log_on_save and control.should_save:
+            control.should_log = True
+        if self.log_on_save and control.should_evaluate and _save_strategy(args) == "best":
+            control.should_log = True  # "best" decides to save after evaluating (trainer.py:2281)
+        return control
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        return self.on_step_end(args, state, control, **kwargs)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if logs:
+            self.consume(logs)
+
+    # ------------------------------------------------------------------ the accounting
+
+    def consume(self, logs: dict[str, Any]) -> None:
+        """Consume one log row: observe its signals at this optimizer step (see the class docstring).
+
+        ``on_log`` calls it; call it yourself only to feed a log row that
+        does not go through ``Trainer.log``.
+        """
+        new: dict[str, float] = {}
+        for name, key in self.keys.items():
+            if key in logs:
+                value = _as_float(key, logs[key])
+                new[name] = value
+                self.consumed[name] += 1
+                if not math.isfinite(value):
+                    self.skipped[name] += 1
+        if not new:
+            return
+        n = self._steps.n
+        if self._values_at not in (0, n):  # values of an earlier, finished optimizer step
+            self._values, self._snapshot = {}, None
+        for name, value in new.items():
+            self._values.setdefault(name, []).append(value)
+        if n == 0:
+            return  # no optimizer step yet in this process: merged into the first one
+        sched = self.scheduler
+        if self._values_at == n and self._snapshot is not None:
+            sched.load_state_dict(self._snapshot)  # undo this step's update; redo it with every value
+        else:
+            self._snapshot = sched.state_dict()
+        self._values_at = n
+        sched.observe(**{_OBSERVE_ARG[name]: _merge(vals) for name, vals in self._values.items()})
+
+
+class AdaptiveSetup(NamedTuple):
+    """What :func:`adaptive_trainer_setup` returns; unpacks as ``optimizer, scheduler, callback``."""
+
+    optimizer: Optimizer
+    scheduler: AdaptiveScheduler
+    callback: AdaptiveSchedulerCallback
+
+    @property
+    def optimizers(self) -> tuple[Optimizer, AdaptiveScheduler]:
+        """``(optimizer, scheduler)``, the Trainer's ``optimizers=`` argument."""
+        return (self.optimizer, self.scheduler)
+
+    @property
+    def callbacks(self) -> list[TrainerCallback]:
+        """``[callback]``, for the Trainer's ``callbacks=`` argument."""
+        return [self.callback]
+
+
+def adaptive_trainer_setup(
+    model: torch.nn.Module,
+    args: TrainingArguments,
+    config: Config | None = None,
+    *,
+    device_mode: bool = False,
+    callback_kwargs: dict[str, Any] | None = None,
+    **config_kwargs: Any,
+) -> AdaptiveSetup:
+    """Optimizer, :class:`AdaptiveScheduler` and :class:`AdaptiveSchedulerCallback` for a Trainer, in one line.
+
+    The optimizer is the one the Trainer would build from ``args``
+    (``args.optim``, ``learning_rate``, ``weight_decay`` with no decay on
+    biases and norms, Adam betas and epsilon: ``Trainer.get_optimizer_cls_and_kwargs``
+    and ``Trainer.get_decay_parameter_names``, trainer.py:1259-1326). A Trainer
+    given ``optimizers=`` ignores ``args.lr_scheduler_type`` and
+    ``args.warmup_steps``; so unless ``warmup_steps`` is given here, the
+    controller's warmup is taken from ``args.warmup_steps`` (a count, or a
+    ratio of ``args.max_steps``). ``base_lr`` defaults to
+    ``args.learning_rate``::
+
+        setup = adaptive_trainer_setup(model, args, reward_rule="trend", min_lr=1e-7, max_lr=1e-4)
+        trainer = Trainer(model=model, args=args, ..., optimizers=setup.optimizers, callbacks=setup.callbacks)
+
+    Args:
+      model: the model the Trainer trains (its trainable parameters are optimized).
+      args: the ``TrainingArguments`` (or a TRL config) of that Trainer.
+      config: a ready :class:`adaptive_sched.Config`; exclusive with ``config_kwargs``.
+      device_mode: see :class:`AdaptiveScheduler`.
+      callback_kwargs: keyword arguments of :class:`AdaptiveSchedulerCallback`
+        (``reward_key=``, ``log_on_save=`` ...).
+      **config_kwargs: :class:`adaptive_sched.Config` fields.
+
+    Returns:
+      ``AdaptiveSetup(optimizer, scheduler, callback)`` with the
+      ``.optimizers`` and ``.callbacks`` shortcuts.
+
+    Raises:
+      TypeError: ``model`` is not a ``torch.nn.Module`` or ``args`` not ``TrainingArguments``.
+      ValueError: ``args.optim`` names an optimizer built from the model
+        rather than from parameter groups (GaLore, LOMO, Muon ...; build it
+        yourself and use :class:`AdaptiveScheduler` with
+        :class:`AdaptiveSchedulerCallback`), or warmup is a ratio and
+        ``args.max_steps`` is not set.
+    """
+    from transformers import Trainer
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"adaptive_trainer_setup(model=...) expects a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(args, TrainingArguments):
+        raise TypeError(
+            f"adaptive_trainer_setup(args=...) expects transformers.TrainingArguments, got {type(args).__name__}"
+        )
+    # Trainer.create_optimizer passes its (any nn.Module) model here too (trainer.py:1303).
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)  # type: ignore[arg-type]
+    special = sorted({"params", "model", "optimizer_dict"} & set(optimizer_kwargs))
+    if special or not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, Optimizer)):
+        raise ValueError(
+            f"adaptive_trainer_setup: args.optim={args.optim!r} builds its optimizer from the model "
+            f"({special or optimizer_cls}); build that optimizer yourself, then "
+            "AdaptiveScheduler(optimizer, ...) and AdaptiveSchedulerCallback(scheduler)."
+        )
+    # get_decay_parameter_names does not use the Trainer instance (trainer.py:1408-1418).
+    decay = set(Trainer.get_decay_parameter_names(None, model))  # type: ignore[arg-type]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if n in decay], "weight_decay": args.weight_decay},
+        {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
+    ]
+    optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
+    if config is None and "warmup_steps" not in config_kwargs and args.warmup_steps > 0:
+        if args.warmup_steps >= 1:
+            config_kwargs["warmup_steps"] = float(int(args.warmup_steps))
+        elif args.max_steps > 0:
+            config_kwargs["warmup_steps"] = float(args.get_warmup_steps(args.max_steps))
+        else:
+            raise ValueError(
+                f"adaptive_trainer_setup: args.warmup_steps={args.warmup_steps} is a ratio of the training steps, "
+                "which are not known before the Trainer runs (args.max_steps is not set); pass warmup_steps= "
+                "(a number of optimizer steps)."
+            )
+    scheduler = AdaptiveScheduler(optimizer, config, device_mode=device_mode, **config_kwargs)
+    callback = AdaptiveSchedulerCallback(scheduler, **(callback_kwargs or {}))
+    return AdaptiveSetup(optimizer, scheduler, callback)
+
+
+def _as_float(key: str, value: Any) -> float:
+    """A logged value as a float; ``None`` (TRL's all-NaN metric) becomes NaN ("not observed", counted)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"logged {key!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        return float(value.item())
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"logged {key!r} must be a number or None, got {type(value).__name__}: {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"logged {key!r} must be a number or None, got {type(value).__name__}: {value!r}") from None
+
+
+def _merge(values: list[float]) -> float:
+    """Several values of one signal within one optimizer step: the mean of the finite ones (NaN if none)."""
+    if len(values) == 1:
+        return values[0]
+    finite = [v for v in values if math.isfinite(v)]
+    return math.fsum(finite) / len(finite) if finite else math.nan
+
+
+def _save_strategy(args: TrainingArguments) -> str:
+    s = getattr(args, "save_strategy", None)
+    return str(getattr(s, "value", s))

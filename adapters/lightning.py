@@ -1,0 +1,299 @@
+"""PyTorch Lightning front door: a ``Callback`` that feeds training signals to an :class:`AdaptiveScheduler`.
+
+Return the scheduler from ``configure_optimizers`` with ``interval="step"``
+(so Lightning steps it, checkpoints it and restores it like any scheduler)
+and add :class:`AdaptiveSchedulerCallback` to the Trainer::
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=1e-3)
+        sched = AdaptiveScheduler(opt, lr_rule="trend", min_lr=1e-5, max_lr=1e-2)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    trainer = L.Trainer(callbacks=[AdaptiveSchedulerCallback()], ...)
+
+What Lightning does, verified in Lightning 2.6 (``lightning/pytorch``):
+
+* ``AdaptiveScheduler`` subclasses ``torch.optim.lr_scheduler.LRScheduler``,
+  so Lightning accepts it without an ``lr_scheduler_step`` override
+  (core/optimizer.py:339-348).
+* Per training batch: ``training_step`` and the optimizer step, then the
+  ``interval="step"`` schedulers' ``step()`` (skipped while accumulating
+  gradients) (loops/training_epoch_loop.py:358-360, 456-460), then the
+  callbacks' ``on_train_batch_end`` and after them the LightningModule's
+  (training_epoch_loop.py:375-376). Lightning moves every ``ModelCheckpoint``
+  to the end of the callback list (trainer/connectors/callback_connector.py:240-270),
+  so this callback's ``on_train_batch_end`` runs before
+  ``ModelCheckpoint(every_n_train_steps=k)`` saves: the checkpoint holds the
+  controller state *including* this step's signals. (Calling ``observe``
+  from the LightningModule's own ``on_train_batch_end`` instead runs after the
+  save, and resume is then not exact.)
+* ``outputs`` in ``on_train_batch_end`` is ``training_step``'s return value
+  with the loss divided by ``accumulate_grad_batches``
+  (loops/optimization/automatic.py:62-89, 329); the callback multiplies it
+  back.
+
+Importing this module imports torch and lightning, never JAX.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.optim import Optimizer
+
+from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+__all__ = ["AdaptiveSchedulerCallback"]
+
+_OBSERVE_ARG = {"loss": "loss", "reward": "R", "grad_norm": "grad_norm", "kl": "kl"}
+SIGNALS: tuple[str, ...] = tuple(_OBSERVE_ARG)
+_STATE_KEYS = frozenset({"pending", "consumed", "skipped"})
+
+
+class _OptimizerSteps:
+    """Optimizer step post-hook counting the optimizer steps that ran (skipped AMP steps never call it)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        self.n += 1
+
+
+class AdaptiveSchedulerCallback(pl.Callback):
+    """Feeds each training batch's signals to the :class:`AdaptiveScheduler` of ``configure_optimizers``.
+
+    **Where signals come from.** ``training_step``'s return value: a tensor
+    is the loss; from a dict, the entries named by ``loss_key`` (Lightning's
+    ``"loss"``), ``reward_key``, ``kl_key`` and ``grad_norm_key`` (e.g.
+    ``return {"loss": loss, "reward": reward.detach()}``). Each returned value
+    is consumed exactly once. Names in ``logged_keys`` are read from
+    ``trainer.callback_metrics`` (metrics logged with
+    ``self.log(name, value, on_step=True)``) at every optimizer step;
+    Lightning keeps the last value of a metric that was not logged in a step,
+    so use ``logged_keys`` only for metrics logged at every step (return the
+    others from ``training_step``).
+
+    **When the controller advances.** Lightning calls the scheduler's
+    ``step()`` after each optimizer step (a signal-less update); at the end of
+    that batch this callback calls ``observe`` with the signals, which replaces
+    that update (see :class:`AdaptiveScheduler`). With gradient accumulation
+    the micro-batches' values are averaged into the one update of their
+    optimizer step (the loss unscaled from Lightning's division by
+    ``accumulate_grad_batches``). So the controller advances exactly once per
+    optimizer step, whatever the ``interval`` (the scheduler's own ``step()``
+    never advances it twice), and not at all for a batch whose optimizer step
+    did not run (``training_step`` returned ``None``, accumulation, a skipped
+    AMP step). Missing entries are not observed; ``None``, NaN and inf are
+    passed as NaN (held, and counted in ``State.skipped``).
+
+    **Several processes** (DDP and the like): each rank's ``training_step``
+    returns its local values, so the callback averages each signal over the
+    ranks (one all-reduce of a 4x3 tensor per optimizer step) before
+    ``observe``: every rank's controller sees the same signals and sets the
+    same lr.
+
+    **Checkpoints.** The scheduler is saved and restored by Lightning with
+    the optimizers. This callback's own state (values of micro-batches not yet
+    consumed, and the :attr:`consumed`/:attr:`skipped` counters) is in its
+    ``state_dict``, which Lightning saves in the checkpoint, so
+    ``fit(ckpt_path=...)`` continues exactly like an uninterrupted run.
+
+    Args:
+      scheduler: the scheduler to drive; default: the one
+        :class:`AdaptiveScheduler` among the LightningModule's schedulers
+        (found at ``on_fit_start``).
+      loss_key, reward_key, kl_key, grad_norm_key: ``training_step`` output
+        keys (``None``: not fed). Defaults ``"loss"``, ``"reward"``, ``"kl"``,
+        ``"grad_norm"``.
+      logged_keys: ``{signal: metric name}`` read from
+        ``trainer.callback_metrics``, e.g. ``{"reward": "train/reward"}``;
+        signals: ``loss``, ``reward``, ``kl``, ``grad_norm``. An output value
+        takes precedence over a logged one.
+
+    Raises:
+      TypeError: a bad argument type.
+      ValueError: unknown signal names in ``logged_keys``; at ``on_fit_start``:
+        no (or more than one) AdaptiveScheduler in the LightningModule's
+        schedulers, or its ``interval`` is not ``"step"`` or its
+        ``frequency`` not 1.
+    """
+
+    def __init__(
+        self,
+        scheduler: AdaptiveScheduler | None = None,
+        *,
+        loss_key: str | None = "loss",
+        reward_key: str | None = "reward",
+        kl_key: str | None = "kl",
+        grad_norm_key: str | None = "grad_norm",
+        logged_keys: Mapping[str, str] | None = None,
+    ) -> None:
+        if scheduler is not None and not isinstance(scheduler, AdaptiveScheduler):
+            raise TypeError(
+                "AdaptiveSchedulerCallback(scheduler=...) expects an adaptive_sched AdaptiveScheduler or None, "
+                f"got {type(scheduler).__name__}"
+            )
+        keys = {"loss": loss_key, "reward": reward_key, "grad_norm": grad_norm_key, "kl": kl_key}
+        for name, key in keys.items():
+            if key is not None and not isinstance(key, str):
+                raise TypeError(f"AdaptiveSchedulerCallback({name}_key=...) must be a str or None, got {key!r}")
+        logged = dict(logged_keys or {})
+        unknown = sorted(set(logged) - set(SIGNALS))
+        if unknown:
+            raise ValueError(
+                f"AdaptiveSchedulerCallback(logged_keys=...) has unknown signals {unknown}; "
+                f"allowed: {list(SIGNALS)}"
+            )
+        for name, key in logged.items():
+            if not isinstance(key, str):
+                raise TypeError(f"AdaptiveSchedulerCallback(logged_keys[{name!r}]) must be a str, got {key!r}")
+        self.output_keys: dict[str, str] = {n: k for n, k in keys.items() if k is not None}
+        self.logged_keys: dict[str, str] = logged
+        self.scheduler: AdaptiveScheduler | None = None
+        self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}
+        self.skipped: dict[str, int] = {name: 0 for name in SIGNALS}
+        self._pending: dict[str, list[float]] = {}
+        self._steps = _OptimizerSteps()
+        self._observed_at = 0
+        if scheduler is not None:
+            self._attach(scheduler)
+
+    def _attach(self, scheduler: AdaptiveScheduler) -> None:
+        if scheduler is self.scheduler:
+            return
+        self.scheduler = scheduler
+        handle = scheduler.optimizer.register_step_post_hook(self._steps)
+        weakref.finalize(self, handle.remove)
+        self._observed_at = self._steps.n
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        configs = [c for c in trainer.lr_scheduler_configs if isinstance(c.scheduler, AdaptiveScheduler)]
+        if self.scheduler is not None:
+            configs = [c for c in configs if c.scheduler is self.scheduler]
+        if len(configs) != 1:
+            raise ValueError(
+                "AdaptiveSchedulerCallback: configure_optimizers must return exactly one AdaptiveScheduler "
+                f"(found {len(configs)}), e.g. "
+                '{"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}'
+            )
+        cfg = configs[0]
+        if cfg.interval != "step" or cfg.frequency != 1:
+            raise ValueError(
+                f"AdaptiveSchedulerCallback: the AdaptiveScheduler is configured with interval={cfg.interval!r}, "
+                f"frequency={cfg.frequency!r}; it needs interval='step', frequency=1 (one controller update "
+                "per optimizer step)."
+            )
+        self._attach(cfg.scheduler)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        scale = trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
+        if isinstance(outputs, torch.Tensor):
+            outputs = {"loss": outputs}
+        found: dict[str, Any] = {}
+        if isinstance(outputs, Mapping):
+            for name, key in self.output_keys.items():
+                if key in outputs:
+                    found[name] = outputs[key]
+            if "loss" in found and self.output_keys.get("loss") == "loss" and found["loss"] is not None:
+                found["loss"] = _as_float("loss", found["loss"]) * scale  # undo Lightning's 1/accumulate
+        for name, value in found.items():
+            self._add(name, value)
+        n = self._steps.n
+        if n == self._observed_at:
+            return  # no optimizer step since the last update: keep the values for the next one
+        if self.logged_keys:
+            metrics = trainer.callback_metrics
+            for name, key in self.logged_keys.items():
+                if name not in found and key in metrics:
+                    self._add(name, metrics[key])
+        assert self.scheduler is not None
+        pending, self._pending = self._pending, {}
+        self._observed_at = n
+        signals = {name: _mean(vals) for name, vals in pending.items()}
+        if trainer.world_size > 1:
+            signals = _mean_over_ranks(trainer, pl_module, signals)
+        self.scheduler.observe(**{_OBSERVE_ARG[name]: v for name, v in signals.items()})
+
+    def _add(self, name: str, value: Any) -> None:
+        v = _as_float(name, value)
+        self.consumed[name] += 1
+        if not math.isfinite(v):
+            self.skipped[name] += 1
+        self._pending.setdefault(name, []).append(v)
+
+    # ------------------------------------------------------------------ checkpointing
+
+    def state_dict(self) -> dict[str, Any]:
+        """Pending micro-batch values and the counters (plain Python values)."""
+        return {
+            "pending": {k: list(v) for k, v in self._pending.items()},
+            "consumed": dict(self.consumed),
+            "skipped": dict(self.skipped),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        if not isinstance(state_dict, dict) or set(state_dict) != _STATE_KEYS:
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"not an AdaptiveSchedulerCallback state dict: expected keys {sorted(_STATE_KEYS)}, got {got}")
+        self._pending = {k: [float(x) for x in v] for k, v in state_dict["pending"].items()}
+        self.consumed = {name: int(state_dict["consumed"].get(name, 0)) for name in SIGNALS}
+        self.skipped = {name: int(state_dict["skipped"].get(name, 0)) for name in SIGNALS}
+
+
+def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) -> dict[str, float]:
+    """Each signal averaged over the ranks' finite values (one all-reduce), so every rank sets the same lr.
+
+    Every rank runs ``on_train_batch_end`` after the same optimizer step, so
+    the collective is matched. A signal no rank supplied stays absent; one
+    that ranks supplied but none finitely becomes NaN (not observed, counted).
+    """
+    rows = []
+    for name in SIGNALS:
+        v = signals.get(name)
+        present = v is not None
+        finite = present and math.isfinite(v)  # type: ignore[arg-type]
+        rows.append([v if finite else 0.0, 1.0 if finite else 0.0, 1.0 if present else 0.0])
+    t = torch.tensor(rows, dtype=torch.float32, device=pl_module.device)  # float32: what the core reads
+    t = trainer.strategy.reduce(t, reduce_op="sum")
+    out: dict[str, float] = {}
+    for name, (total, n_finite, n_present) in zip(SIGNALS, t.tolist()):
+        if n_present > 0:
+            out[name] = total / n_finite if n_finite > 0 else math.nan
+    return out
+
+
+def _as_float(name: str, value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"AdaptiveSchedulerCallback: {name} must be a scalar, got a tensor of shape {tuple(value.shape)}"
+            )
+        return float(value.detach().item())
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"AdaptiveSchedulerCallback: {name} must be a number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"AdaptiveSchedulerCallback: {name} must be a number, got {type(value).__name__}") from None
+
+
+def _mean(values: list[float]) -> float:
+    if len(values) == 1:
+        return values[0]
+    finite = [v for v in values if math.isfinite(v)]
+    return math.fsum(finite) / len(finite) if finite else math.nan
