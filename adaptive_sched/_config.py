@@ -108,11 +108,12 @@ _Check = tuple[Callable[[np.ndarray], np.ndarray], str]
 class _Derived:
     """What the registry implies for the Config, recomputed whenever it changes."""
 
-    rule_fields: dict[str, tuple[str, ...]] = {}
-    knobs: dict[str, _rules.Knob] = {}
-    checks: dict[str, _Check] = {}
-    numeric: tuple[str, ...] = ()
-    fields: tuple[str, ...] = ()
+    def __init__(self) -> None:
+        self.rule_fields: dict[str, tuple[str, ...]] = {}
+        self.knobs: dict[str, _rules.Knob] = {}
+        self.checks: dict[str, _Check] = {}
+        self.numeric: tuple[str, ...] = ()
+        self.fields: tuple[str, ...] = ()
 
 
 _D = _Derived()

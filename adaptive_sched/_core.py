@@ -330,16 +330,7 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
         if rule.kind == "clock":
             log_clock, restart = run(rule, None)
             log_stateless = log_stateless + log_clock
-
-            def reset(e: EmaState) -> EmaState:
-                return EmaState(
-                    mean=xp.where(restart, 0.0, e.mean),
-                    var=xp.where(restart, 0.0, e.var),
-                    decay_pow=xp.where(restart, 1.0, e.decay_pow),
-                    ref=e.ref,
-                )
-
-            emas = [reset(e) for e in emas]
+            emas = [_restart(xp, e, restart) for e in emas]
 
     skipped = state.skipped
     uses, track_var = signal_usage(cfg)
@@ -410,6 +401,16 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
         lr, lr_scale = to_f32(lr), to_f32(lr_scale)
     hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=lr_scale)
     return new_state, hp
+
+
+def _restart(xp: Any, e: EmaState, restart: Any) -> EmaState:
+    """Where ``restart``, forget the smoothing (the first-ever reference ``ref`` is kept)."""
+    return EmaState(
+        mean=xp.where(restart, 0.0, e.mean),
+        var=xp.where(restart, 0.0, e.var),
+        decay_pow=xp.where(restart, 1.0, e.decay_pow),
+        ref=e.ref,
+    )
 
 
 def _cast_floats(xp: Any, state: State, f32: Any, i32: Any) -> State:

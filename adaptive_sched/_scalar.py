@@ -16,10 +16,9 @@ makes a sanitisation gap loud in the tests instead of silent).
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
-
-import builtins
 
 UNARY: dict[str, Any] = {
     "exp": math.exp,
@@ -50,8 +49,8 @@ __all__ = [
     "logical_and",
     "logical_not",
     "where",
-    *UNARY,
 ]
+__all__ += list(UNARY)
 
 IS_SCALAR = True  # the core skips its float32 casts for scalar namespaces
 
