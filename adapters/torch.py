@@ -28,21 +28,17 @@ from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
 from adaptive_sched._core import Hparams, State, init, signal_usage
 from adaptive_sched._hostpath import HostController, flatten_state
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._signals import SIGNAL_NAMES, from_keywords
 
 __all__ = ["AdaptiveScheduler", "FORMAT_VERSION"]
 
 _NONE = (False,) * len(SIGNAL_NAMES)  # no signal supplied (step(), and the peek at construction)
 _NO_SIGNALS = (None,) * len(SIGNAL_NAMES)
-# observe()'s keywords: the Signals fields; "R" is the seed's name for the reward.
-_OBSERVE_KEYWORDS = frozenset(SIGNAL_NAMES) - {"loss"}
-_POSITIONAL = tuple(n for n in SIGNAL_NAMES if n not in ("loss", "reward"))  # after loss, R, model
-_LABELS = SIGNAL_NAMES  # each signal's name in error messages ...
-_LABELS_R = tuple("R" if name == "reward" else name for name in SIGNAL_NAMES)  # ... when the reward came as R=
+_POSITIONAL = tuple(n for n in SIGNAL_NAMES if n not in ("loss", "reward"))  # observe()'s after loss, R, model
+_GRAD_NORM = SIGNAL_NAMES.index("grad_norm")
 
 FORMAT_VERSION = 1
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own)."""
-
 
 
 def _config_fields() -> tuple[str, ...]:
@@ -415,26 +411,19 @@ class AdaptiveScheduler(LRScheduler):
           model: if given with ``lr_rule="grad_norm"`` and no ``grad_norm``,
             the global L2 norm of its parameters' gradients is computed (call
             before ``zero_grad``). Ignored by every other lr rule.
-          *more: the remaining :class:`~adaptive_sched.Signals` fields after
-            ``loss`` and ``reward``, positionally, in their order (``grad_norm``, ``kl``).
-          **signals: the other :class:`~adaptive_sched.Signals` fields by name:
-            ``reward`` (same as ``R``), ``grad_norm`` (global gradient norm,
-            >= 0), ``kl`` (KL divergence of the policy to its reference).
+          *more, **signals: the other :class:`~adaptive_sched.Signals` fields,
+            by name (``reward=``, ``grad_norm=``, ``kl=``) or positionally after
+            ``model`` in Signals order (``grad_norm``, ``kl``).
 
         Raises:
           TypeError: a signal is neither a number nor a tensor, an unknown
             keyword, or both ``R=`` and ``reward=``.
           ValueError: a tensor signal has more than one element.
         """
-        if more:
-            signals = _positional_signals(more, signals)
-        labels = _signal_labels(signals, R)
-        if R is not None:
-            signals["reward"] = R
         signals["loss"] = loss
-        if signals.get("grad_norm") is None and model is not None and self._wants_grad_norm:
-            signals["grad_norm"] = self._model_grad_norm(model)
-        values = [signals.get(name) for name in SIGNAL_NAMES]
+        values, labels = from_keywords("observe()", signals, more, _POSITIONAL, ("R", "reward", R))
+        if values[_GRAD_NORM] is None and model is not None and self._wants_grad_norm:
+            values[_GRAD_NORM] = self._model_grad_norm(model)
         n = self._counter.n
         replace = self._before is not None and self._advanced_at == n
         if self._device_mode:
@@ -817,27 +806,6 @@ def _number(name: str, v: Any) -> float:
         raise TypeError(
             f"observe({name}=...) must be None, a number or a one-element tensor, got {type(v).__name__}"
         ) from None
-
-
-def _positional_signals(more: tuple[Any, ...], signals: dict[str, Any]) -> dict[str, Any]:
-    if len(more) > len(_POSITIONAL):
-        raise TypeError(f"observe() takes at most {3 + len(_POSITIONAL)} positional arguments after self")
-    for name, value in zip(_POSITIONAL, more):
-        if name in signals:
-            raise TypeError(f"observe() got multiple values for argument {name!r}")
-        signals[name] = value
-    return signals
-
-
-def _signal_labels(signals: dict[str, Any], R: Any) -> tuple[str, ...]:  # noqa: N803
-    """Check observe()'s signal keywords; the name each signal goes by in error messages."""
-    if signals and not _OBSERVE_KEYWORDS.issuperset(signals):
-        unknown = sorted(set(signals) - _OBSERVE_KEYWORDS)
-        allowed = ", ".join(["loss", "R", "model", *sorted(_OBSERVE_KEYWORDS)])
-        raise TypeError(f"observe() got unknown keyword argument(s) {', '.join(map(repr, unknown))}; allowed: {allowed}.")
-    if R is not None and signals.get("reward") is not None:
-        raise TypeError("observe() got both R= and reward=: R is the seed's name for the reward, pass one.")
-    return _LABELS if R is None else _LABELS_R
 
 
 def _host_signal(name: str, v: Any) -> float:

@@ -5,6 +5,11 @@ NumPy or torch (through array-api-compat), or ``adaptive_sched._scalar`` (plain
 Python floats, the torch adapter's host mode). The namespace is read off the
 state's leaves, so the same function serves every front door.
 
+The rules themselves are declared in :mod:`adaptive_sched._rules` (one
+definition each); :func:`update_with` runs the config's active rules and
+combines their outputs by kind. The signals are :class:`Signals`' fields
+(:mod:`adaptive_sched._signals`); the State has one EMA per signal.
+
 Conventions (all rules):
 
 * Every signal is smoothed by a bias-corrected EMA (Kingma & Ba, 2015, Sec. 3):
