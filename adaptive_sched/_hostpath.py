@@ -340,7 +340,7 @@ class HostController:
     """The controller as a flat state plus :func:`compile_update`'s functions.
 
     Holds the state's scalars in :attr:`flat` (:data:`STATE_FIELDS` order) and
-    one compiled function per pattern of supplied signals (at most 16),
+    one compiled function per pattern of supplied signals (at most 2**len(Signals._fields)),
     compiled on first use. With ``target="python"`` it gives the same numbers as
     ``adaptive_sched.update`` on a state from ``init(config, xp=adaptive_sched._scalar)``;
     with ``target="torch"`` the state is 0-d tensors and every operation a torch op.
