@@ -12,7 +12,6 @@ Importing this module imports torch, never JAX or optax.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 import weakref
@@ -39,10 +38,6 @@ _GRAD_NORM = SIGNAL_NAMES.index("grad_norm")
 
 FORMAT_VERSION = 1
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own)."""
-
-
-def _config_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(Config))  # live: registering a rule adds fields
 
 _DEVICE_FIX = (
     "device_mode=True updates tensor hyperparameters in place and cannot write a Python float "
@@ -740,11 +735,12 @@ def _make_config(
                     "scalar knobs (a batched sweep config drives the pure core, not one optimizer)."
                 )
         return config
-    unknown = sorted(set(kwargs) - set(_config_fields()))
+    fields = (*RULE_FIELDS, *NUMERIC_FIELDS)  # live views of the registry
+    unknown = sorted(set(kwargs) - set(fields))
     if unknown:
         raise TypeError(
             f"AdaptiveScheduler got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
-            f"valid Config fields are: {', '.join(_config_fields())}."
+            f"valid Config fields are: {', '.join(fields)}."
         )
     kwargs = dict(kwargs)
     derived = []
