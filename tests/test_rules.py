@@ -162,7 +162,7 @@ def test_toy_rule_numpy_jit_and_vmap_agree(toy: Any) -> None:
     jnp = jax.numpy
     cfg = config_for(("toy_peak", "exp", "trend", "none"), toy_rate=0.3)
     stream = [A.Signals(*(math.nan if v is None else v for v in s)) for s in toy_stream()]
-    lr_n, mom_n = run_numpy(cfg, stream)
+    lr_n, _ = run_numpy(cfg, stream)
 
     state = A.init(cfg, xp=np)
     assert state.rule_state["lr.toy_peak.count"].dtype == np.int32
@@ -285,8 +285,10 @@ def test_readme_rule_table_is_the_generated_one() -> None:
 def test_toy_rule_appears_in_the_generated_table(toy: Any) -> None:
     row = [line for line in _rules.rule_table_markdown().splitlines() if "`toy_peak`" in line]
     assert row == [
-        "| lr | `toy_peak` | Toy peak (tests only): ``eta <- eta * exp(-rate)`` whenever the smoothed loss "
-        "exceeds its running peak. | stateful (+ slots) |"
+        (
+            "| lr | `toy_peak` | Toy peak (tests only): ``eta <- eta * exp(-rate)`` whenever the smoothed loss "
+            "exceeds its running peak. | stateful (+ slots) |"
+        )
     ]
 
 
