@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -192,9 +192,17 @@ _DOC_HEAD = """What the controller does: which rules run, and every numeric knob
 """
 
 
-@dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)
 class Config:
-    # The docstring and the dataclass fields are generated from the registry (_sync below).
+    # A frozen dataclass whose fields and docstring are generated from the
+    # registry (_sync below), so type checkers see an open attribute set.
+    if TYPE_CHECKING:
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+        lr_rule: str
+        momentum_rule: str
+        reward_rule: str
+        kl_rule: str
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         names = _D.fields
@@ -269,6 +277,10 @@ class Config:
         return _unflatten(self.rules, tuple(fn(getattr(self, n)) for n in _D.numeric))
 
 
+if not TYPE_CHECKING:  # decorated at runtime only (type checkers would check against no fields)
+    Config = dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)(Config)
+
+
 def _derive(base: Any, factor: float) -> Any:
     if isinstance(base, (int, float)) and not isinstance(base, bool):
         return float(base) * factor
@@ -300,7 +312,7 @@ def _sync() -> None:
     _D.checks = {n: (k.check, k.allowed) for n, k in _D.knobs.items()}
     _D.numeric = tuple(_D.knobs)
     _D.fields = (*_D.rule_fields, *_D.numeric)
-    spec = [(n, str, dataclasses.field(default="none")) for n in _D.rule_fields]
+    spec: list[tuple[str, Any, Any]] = [(n, str, dataclasses.field(default="none")) for n in _D.rule_fields]
     spec += [(n, Any, dataclasses.field(default=k.default)) for n, k in _D.knobs.items()]
     Config.__dataclass_fields__ = dataclasses.make_dataclass("Config", spec).__dataclass_fields__  # type: ignore[attr-defined]
     Config.__doc__ = _config_doc()

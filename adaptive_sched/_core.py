@@ -30,7 +30,7 @@ Conventions (all rules):
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -84,11 +84,26 @@ _STATE_CORE: tuple[tuple[str, Any], ...] = (
     ("log_scale", Any),
     ("current_momentum", Any),
 )
-State = NamedTuple(  # type: ignore[misc]  # fields derive from Signals
-    "State", [*_STATE_CORE, *((name, EmaState) for name in SIGNAL_NAMES), ("rule_state", dict)]
-)
-State.__new__.__defaults__ = ({},)  # no rule slots; never mutated (update builds a new dict)
-State.__module__ = __name__
+if TYPE_CHECKING:  # what type checkers see; at runtime the EMA fields derive from Signals
+
+    class State(NamedTuple):
+        config: Config
+        step: Any
+        skipped: Any
+        log_scale: Any
+        current_momentum: Any
+        loss: EmaState
+        reward: EmaState
+        grad_norm: EmaState
+        kl: EmaState
+        rule_state: dict[str, Any] = {}  # noqa: RUF012
+
+else:
+    State = NamedTuple(
+        "State", [*_STATE_CORE, *((name, EmaState) for name in SIGNAL_NAMES), ("rule_state", dict)]
+    )
+    State.__new__.__defaults__ = ({},)  # no rule slots; never mutated (update builds a new dict)
+    State.__module__ = __name__
 State.__doc__ = """Controller state: fixed-dtype scalars (float32, int32), plus the config.
 
     Attributes:
@@ -196,9 +211,7 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     ema = EmaState(mean=zero, var=zero, decay_pow=one, ref=zero)
     momentum = xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum)
     slots = {key: (i32 if slot.dtype == "int32" else f32)(slot.init) for key, slot in _rules.state_slots(cfg)}
-    return State(
-        cfg, i32(0), i32(0), zero, f32(momentum), *(ema for _ in SIGNAL_NAMES), rule_state=slots
-    )
+    return State._make([cfg, i32(0), i32(0), zero, f32(momentum), *(ema for _ in SIGNAL_NAMES), slots])
 
 
 class _Obs(NamedTuple):
@@ -386,19 +399,21 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
     momentum = state.current_momentum  # set within bounds by init
     for rule in rules:
         if rule.kind == "momentum":
-            obs = views[rule.signal]  # type: ignore[index]
-            mu = run(rule, obs)
-            momentum = xp.clip(xp.where(obs.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
+            seen: Any = views[rule.signal]  # type: ignore[index]
+            mu = run(rule, seen)
+            momentum = xp.clip(xp.where(seen.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
     ema_out = [v.ema if v is not None else e for v, e in zip(views.values(), emas)]
-    new_state = State(
-        cfg,
-        t_int,
-        skipped,
-        log_scale if scalar else to_f32(log_scale),
-        momentum if scalar else to_f32(momentum),
-        *ema_out,
-        rule_state=slots,
+    new_state = State._make(
+        [
+            cfg,
+            t_int,
+            skipped,
+            log_scale if scalar else to_f32(log_scale),
+            momentum if scalar else to_f32(momentum),
+            *ema_out,
+            slots,
+        ]
     )
     lr_scale = lr / cfg.base_lr
     if not scalar:
@@ -423,12 +438,15 @@ def _cast_floats(xp: Any, state: State, f32: Any, i32: Any) -> State:
         return EmaState(*(f32(v) for v in e))
 
     dtypes = {key: slot.dtype for key, slot in _rules.state_slots(state.config)}
-    return state._replace(
-        step=xp.astype(state.step, xp.int32),
-        skipped=xp.astype(state.skipped, xp.int32),
-        **{name: ema(getattr(state, name)) for name in SIGNAL_NAMES},
-        rule_state={
-            k: i32(v) if dtypes[k] == "int32" else f32(v)
-            for k, v in state.rule_state.items()
-        },
+    slots = {k: i32(v) if dtypes[k] == "int32" else f32(v) for k, v in state.rule_state.items()}
+    return State._make(
+        [
+            state.config,
+            xp.astype(state.step, xp.int32),
+            xp.astype(state.skipped, xp.int32),
+            state.log_scale,
+            state.current_momentum,
+            *(ema(getattr(state, name)) for name in SIGNAL_NAMES),
+            slots,
+        ]
     )

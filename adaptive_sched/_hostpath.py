@@ -69,7 +69,7 @@ def unflatten_state(config: Config, flat: list[Any]) -> State:
     h, n = len(_HEAD), len(SIGNAL_NAMES)
     emas = [EmaState(*flat[h + _NE * i : h + _NE * (i + 1)]) for i in range(n)]
     slots = dict(zip((key for key, _ in state_slots(config)), flat[h + _NE * n :]))
-    return State(config, *flat[:h], *emas, rule_state=slots)
+    return State._make([config, *flat[:h], *emas, slots])
 
 
 def as_python(config: Config, flat: list[Any]) -> list[Any]:

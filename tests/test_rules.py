@@ -305,3 +305,26 @@ def test_toy_rule_gets_the_hostile_stream_properties(pick: int, stream: list[A.S
         cfg = config_for(combos[pick % len(combos)])
         check_bounds_and_finiteness(cfg, stream, _scalar if ns == "scalar" else np)
         check_compiled_equals_generic(cfg, stream)
+
+
+def _stub_fields(path: str, cls: str) -> tuple[str, ...]:
+    import ast
+
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls)
+    body = node.body
+    for n in ast.walk(node):  # Config keeps its declarations under `if TYPE_CHECKING:`
+        if isinstance(n, ast.If) and isinstance(n.test, ast.Name) and n.test.id == "TYPE_CHECKING":
+            body = n.body
+    return tuple(
+        t.target.id
+        for t in body
+        if isinstance(t, ast.AnnAssign) and isinstance(t.target, ast.Name) and not t.target.id.startswith("__")
+    )
+
+
+def test_type_checker_views_match_the_derived_classes() -> None:
+    # State's and Config's runtime fields derive from Signals and the registry; the
+    # declarations type checkers read must follow (a new signal or family updates them).
+    assert _stub_fields(A._core.__file__, "State") == A.State._fields
+    assert _stub_fields(A._config.__file__, "Config") == tuple(RULE_FIELDS)
