@@ -18,13 +18,13 @@ from adaptive_sched import _pytree, _rules
 __all__ = [
     "CORE_KNOBS",
     "FIELD_CHECKS",
-    "Config",
     "KL_RULES",
     "LR_RULES",
     "MOMENTUM_RULES",
     "NUMERIC_FIELDS",
     "REWARD_RULES",
     "RULE_FIELDS",
+    "Config",
     "check_field",
 ]
 

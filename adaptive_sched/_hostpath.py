@@ -32,8 +32,8 @@ from adaptive_sched._rules import state_slots
 from adaptive_sched._signals import SIGNAL_NAMES
 
 __all__ = [
-    "HostController",
     "STATE_FIELDS",
+    "HostController",
     "as_python",
     "compile_update",
     "flatten_state",
