@@ -12,7 +12,6 @@ Importing this module imports torch, never JAX or optax.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 import weakref
@@ -26,17 +25,20 @@ from torch.optim.lr_scheduler import LRScheduler
 from adaptive_sched import _scalar
 from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
-from adaptive_sched._core import Hparams, State, init
+from adaptive_sched._core import Hparams, State, init, signal_usage
 from adaptive_sched._hostpath import HostController, flatten_state
+from adaptive_sched._signals import SIGNAL_NAMES, from_keywords
 
 __all__ = ["AdaptiveScheduler", "FORMAT_VERSION"]
 
-_NONE = (False, False, False, False)  # no signal supplied (step(), and the peek at construction)
+_NONE = (False,) * len(SIGNAL_NAMES)  # no signal supplied (step(), and the peek at construction)
+_NO_SIGNALS = (None,) * len(SIGNAL_NAMES)
+_POSITIONAL = tuple(n for n in SIGNAL_NAMES if n not in ("loss", "reward"))  # observe()'s after loss, R, model
+_GRAD_NORM = SIGNAL_NAMES.index("grad_norm")
 
 FORMAT_VERSION = 1
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own)."""
 
-_CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
 _DEVICE_FIX = (
     "device_mode=True updates tensor hyperparameters in place and cannot write a Python float "
     "without a host sync: build the optimizer with tensors on the parameters' device (e.g. "
@@ -220,7 +222,7 @@ class AdaptiveScheduler(LRScheduler):
         config = _make_config(config, config_kwargs, groups, lr0)
         self._config = config
         self._momentum_on = config.momentum_rule != "none"
-        self._wants_grad_norm = config.lr_rule == "grad_norm"
+        self._wants_grad_norm = signal_usage(config)[0]["grad_norm"]
         self._ref_lr = float(config.base_lr)
         scale = self._ref_lr / lr0
         own = [_host_float(g["lr"]) for g in groups]
@@ -245,7 +247,7 @@ class AdaptiveScheduler(LRScheduler):
         # The first optimizer step runs before any observe(): give it the hparams a
         # signal-less first update would set (clock-driven rules, i.e. warmup and
         # cyclical, start where they should), without advancing the controller.
-        self._hp: Any = self._ctl.compiled(_NONE)(list(self._ctl.flat), None, None, None, None)
+        self._hp: Any = self._ctl.compiled(_NONE)(list(self._ctl.flat), *_NO_SIGNALS)
 
         # Step bookkeeping (see "When the controller advances").
         self._counter = _StepCounter()
@@ -379,7 +381,7 @@ class AdaptiveScheduler(LRScheduler):
         if self._advanced_at == n:
             return
         before = self._ctl.flat.copy()
-        self._hp = hp = self._ctl.compiled(_NONE)(self._ctl.flat, None, None, None, None)
+        self._hp = hp = self._ctl.compiled(_NONE)(self._ctl.flat, *_NO_SIGNALS)
         self._before = before
         self._advanced_at = n
         self._apply(*hp)
@@ -389,8 +391,8 @@ class AdaptiveScheduler(LRScheduler):
         loss: Any = None,
         R: Any = None,  # noqa: N803  (the seed's public name for the reward)
         model: torch.nn.Module | None = None,
-        grad_norm: Any = None,
-        kl: Any = None,
+        *more: Any,
+        **signals: Any,
     ) -> None:
         """One controller update with this step's signals; writes the new lr/momentum into the optimizer.
 
@@ -400,40 +402,36 @@ class AdaptiveScheduler(LRScheduler):
 
         Args:
           loss: training loss (lower is better; any sign).
-          R: reward (higher is better; any sign).
+          R: reward (higher is better; any sign); the seed's alias of ``reward=``.
           model: if given with ``lr_rule="grad_norm"`` and no ``grad_norm``,
             the global L2 norm of its parameters' gradients is computed (call
             before ``zero_grad``). Ignored by every other lr rule.
-          grad_norm: global gradient norm (>= 0).
-          kl: KL divergence of the policy to its reference.
+          *more, **signals: the other :class:`~adaptive_sched.Signals` fields,
+            by name (``reward=``, ``grad_norm=``, ``kl=``) or positionally after
+            ``model`` in Signals order (``grad_norm``, ``kl``).
 
         Raises:
-          TypeError: a signal is neither a number nor a tensor.
+          TypeError: a signal is neither a number nor a tensor, an unknown
+            keyword, or both ``R=`` and ``reward=``.
           ValueError: a tensor signal has more than one element.
         """
-        if grad_norm is None and model is not None and self._wants_grad_norm:
-            grad_norm = self._model_grad_norm(model)
+        signals["loss"] = loss
+        values, labels = from_keywords("observe()", signals, more, _POSITIONAL, ("R", "reward", R))
+        if values[_GRAD_NORM] is None and model is not None and self._wants_grad_norm:
+            values[_GRAD_NORM] = self._model_grad_norm(model)
         n = self._counter.n
         replace = self._before is not None and self._advanced_at == n
         if self._device_mode:
             conv = self._device_signal
-            loss, R, grad_norm, kl = conv("loss", loss), conv("R", R), conv("grad_norm", grad_norm), conv("kl", kl)
+            values = [conv(label, v) for label, v in zip(labels, values)]
         else:
             # Python floats and None pass straight through (the hot path).
-            if loss is not None and type(loss) is not float:
-                loss = _host_signal("loss", loss)
-            if R is not None and type(R) is not float:
-                R = _host_signal("R", R)
-            if grad_norm is not None and type(grad_norm) is not float:
-                grad_norm = _host_signal("grad_norm", grad_norm)
-            if kl is not None and type(kl) is not float:
-                kl = _host_signal("kl", kl)
-        key = (loss is not None, R is not None, grad_norm is not None, kl is not None)
-        fn = self._ctl.compiled(key)
+            values = [v if v is None or type(v) is float else _host_signal(lb, v) for lb, v in zip(labels, values)]
+        fn = self._ctl.compiled(tuple(v is not None for v in values))
         flat = self._ctl.flat
         if replace:
             flat[:] = self._before
-        self._hp = hp = fn(flat, loss, R, grad_norm, kl)
+        self._hp = hp = fn(flat, *values)
         self._before = None
         self._advanced_at = n
         if self._device_mode:
@@ -669,8 +667,7 @@ class AdaptiveScheduler(LRScheduler):
         """A controller dict as this mode holds it: the flat list of the state's scalars."""
         if self._device_mode:
             return flatten_state(state_from_dict(d, xp=self._xp, device=self._device))
-        flat = flatten_state(state_from_dict(d, xp=_scalar))
-        return [int(v) if i < 2 else float(v) for i, v in enumerate(flat)]
+        return flatten_state(state_from_dict(d, xp=_scalar))  # Python ints and floats
 
     def _check_same_config(self, controller: Any) -> None:
         if not isinstance(controller, dict):
@@ -738,11 +735,12 @@ def _make_config(
                     "scalar knobs (a batched sweep config drives the pure core, not one optimizer)."
                 )
         return config
-    unknown = sorted(set(kwargs) - set(_CONFIG_FIELDS))
+    fields = (*RULE_FIELDS, *NUMERIC_FIELDS)  # live views of the registry
+    unknown = sorted(set(kwargs) - set(fields))
     if unknown:
         raise TypeError(
             f"AdaptiveScheduler got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
-            f"valid Config fields are: {', '.join(_CONFIG_FIELDS)}."
+            f"valid Config fields are: {', '.join(fields)}."
         )
     kwargs = dict(kwargs)
     derived = []

@@ -6,12 +6,13 @@ from typing import Any
 
 from adaptive_sched import _scalar
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config, _unflatten
-from adaptive_sched._core import EmaState, State, init
+from adaptive_sched._core import EmaState, State
+from adaptive_sched._rules import state_slots
+from adaptive_sched._signals import SIGNAL_NAMES
 
 __all__ = ["FORMAT_VERSION", "state_from_dict", "state_to_dict"]
 
 FORMAT_VERSION = 1
-_SIGNALS = ("loss", "reward", "grad_norm", "kl")
 _INTS = ("step", "skipped")
 _FLOATS = ("log_scale", "current_momentum")
 
@@ -20,8 +21,9 @@ def state_to_dict(state: State) -> dict[str, Any]:
     """The state as a flat ``{name: value}`` dict (values as stored: arrays or Python numbers).
 
     Keys: ``format_version``, ``config.<field>`` for the rule names and knobs,
-    ``step``, ``skipped``, ``log_scale``, ``current_momentum`` and ``<signal>.<field>``
-    for the four EMAs. Rule names are strings; everything else keeps its dtype,
+    ``step``, ``skipped``, ``log_scale``, ``current_momentum``, ``<signal>.<field>``
+    for each signal's EMA and ``rule_state.<family>.<rule>.<slot>`` for the
+    active rules' extra slots (if any). Rule names are strings; everything else keeps its dtype,
     so a save/load round trip is bit exact.
     """
     out: dict[str, Any] = {"format_version": FORMAT_VERSION}
@@ -31,10 +33,12 @@ def state_to_dict(state: State) -> dict[str, Any]:
         out[f"config.{name}"] = getattr(state.config, name)
     for name in _INTS + _FLOATS:
         out[name] = getattr(state, name)
-    for sig in _SIGNALS:
+    for sig in SIGNAL_NAMES:
         ema: EmaState = getattr(state, sig)
         for field in EmaState._fields:
             out[f"{sig}.{field}"] = getattr(ema, field)
+    for key, value in state.rule_state.items():
+        out[f"rule_state.{key}"] = value
     return out
 
 
@@ -57,7 +61,11 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
             f"state format_version={d.get('format_version')!r} is not supported: "
             f"this adaptive_sched reads format_version={FORMAT_VERSION}."
         )
-    expected = set(state_to_dict_keys())
+    rules = tuple(str(d.get(f"config.{n}", "none")) for n in RULE_FIELDS)
+    for name, value in zip(RULE_FIELDS, rules):
+        if value not in RULE_FIELDS[name]:
+            raise ValueError(f"config.{name}={value!r} in the state dict is not a known rule")
+    expected = set(state_to_dict_keys(_unflatten(rules, (None,) * len(NUMERIC_FIELDS))))
     missing, extra = expected - set(d), set(d) - expected
     if missing or extra:
         raise ValueError(
@@ -74,14 +82,11 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
         arr = xp.asarray(value, device=device) if device is not None else xp.asarray(value)
         return xp.astype(arr, getattr(xp, dtype))
 
-    rules = tuple(str(d[f"config.{n}"]) for n in RULE_FIELDS)
-    for name, value in zip(RULE_FIELDS, rules):
-        if value not in RULE_FIELDS[name]:
-            raise ValueError(f"config.{name}={value!r} in the state dict is not a known rule")
     config: Config = _unflatten(rules, tuple(conv(d[f"config.{n}"], "float32") for n in NUMERIC_FIELDS))
     emas = {
-        sig: EmaState(*(conv(d[f"{sig}.{f}"], "float32") for f in EmaState._fields)) for sig in _SIGNALS
+        sig: EmaState(*(conv(d[f"{sig}.{f}"], "float32") for f in EmaState._fields)) for sig in SIGNAL_NAMES
     }
+    slots = {key: conv(d[f"rule_state.{key}"], slot.dtype) for key, slot in state_slots(config)}
     return State(
         config=config,
         step=conv(d["step"], "int32"),
@@ -89,12 +94,17 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
         log_scale=conv(d["log_scale"], "float32"),
         current_momentum=conv(d["current_momentum"], "float32"),
         **emas,
+        rule_state=slots,
     )
 
 
-def state_to_dict_keys() -> list[str]:
-    """The keys :func:`state_to_dict` writes, in order."""
-    return list(state_to_dict(init(Config(), xp=_scalar)))
+def state_to_dict_keys(config: Config | None = None) -> list[str]:
+    """The keys :func:`state_to_dict` writes for ``config``'s rules (default: all ``"none"``), in order."""
+    out = ["format_version", *(f"config.{n}" for n in RULE_FIELDS), *(f"config.{n}" for n in NUMERIC_FIELDS)]
+    out += [*_INTS, *_FLOATS]
+    out += [f"{sig}.{f}" for sig in SIGNAL_NAMES for f in EmaState._fields]
+    out += [f"rule_state.{key}" for key, _ in state_slots(config if config is not None else Config())]
+    return out
 
 
 def _as_int(value: Any) -> int | None:

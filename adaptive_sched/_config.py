@@ -1,80 +1,136 @@
-"""The controller's configuration: static rule names plus numeric knobs as pytree leaves."""
+"""The controller's configuration: static rule names plus numeric knobs as pytree leaves.
+
+The fields derive from the rule registry (:mod:`adaptive_sched._rules`): one
+``<family>_rule`` field per family, the core knobs below, then every registered
+rule's knobs. Registering a rule adds its knobs as Config fields.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from adaptive_sched import _pytree
+from adaptive_sched import _pytree, _rules
 
 __all__ = [
+    "CORE_KNOBS",
     "FIELD_CHECKS",
-    "Config",
     "KL_RULES",
     "LR_RULES",
     "MOMENTUM_RULES",
     "NUMERIC_FIELDS",
     "REWARD_RULES",
     "RULE_FIELDS",
+    "Config",
     "check_field",
 ]
 
-LR_RULES: tuple[str, ...] = ("none", "loss_decay", "trend", "variance", "grad_norm", "cyclical")
-MOMENTUM_RULES: tuple[str, ...] = ("none", "inverse", "exp", "relative", "normalized")
-REWARD_RULES: tuple[str, ...] = ("none", "scaling", "trend", "variance")
-KL_RULES: tuple[str, ...] = ("none", "target")
+_C = _rules.CHECKS
+CORE_KNOBS: tuple[_rules.Knob, ...] = (
+    _rules.knob("base_lr", 1e-3, _C["positive"], "the lr when no rule moves it (> 0)."),
+    _rules.knob("min_lr", None, _C["positive"], "lower bound of the lr; default ``base_lr / 1000``."),
+    _rules.knob("max_lr", None, _C["positive"], "upper bound of the lr; default ``base_lr * 10``."),
+    _rules.knob(
+        "base_momentum",
+        0.9,
+        _C["beta"],
+        "momentum before any loss is observed, and the centre of the ``relative`` rule; "
+        "``min_momentum <= base_momentum <= max_momentum``.",
+    ),
+    _rules.knob("min_momentum", 0.0, _C["beta"], "lower bound of momentum, in [0, 1)."),
+    _rules.knob("max_momentum", 0.999, _C["beta"], "upper bound of momentum, in [0, 1)."),
+    _rules.knob(
+        "ema_beta", 0.9, _C["beta"], "EMA decay for the loss and the gradient norm, in [0, 1); 0 means no smoothing."
+    ),
+    _rules.knob("ema_reward_beta", 0.9, _C["beta"], "EMA decay for the reward, in [0, 1)."),
+    _rules.knob("ema_kl_beta", 0.9, _C["beta"], "EMA decay for the KL, in [0, 1)."),
+    _rules.knob(
+        "warmup_steps",
+        0.0,
+        _C["nonneg"],
+        "linear warmup length in update calls (0 = none); the lr is multiplied by ``min(1, t / warmup_steps)``.",
+    ),
+)
+"""Knobs shared by every rule (bounds, EMA decays, warmup); rule knobs come from the registry."""
+_CORE_NAMES = tuple(k.name for k in CORE_KNOBS)
 
-RULE_FIELDS: dict[str, tuple[str, ...]] = {
-    "lr_rule": LR_RULES,
-    "momentum_rule": MOMENTUM_RULES,
-    "reward_rule": REWARD_RULES,
-    "kl_rule": KL_RULES,
-}
 
-# Single-field constraints: name -> (predicate on a float64 ndarray, what is allowed).
+class _LiveSeq(Sequence[str]):
+    """A read-only tuple-like view that always reflects the registry."""
+
+    def __init__(self, get: Callable[[], tuple[str, ...]]) -> None:
+        self._get = get
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, (Sequence, _LiveSeq)) else other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+class _LiveMap(Mapping[str, Any]):
+    """A read-only dict-like view that always reflects the registry."""
+
+    def __init__(self, get: Callable[[], dict[str, Any]]) -> None:
+        self._get = get
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
 _Check = tuple[Callable[[np.ndarray], np.ndarray], str]
-_positive: _Check = (lambda v: v > 0, "a finite number > 0")
-_nonneg: _Check = (lambda v: v >= 0, "a finite number >= 0")
-_beta: _Check = (lambda v: (v >= 0) & (v < 1), "a number in [0, 1)")
-_up: _Check = (lambda v: v >= 1, "a finite number >= 1")
-_down: _Check = (lambda v: (v > 0) & (v <= 1), "a number in (0, 1]")
-_any: _Check = (lambda v: np.ones_like(v, dtype=bool), "a finite number")
 
-FIELD_CHECKS: dict[str, _Check] = {
-    "base_lr": _positive,
-    "min_lr": _positive,
-    "max_lr": _positive,
-    "base_momentum": _beta,
-    "min_momentum": _beta,
-    "max_momentum": _beta,
-    "ema_beta": _beta,
-    "ema_reward_beta": _beta,
-    "ema_kl_beta": _beta,
-    "warmup_steps": _nonneg,
-    "trend_up": _up,
-    "trend_down": _down,
-    "trend_threshold": _nonneg,
-    "decay_k": _nonneg,
-    "variance_k": _nonneg,
-    "grad_norm_power": _nonneg,
-    "cycle_length": (lambda v: v >= 1, "a finite number >= 1"),
-    "momentum_a": _positive,
-    "momentum_gain": _nonneg,
-    "reward_center": _any,
-    "reward_span": _positive,
-    "reward_up": _up,
-    "reward_down": _down,
-    "reward_threshold": _nonneg,
-    "reward_variance_k": _nonneg,
-    "kl_target": _positive,
-    "kl_gain": _nonneg,
-    "kl_clip": _positive,
-}
 
-NUMERIC_FIELDS: tuple[str, ...] = tuple(FIELD_CHECKS)
+class _Derived:
+    """What the registry implies for the Config, recomputed whenever it changes."""
+
+    def __init__(self) -> None:
+        self.rule_fields: dict[str, tuple[str, ...]] = {}
+        self.knobs: dict[str, _rules.Knob] = {}
+        self.checks: dict[str, _Check] = {}
+        self.numeric: tuple[str, ...] = ()
+        self.fields: tuple[str, ...] = ()
+
+
+_D = _Derived()
+
+LR_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["lr_rule"])
+MOMENTUM_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["momentum_rule"])
+REWARD_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["reward_rule"])
+KL_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["kl_rule"])
+
+RULE_FIELDS: Mapping[str, tuple[str, ...]] = _LiveMap(lambda: _D.rule_fields)
+"""Rule field -> allowed rule names (``"none"`` first), from the registry."""
+
+FIELD_CHECKS: Mapping[str, _Check] = _LiveMap(lambda: _D.checks)
+"""Numeric field -> (predicate on a float64 ndarray, what is allowed), from the knobs."""
+
+NUMERIC_FIELDS: Sequence[str] = _LiveSeq(lambda: _D.numeric)
+"""The numeric knobs (pytree leaves) in order: the core knobs, then the rules' knobs."""
 
 # Pairs that must be ordered (low <= high), checked elementwise.
 _ORDERED: tuple[tuple[str, str], ...] = (
@@ -100,25 +156,23 @@ def _fmt(value: Any) -> str:
 
 def check_field(name: str, value: Any) -> None:
     """Raise ``ValueError`` if ``value`` is not allowed for numeric field ``name``."""
-    if name not in FIELD_CHECKS:
+    if name not in _D.checks:
         raise ValueError(
             f"unknown Config field {name!r}; numeric fields are: {', '.join(NUMERIC_FIELDS)}"
         )
     if isinstance(value, (bool, str)) or value is None:
-        raise ValueError(f"Config.{name}={value!r} is invalid: must be {FIELD_CHECKS[name][1]}.")
+        raise ValueError(f"Config.{name}={value!r} is invalid: must be {_D.checks[name][1]}.")
     arr = _concrete(value)
     if arr is None:
         return
-    pred, allowed = FIELD_CHECKS[name]
+    pred, allowed = _D.checks[name]
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(arr) & pred(arr)
     if not np.all(ok):
         raise ValueError(f"Config.{name}={_fmt(value)} is invalid: must be {allowed}.")
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """What the controller does: which rules run, and every numeric knob they use.
+_DOC_HEAD = """What the controller does: which rules run, and every numeric knob they use.
 
     Rule names are static (they pick the code that runs); every numeric field is
     a pytree leaf, so configs that share rule names can be stacked along a
@@ -128,86 +182,47 @@ class Config:
 
     The learning rate is ``lr_t = clip(base_lr * exp(s_t), min_lr, max_lr)``,
     where ``s_t`` is the sum of the active rules' log-factors (see the rule
-    functions in ``adaptive_sched._core`` and the README's rule table). With
+    functions in ``adaptive_sched._rules`` and the README's rule table). With
     every rule ``"none"`` the lr is ``base_lr`` exactly and momentum is left
     alone.
 
-    Attributes:
-      lr_rule: loss- or clock-driven lr rule: ``none | loss_decay | trend |
-        variance | grad_norm | cyclical``.
-      momentum_rule: ``none | inverse | exp | relative | normalized``.
-      reward_rule: ``none | scaling | trend | variance``.
-      kl_rule: ``none | target`` (lr down when the KL overshoots ``kl_target``).
-      base_lr: the lr when no rule moves it (> 0).
-      min_lr: lower bound of the lr; default ``base_lr / 1000``.
-      max_lr: upper bound of the lr; default ``base_lr * 10``.
-      base_momentum: momentum before any loss is observed, and the centre of
-        the ``relative`` rule; ``min_momentum <= base_momentum <= max_momentum``.
-      min_momentum: lower bound of momentum, in [0, 1).
-      max_momentum: upper bound of momentum, in [0, 1).
-      ema_beta: EMA decay for the loss and the gradient norm, in [0, 1); 0 means
-        no smoothing.
-      ema_reward_beta: EMA decay for the reward, in [0, 1).
-      ema_kl_beta: EMA decay for the KL, in [0, 1).
-      warmup_steps: linear warmup length in update calls (0 = none); the lr is
-        multiplied by ``min(1, t / warmup_steps)``.
-      trend_up: lr factor per step when the smoothed loss improves (>= 1).
-      trend_down: lr factor per step when it does not (in (0, 1]).
-      trend_threshold: relative improvement needed to count as improving (>= 0).
-      decay_k: ``k`` of ``loss_decay``.
-      variance_k: strength of the loss ``variance`` rule.
-      grad_norm_power: exponent ``p`` of the ``grad_norm`` rule.
-      cycle_length: period of the ``cyclical`` rule, in update calls (>= 1).
-      momentum_a: ``a`` of the ``exp`` momentum rule (> 0).
-      momentum_gain: gain of the ``relative`` momentum rule (>= 0).
-      reward_center: reward mapped to ``base_lr`` by ``scaling``.
-      reward_span: reward scale (> 0): ``scaling`` maps ``center -/+ span`` to
-        about ``0`` / ``2 * base_lr``; ``variance`` measures the reward's
-        standard deviation in units of it.
-      reward_up: lr factor per step when the smoothed reward improves (>= 1).
-      reward_down: lr factor per step when it does not (in (0, 1]).
-      reward_threshold: relative improvement of the reward needed (>= 0).
-      reward_variance_k: strength of the reward ``variance`` rule.
-      kl_target: KL the ``target`` rule steers towards (> 0).
-      kl_gain: log-lr change per step per unit of clipped relative KL error.
-      kl_clip: clip of the relative KL error ``KL/target - 1`` (> 0).
-    """
+    The fields derive from the rule registry (``adaptive_sched._rules``).
 
-    lr_rule: str = "none"
-    momentum_rule: str = "none"
-    reward_rule: str = "none"
-    kl_rule: str = "none"
-    base_lr: Any = 1e-3
-    min_lr: Any = None
-    max_lr: Any = None
-    base_momentum: Any = 0.9
-    min_momentum: Any = 0.0
-    max_momentum: Any = 0.999
-    ema_beta: Any = 0.9
-    ema_reward_beta: Any = 0.9
-    ema_kl_beta: Any = 0.9
-    warmup_steps: Any = 0.0
-    trend_up: Any = 1.01
-    trend_down: Any = 0.99
-    trend_threshold: Any = 1e-4
-    decay_k: Any = 1e-3
-    variance_k: Any = 1.0
-    grad_norm_power: Any = 1.0
-    cycle_length: Any = 1000.0
-    momentum_a: Any = 1.0
-    momentum_gain: Any = 1.0
-    reward_center: Any = 0.0
-    reward_span: Any = 1.0
-    reward_up: Any = 1.01
-    reward_down: Any = 0.99
-    reward_threshold: Any = 1e-4
-    reward_variance_k: Any = 1.0
-    kl_target: Any = 0.1
-    kl_gain: Any = 0.1
-    kl_clip: Any = 0.2
+    Attributes:
+"""
+
+
+class Config:
+    # A frozen dataclass whose fields and docstring are generated from the
+    # registry (_sync below), so type checkers see an open attribute set.
+    if TYPE_CHECKING:
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+        lr_rule: str
+        momentum_rule: str
+        reward_rule: str
+        kl_rule: str
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        names = _D.fields
+        if len(args) > len(names):
+            raise TypeError(f"Config() takes at most {len(names)} positional arguments but {len(args)} were given")
+        for name, value in zip(names, args):
+            if name in kwargs:
+                raise TypeError(f"Config.__init__() got multiple values for argument {name!r}")
+            kwargs[name] = value
+        for name in kwargs:
+            if name not in _D.knobs and name not in _D.rule_fields:
+                raise TypeError(f"Config.__init__() got an unexpected keyword argument {name!r}")
+        for name in _D.rule_fields:
+            object.__setattr__(self, name, kwargs.get(name, "none"))
+        for name, k in _D.knobs.items():
+            object.__setattr__(self, name, kwargs.get(name, k.default))
+        self.__post_init__()
 
     def __post_init__(self) -> None:
-        for field, allowed in RULE_FIELDS.items():
+        for field, allowed in _D.rule_fields.items():
             value = getattr(self, field)
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(
@@ -218,7 +233,7 @@ class Config:
             object.__setattr__(self, "min_lr", _derive(self.base_lr, 1e-3))
         if self.max_lr is None:
             object.__setattr__(self, "max_lr", _derive(self.base_lr, 10.0))
-        for name in NUMERIC_FIELDS:
+        for name in _D.numeric:
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
@@ -232,10 +247,22 @@ class Config:
                     f"must satisfy {low} <= {high}."
                 )
 
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in _D.fields)
+        return f"Config({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return tuple(getattr(self, n) for n in _D.fields) == tuple(getattr(other, n) for n in _D.fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in _D.fields))
+
     @property
-    def rules(self) -> tuple[str, str, str, str]:
-        """The static part: ``(lr_rule, momentum_rule, reward_rule, kl_rule)``."""
-        return (self.lr_rule, self.momentum_rule, self.reward_rule, self.kl_rule)
+    def rules(self) -> tuple[str, ...]:
+        """The static part: the rule names, one per family: ``(lr_rule, momentum_rule, reward_rule, kl_rule)``."""
+        return tuple(getattr(self, n) for n in _D.rule_fields)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""
@@ -243,11 +270,15 @@ class Config:
 
     def numeric(self) -> dict[str, Any]:
         """The numeric knobs as a ``{name: value}`` dict."""
-        return {name: getattr(self, name) for name in NUMERIC_FIELDS}
+        return {name: getattr(self, name) for name in _D.numeric}
 
     def _map(self, fn: Callable[[Any], Any]) -> Config:
         """Apply ``fn`` to every numeric leaf, skipping validation (internal)."""
-        return _unflatten(self.rules, tuple(fn(getattr(self, n)) for n in NUMERIC_FIELDS))
+        return _unflatten(self.rules, tuple(fn(getattr(self, n)) for n in _D.numeric))
+
+
+if not TYPE_CHECKING:  # decorated at runtime only (type checkers would check against no fields)
+    Config = dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)(Config)
 
 
 def _derive(base: Any, factor: float) -> Any:
@@ -258,11 +289,42 @@ def _derive(base: Any, factor: float) -> Any:
 
 def _unflatten(rules: tuple[str, ...], leaves: Any) -> Config:
     obj = object.__new__(Config)
-    for name, value in zip(RULE_FIELDS, rules):
+    for name, value in zip(_D.rule_fields, rules):
         object.__setattr__(obj, name, value)
-    for name, value in zip(NUMERIC_FIELDS, leaves):
+    for name, value in zip(_D.numeric, leaves):
         object.__setattr__(obj, name, value)
     return obj
+
+
+def _config_doc() -> str:
+    lines = [_DOC_HEAD]
+    for fam in _rules.FAMILIES.values():
+        lines.append(f"      {fam.field}: {fam.doc}: ``{' | '.join(_D.rule_fields[fam.field])}``.\n")
+    for k in _D.knobs.values():
+        lines.append(f"      {k.name}: {k.doc}\n")
+    return "".join(lines)
+
+
+def _sync() -> None:
+    """Recompute the Config's fields, checks and docstring from the registry."""
+    _D.rule_fields = {f.field: _rules.rule_names(f.name) for f in _rules.FAMILIES.values()}
+    _D.knobs = {**{k.name: k for k in CORE_KNOBS}, **_rules.KNOBS}
+    _D.checks = {n: (k.check, k.allowed) for n, k in _D.knobs.items()}
+    _D.numeric = tuple(_D.knobs)
+    _D.fields = (*_D.rule_fields, *_D.numeric)
+    spec: list[tuple[str, Any, Any]] = [(n, str, dataclasses.field(default="none")) for n in _D.rule_fields]
+    spec += [(n, Any, dataclasses.field(default=k.default)) for n, k in _D.knobs.items()]
+    Config.__dataclass_fields__ = dataclasses.make_dataclass("Config", spec).__dataclass_fields__  # type: ignore[attr-defined]
+    Config.__doc__ = _config_doc()
+
+
+def core_field_names() -> tuple[str, ...]:
+    """Fields a rule's knobs may not take: the rule fields and the core knobs."""
+    return (*_D.rule_fields, *_CORE_NAMES)
+
+
+_rules._LISTENERS.append(_sync)
+_sync()
 
 
 def _register_with_jax() -> None:
@@ -270,12 +332,12 @@ def _register_with_jax() -> None:
 
     def flatten_with_keys(cfg: Config) -> tuple[Any, Any]:
         children = tuple(
-            (jax.tree_util.GetAttrKey(n), getattr(cfg, n)) for n in NUMERIC_FIELDS
+            (jax.tree_util.GetAttrKey(n), getattr(cfg, n)) for n in _D.numeric
         )
         return children, cfg.rules
 
     def flatten(cfg: Config) -> tuple[Any, Any]:
-        return tuple(getattr(cfg, n) for n in NUMERIC_FIELDS), cfg.rules
+        return tuple(getattr(cfg, n) for n in _D.numeric), cfg.rules
 
     jax.tree_util.register_pytree_with_keys(
         Config, flatten_with_keys, _unflatten, flatten_func=flatten
@@ -283,4 +345,3 @@ def _register_with_jax() -> None:
 
 
 _pytree.when_jax_imported(_register_with_jax)
-

@@ -5,6 +5,11 @@ NumPy or torch (through array-api-compat), or ``adaptive_sched._scalar`` (plain
 Python floats, the torch adapter's host mode). The namespace is read off the
 state's leaves, so the same function serves every front door.
 
+The rules themselves are declared in :mod:`adaptive_sched._rules` (one
+definition each); :func:`update_with` runs the config's active rules and
+combines their outputs by kind. The signals are :class:`Signals`' fields
+(:mod:`adaptive_sched._signals`); the State has one EMA per signal.
+
 Conventions (all rules):
 
 * Every signal is smoothed by a bias-corrected EMA (Kingma & Ba, 2015, Sec. 3):
@@ -25,38 +30,18 @@ Conventions (all rules):
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from adaptive_sched import _scalar
+from adaptive_sched import _rules, _scalar
 from adaptive_sched._config import Config
+from adaptive_sched._rules import SIGNAL_LIMIT, RuleContext, knobs_of, slot_key
+from adaptive_sched._signals import SIGNAL_NAMES, Signals, beta_field
 
 __all__ = ["EmaState", "Hparams", "SIGNAL_LIMIT", "Signals", "State", "init", "update"]
 
-SIGNAL_LIMIT = 1e15
-"""Finite signals are clipped to ``[-SIGNAL_LIMIT, SIGNAL_LIMIT]`` (keeps squares finite in float32)."""
-
-_TINY = 1e-30  # floor for values that are divided by or logged
-_REL_EPS = 1e-12  # floor of |reference| in relative comparisons
 _NOISE_FLOOR = 1e-6  # relative deviation treated as rounding noise in the variance EMA
-_MIN_SCALING = 1e-6  # "about 0" of the reward scaling rule, as a factor of base_lr
-
-
-class Signals(NamedTuple):
-    """What training observed this step. ``None`` (or NaN/inf) means not observed.
-
-    Attributes:
-      loss: training loss (any sign; lower is better).
-      reward: RL reward (any sign; higher is better).
-      grad_norm: global gradient norm (>= 0).
-      kl: KL divergence of the policy to its reference.
-    """
-
-    loss: Any = None
-    reward: Any = None
-    grad_norm: Any = None
-    kl: Any = None
 
 
 class Hparams(NamedTuple):
@@ -92,8 +77,34 @@ class EmaState(NamedTuple):
     ref: Any
 
 
-class State(NamedTuple):
-    """Controller state: fixed-dtype scalars (float32, int32), plus the config.
+_STATE_CORE: tuple[tuple[str, Any], ...] = (
+    ("config", Config),
+    ("step", Any),
+    ("skipped", Any),
+    ("log_scale", Any),
+    ("current_momentum", Any),
+)
+if TYPE_CHECKING:  # what type checkers see; at runtime the EMA fields derive from Signals
+
+    class State(NamedTuple):
+        config: Config
+        step: Any
+        skipped: Any
+        log_scale: Any
+        current_momentum: Any
+        loss: EmaState
+        reward: EmaState
+        grad_norm: EmaState
+        kl: EmaState
+        rule_state: dict[str, Any] = {}  # noqa: RUF012
+
+else:
+    State = NamedTuple(
+        "State", [*_STATE_CORE, *((name, EmaState) for name in SIGNAL_NAMES), ("rule_state", dict)]
+    )
+    State.__new__.__defaults__ = ({},)  # no rule slots; never mutated (update builds a new dict)
+    State.__module__ = __name__
+State.__doc__ = """Controller state: fixed-dtype scalars (float32, int32), plus the config.
 
     Attributes:
       config: the :class:`Config` (numeric knobs as float32 leaves).
@@ -102,18 +113,11 @@ class State(NamedTuple):
       log_scale: accumulated log lr-factor of the stateful rules (``a_t``).
       current_momentum: the momentum last set (not named ``momentum`` so that
         ``optax.tree.get(state, "momentum")`` finds only the optimizer's).
-      loss, reward, grad_norm, kl: EMA state of each signal.
+      loss, reward, grad_norm, kl (one per :class:`Signals` field): the
+        :class:`EmaState` of each signal.
+      rule_state: the active rules' extra slots, ``{"<family>.<rule>.<slot>": scalar}``
+        (empty unless a rule declares slots).
     """
-
-    config: Config
-    step: Any
-    skipped: Any
-    log_scale: Any
-    current_momentum: Any
-    loss: EmaState
-    reward: EmaState
-    grad_norm: EmaState
-    kl: EmaState
 
 
 def namespace_of(x: Any) -> Any:
@@ -125,24 +129,25 @@ def namespace_of(x: Any) -> Any:
     return array_api_compat.array_namespace(x)
 
 
-def _caster(xp: Any, like: Any) -> Any:
-    """A function converting a value to a float32 scalar of ``xp`` (on ``like``'s device for torch)."""
+def _caster(xp: Any, like: Any, dtype: str = "float32") -> Any:
+    """A function converting a value to a ``dtype`` scalar of ``xp`` (on ``like``'s device for torch)."""
     if getattr(xp, "IS_SCALAR", False):
-        return float
+        return float if dtype == "float32" else int
     import array_api_compat
 
+    target = getattr(xp, dtype)
     if array_api_compat.is_torch_namespace(xp):
         dev = like.device
 
-        def f32_torch(v: Any) -> Any:
-            return xp.astype(xp.asarray(v, device=dev), xp.float32)
+        def cast_torch(v: Any) -> Any:
+            return xp.astype(xp.asarray(v, device=dev), target)
 
-        return f32_torch
+        return cast_torch
 
-    def f32(v: Any) -> Any:
-        return xp.astype(xp.asarray(v), xp.float32)
+    def cast(v: Any) -> Any:
+        return xp.astype(xp.asarray(v), target)
 
-    return f32
+    return cast
 
 
 def _preclip(v: Any) -> Any:
@@ -205,17 +210,8 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     zero, one = f32(0.0), f32(1.0)
     ema = EmaState(mean=zero, var=zero, decay_pow=one, ref=zero)
     momentum = xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum)
-    return State(
-        config=cfg,
-        step=i32(0),
-        skipped=i32(0),
-        log_scale=zero,
-        current_momentum=f32(momentum),
-        loss=ema,
-        reward=ema,
-        grad_norm=ema,
-        kl=ema,
-    )
+    slots = {key: (i32 if slot.dtype == "int32" else f32)(slot.init) for key, slot in _rules.state_slots(cfg)}
+    return State._make([cfg, i32(0), i32(0), zero, f32(momentum), *(ema for _ in SIGNAL_NAMES), slots])
 
 
 class _Obs(NamedTuple):
@@ -284,134 +280,9 @@ def _held(xp: Any, ema: EmaState) -> _Obs:
     return _Obs(ok=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema)
 
 
-# --------------------------------------------------------------------------- rules
-# Each rule returns a log-factor (0 = leaves the lr alone). "Stateful" rules
-# return an increment to the accumulated log_scale; "stateless" ones a factor
-# recomputed from the smoothed signals every step.
-
-
-def trend_step(xp: Any, obs: _Obs, up: Any, down: Any, threshold: Any, maximize: bool) -> Any:
-    """Trend rule (stateful): ``eta <- eta * up`` if the smoothed signal improved, else ``eta * down``.
-
-    Improvement is relative to the magnitude of the previous smoothed value, so
-    it is correct for negative losses and rewards (unlike ``best * (1 - thr)``):
-    minimising, ``improved = x^_t < x^_{t-1} - thr * |x^_{t-1}|``; maximising,
-    ``improved = x^_t > x^_{t-1} + thr * |x^_{t-1}|``. Nothing moves on the first
-    observation or when the signal is not observed.
-    """
-    margin = threshold * xp.abs(obs.prev_hat)
-    if maximize:
-        improved = obs.hat > obs.prev_hat + margin
-    else:
-        improved = obs.hat < obs.prev_hat - margin
-    active = xp.logical_and(obs.ok, obs.has_prev)
-    step = xp.where(improved, xp.log(up), xp.log(down))
-    return xp.where(active, step, 0.0)
-
-
-def loss_decay_step(xp: Any, obs: _Obs, k: Any) -> Any:
-    """Loss decay (stateful): ``eta_{t+1} = eta_t / (1 + k * max(l^_t, 0))``.
-
-    A negative smoothed loss counts as zero (no decay).
-    """
-    inc = -xp.log1p(k * xp.clip(obs.hat, 0.0, SIGNAL_LIMIT))
-    return xp.where(obs.ok, inc, 0.0)
-
-
-def kl_target_step(xp: Any, obs: _Obs, target: Any, gain: Any, clip: Any) -> Any:
-    """KL target (stateful): ``eta <- eta * exp(-gain * clip(KL^/target - 1, -c, c))``.
-
-    The proportional controller of Ziegler et al. (2019), "Fine-Tuning Language
-    Models from Human Preferences", Sec. 2.2, applied to the lr instead of the
-    KL coefficient: lr down while the smoothed KL overshoots ``target``, up
-    while it is below.
-    """
-    err = xp.clip(obs.hat / target - 1.0, -clip, clip)
-    inc = -gain * err
-    return xp.where(obs.ok, inc, 0.0)
-
-
-def variance_factor(xp: Any, obs: _Obs, k: Any, scale: Any) -> Any:
-    """Variance rule (stateless): ``eta = base / (1 + k * sqrt(v^_t) / scale)``.
-
-    For the loss ``scale = |l^_t|`` (coefficient of variation, scale free); for
-    the reward ``scale = reward_span``. Returns the log-factor.
-    """
-    std = xp.sqrt(xp.clip(obs.var_hat, 0.0, SIGNAL_LIMIT * SIGNAL_LIMIT))
-    return -xp.log1p(k * xp.clip(std / xp.clip(scale, _REL_EPS, SIGNAL_LIMIT), 0.0, 1e30))
-
-
-def grad_norm_factor(xp: Any, obs: _Obs, power: Any) -> Any:
-    """Grad-norm rule (stateless): ``eta = base * (g_ref / g^_t)^p``.
-
-    ``g_ref`` is the first smoothed gradient norm observed, so the rule is scale
-    free: the lr falls when gradients grow (explosions) and rises as they
-    shrink, as in normalised gradient descent.
-    """
-    lg = xp.log(xp.clip(obs.hat, _TINY, SIGNAL_LIMIT))
-    lref = xp.log(xp.clip(obs.ema.ref, _TINY, SIGNAL_LIMIT))
-    out = power * (lref - lg)
-    return xp.where(obs.ema.decay_pow < 1.0, out, 0.0)
-
-
-def scaling_factor(xp: Any, obs: _Obs, center: Any, span: Any) -> Any:
-    """Reward scaling (stateless): ``eta = base * max(1 + (R^_t - center) / span, 1e-6)``.
-
-    Maps ``center - span`` to about 0 (then ``min_lr``), ``center`` to
-    ``base_lr`` and ``center + span`` to ``2 * base_lr``.
-    """
-    f = xp.clip(1.0 + (obs.hat - center) / span, _MIN_SCALING, 1e30)
-    out = xp.log(f)
-    return xp.where(obs.ema.decay_pow < 1.0, out, 0.0)
-
-
-def cyclical_lr(xp: Any, t: Any, cfg: Config) -> tuple[Any, Any]:
-    """Cyclical rule (SGDR, Loshchilov & Hutter, 2017): cosine from ``max_lr`` to ``min_lr``.
-
-    ``eta_t = min_lr + (max_lr - min_lr) * (1 + cos(pi * p_t)) / 2`` with the
-    phase ``p_t = ((t - 1) mod T) / T``, ``T = cycle_length``. Every signal's
-    smoothing restarts at the start of each cycle. Returns the log-factor
-    ``log(eta_t / base_lr)`` and whether step ``t`` starts a new cycle.
-    """
-    tm1 = t - 1.0
-    cycles = xp.floor(tm1 / cfg.cycle_length)
-    pos = tm1 - cycles * cfg.cycle_length
-    phase = pos / cfg.cycle_length
-    lr = cfg.min_lr + (cfg.max_lr - cfg.min_lr) * 0.5 * (1.0 + xp.cos(math.pi * phase))
-    lr = xp.clip(lr, cfg.min_lr, cfg.max_lr)
-    restart = xp.logical_and(pos < 1.0, t > 1.0)
-    return xp.log(lr) - xp.log(cfg.base_lr), restart
-
-
-def momentum_value(xp: Any, rule: str, obs: _Obs, cfg: Config) -> Any:
-    """Momentum rules, from the smoothed loss ``l^_t`` (result clipped to the bounds later).
-
-    * ``inverse``: ``mu = 1 - 1 / (1 + max(l^_t, 0))``
-    * ``exp``: ``mu = 1 - exp(-a * max(l^_t, 0))``
-    * ``relative``: ``mu = base_momentum - gain * r_t`` with the relative change
-      ``r_t = clip((l^_t - l^_{t-1}) / |l^_{t-1}|, -1, 1)`` (sign-correct for
-      negative losses): momentum rises while the loss falls.
-    * ``normalized``: ``mu = n / (1 + n)``, ``n = max(l^_t, 0) / |l_ref|``, the loss
-      in units of its first smoothed value (scale free).
-    """
-    pos = xp.clip(obs.hat, 0.0, SIGNAL_LIMIT)
-    if rule == "inverse":
-        return 1.0 - 1.0 / (1.0 + pos)
-    if rule == "exp":
-        return 1.0 - xp.exp(-xp.clip(cfg.momentum_a * pos, 0.0, 80.0))
-    if rule == "relative":
-        denom = xp.clip(xp.abs(obs.prev_hat), _REL_EPS, SIGNAL_LIMIT)
-        r = xp.clip((obs.hat - obs.prev_hat) / denom, -1.0, 1.0)
-        r = xp.where(obs.has_prev, r, 0.0)
-        return cfg.base_momentum - cfg.momentum_gain * r
-    if rule == "normalized":
-        n = pos / xp.clip(xp.abs(obs.ema.ref), _REL_EPS, SIGNAL_LIMIT)
-        return n / (1.0 + n)
-    raise AssertionError(rule)  # unreachable: validated in Config
-
-
-_LOSS_LR_RULES = ("loss_decay", "trend", "variance")
-_STATEFUL_LR_RULES = ("loss_decay", "trend")
+# --------------------------------------------------------------------------- the step
+# The rules themselves are declared in adaptive_sched._rules; update_with runs
+# the config's active ones and combines their outputs by kind.
 
 
 def update(state: State, signals: Signals) -> tuple[State, Hparams]:
@@ -434,10 +305,22 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     return update_with(xp, state, signals)
 
 
+def signal_usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Which signals the config's active rules read, and which of those need a variance.
+
+    Returns:
+      ``(uses, track_var)``, each ``{signal: bool}`` over :data:`SIGNAL_NAMES`.
+    """
+    rules = [r for r in _rules.active_rules(config) if r.kind != "clock"]
+    uses = {s: any(r.signal == s for r in rules) for s in SIGNAL_NAMES}
+    track_var = {s: any(r.signal == s and r.variance for r in rules) for s in SIGNAL_NAMES}
+    return uses, track_var
+
+
 def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams]:
     """:func:`update` with an explicit namespace (the host-path compiler traces it this way)."""
     cfg = state.config
-    lr_rule, momentum_rule, reward_rule, kl_rule = cfg.rules
+    rules = _rules.active_rules(cfg)
     scalar = getattr(xp, "IS_SCALAR", False)
 
     to_f32 = _caster(xp, state.step)
@@ -448,125 +331,122 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
 
     t_int = state.step + 1
     t = xp.astype(t_int, xp.float32)
+    slots = dict(state.rule_state)
 
-    loss_ema, reward_ema, gn_ema, kl_ema = state.loss, state.reward, state.grad_norm, state.kl
+    def run(rule: _rules.Rule, obs: _Obs | None) -> Any:
+        own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
+        out = rule.fn(xp, obs, knobs_of(rule, cfg), RuleContext(cfg, t, own))
+        if rule.slots:
+            out, new = out
+            for s in rule.slots:
+                slots[slot_key(rule, s)] = new[s.name]
+        return out
+
+    emas = [getattr(state, name) for name in SIGNAL_NAMES]
     log_stateless: Any = 0.0
-    if lr_rule == "cyclical":
-        log_cyc, restart = cyclical_lr(xp, t, cfg)
-        log_stateless = log_stateless + log_cyc
-
-        def reset(e: EmaState) -> EmaState:
-            return EmaState(
-                mean=xp.where(restart, 0.0, e.mean),
-                var=xp.where(restart, 0.0, e.var),
-                decay_pow=xp.where(restart, 1.0, e.decay_pow),
-                ref=e.ref,
-            )
-
-        loss_ema, reward_ema, gn_ema, kl_ema = (reset(e) for e in (loss_ema, reward_ema, gn_ema, kl_ema))
+    for rule in rules:
+        if rule.kind == "clock":
+            log_clock, restart = run(rule, None)
+            log_stateless = log_stateless + log_clock
+            emas = [_restart(xp, e, restart) for e in emas]
 
     skipped = state.skipped
-    uses = (
-        lr_rule in _LOSS_LR_RULES or momentum_rule != "none",
-        reward_rule != "none",
-        lr_rule == "grad_norm",
-        kl_rule != "none",
-    )
-    track_var = (lr_rule == "variance", reward_rule == "variance", False, False)
-    emas = (loss_ema, reward_ema, gn_ema, kl_ema)
-    betas = (cfg.ema_beta, cfg.ema_reward_beta, cfg.ema_beta, cfg.ema_kl_beta)
-    views: list[_Obs | None] = []
-    for name, value, ema, beta, used, var in zip(Signals._fields, signals, emas, betas, uses, track_var):
+    uses, track_var = signal_usage(cfg)
+    views: dict[str, _Obs | None] = {}
+    for name, value, ema in zip(SIGNAL_NAMES, signals, emas):
+        used = uses[name]
         if getattr(value, "ndim", 0) != 0:
             raise ValueError(
                 f"Signals.{name} must be a scalar (shape ()), got shape {tuple(value.shape)}; "
                 "reduce it first (e.g. the batch mean)."
             )
         if value is None:
-            views.append(_held(xp, ema) if used else None)
+            views[name] = _held(xp, ema) if used else None
             continue
         x = f32_signal(value)
         if used:
-            obs = _observe(xp, ema, x, beta, var)
-            views.append(obs)
+            obs = _observe(xp, ema, x, getattr(cfg, beta_field(name)), track_var[name])
+            views[name] = obs
             ok = obs.ok
         else:  # counted, not smoothed: no rule reads it
-            views.append(None)
+            views[name] = None
             ok = xp.isfinite(x)
         skipped = skipped + xp.astype(xp.logical_not(ok), xp.int32)
-    loss_obs, reward_obs, gn_obs, kl_obs = views
 
-    # ---- lr: stateful increments and stateless log-factors
+    # ---- lr: stateful increments and stateless log-factors, in family order
     inc: Any = 0.0
-    if lr_rule == "trend":
-        inc = inc + trend_step(xp, loss_obs, cfg.trend_up, cfg.trend_down, cfg.trend_threshold, False)
-    elif lr_rule == "loss_decay":
-        inc = inc + loss_decay_step(xp, loss_obs, cfg.decay_k)
-    elif lr_rule == "variance":
-        log_stateless = log_stateless + variance_factor(xp, loss_obs, cfg.variance_k, xp.abs(loss_obs.hat))
-    elif lr_rule == "grad_norm":
-        log_stateless = log_stateless + grad_norm_factor(xp, gn_obs, cfg.grad_norm_power)
-    if reward_rule == "trend":
-        inc = inc + trend_step(xp, reward_obs, cfg.reward_up, cfg.reward_down, cfg.reward_threshold, True)
-    elif reward_rule == "scaling":
-        log_stateless = log_stateless + scaling_factor(xp, reward_obs, cfg.reward_center, cfg.reward_span)
-    elif reward_rule == "variance":
-        log_stateless = log_stateless + variance_factor(
-            xp, reward_obs, cfg.reward_variance_k, cfg.reward_span
-        )
-    if kl_rule == "target":
-        inc = inc + kl_target_step(xp, kl_obs, cfg.kl_target, cfg.kl_gain, cfg.kl_clip)
+    for rule in rules:
+        if rule.kind == "increment":
+            inc = inc + run(rule, views[rule.signal])  # type: ignore[index]
+        elif rule.kind == "factor":
+            log_stateless = log_stateless + run(rule, views[rule.signal] if rule.signal else None)
     w = cfg.warmup_steps
     warm = xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), 1.0)
     # log(1) == 0 exactly, so the identity config stays bit exact.
-    log_stateless = log_stateless + xp.log(xp.clip(warm, _TINY, 1.0))
+    log_stateless = log_stateless + xp.log(xp.clip(warm, _rules._TINY, 1.0))
 
     log_lo = xp.log(cfg.min_lr) - xp.log(cfg.base_lr)
     log_hi = xp.log(cfg.max_lr) - xp.log(cfg.base_lr)
     log_stateless = xp.clip(log_stateless, log_lo - 1.0, log_hi + 1.0)  # finite, bounded
-    if lr_rule in _STATEFUL_LR_RULES or reward_rule == "trend" or kl_rule == "target":
+    if any(r.kind == "increment" for r in rules):
         log_scale = xp.clip(state.log_scale + inc, log_lo - log_stateless, log_hi - log_stateless)
         log_factor = log_scale + log_stateless
     else:  # no stateful rule: log_scale stays at its initial 0 (static, so it folds away)
         log_scale, log_factor = state.log_scale, log_stateless
     lr = xp.clip(cfg.base_lr * xp.exp(log_factor), cfg.min_lr, cfg.max_lr)
 
-    # ---- momentum
+    # ---- momentum: held while its signal is not observed
     momentum = state.current_momentum  # set within bounds by init
-    if momentum_rule != "none":
-        mu = momentum_value(xp, momentum_rule, loss_obs, cfg)
-        momentum = xp.clip(xp.where(loss_obs.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
+    for rule in rules:
+        if rule.kind == "momentum":
+            seen: Any = views[rule.signal]  # type: ignore[index]
+            mu = run(rule, seen)
+            momentum = xp.clip(xp.where(seen.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
-    ema_out = [v.ema if v is not None else e for v, e in zip(views, emas)]
-    new_state = State(
-        config=cfg,
-        step=t_int,
-        skipped=skipped,
-        log_scale=log_scale if scalar else to_f32(log_scale),
-        current_momentum=momentum if scalar else to_f32(momentum),
-        loss=ema_out[0],
-        reward=ema_out[1],
-        grad_norm=ema_out[2],
-        kl=ema_out[3],
+    ema_out = [v.ema if v is not None else e for v, e in zip(views.values(), emas)]
+    new_state = State._make(
+        [
+            cfg,
+            t_int,
+            skipped,
+            log_scale if scalar else to_f32(log_scale),
+            momentum if scalar else to_f32(momentum),
+            *ema_out,
+            slots,
+        ]
     )
     lr_scale = lr / cfg.base_lr
     if not scalar:
-        new_state = _cast_floats(xp, new_state, to_f32)
+        new_state = _cast_floats(xp, new_state, to_f32, _caster(xp, state.step, "int32"))
         lr, lr_scale = to_f32(lr), to_f32(lr_scale)
     hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=lr_scale)
     return new_state, hp
 
 
-def _cast_floats(xp: Any, state: State, f32: Any) -> State:
+def _restart(xp: Any, e: EmaState, restart: Any) -> EmaState:
+    """Where ``restart``, forget the smoothing (the first-ever reference ``ref`` is kept)."""
+    return EmaState(
+        mean=xp.where(restart, 0.0, e.mean),
+        var=xp.where(restart, 0.0, e.var),
+        decay_pow=xp.where(restart, 1.0, e.decay_pow),
+        ref=e.ref,
+    )
+
+
+def _cast_floats(xp: Any, state: State, f32: Any, i32: Any) -> State:
     def ema(e: EmaState) -> EmaState:
         return EmaState(*(f32(v) for v in e))
 
-    return state._replace(
-        step=xp.astype(state.step, xp.int32),
-        skipped=xp.astype(state.skipped, xp.int32),
-        loss=ema(state.loss),
-        reward=ema(state.reward),
-        grad_norm=ema(state.grad_norm),
-        kl=ema(state.kl),
+    dtypes = {key: slot.dtype for key, slot in _rules.state_slots(state.config)}
+    slots = {k: i32(v) if dtypes[k] == "int32" else f32(v) for k, v in state.rule_state.items()}
+    return State._make(
+        [
+            state.config,
+            xp.astype(state.step, xp.int32),
+            xp.astype(state.skipped, xp.int32),
+            state.log_scale,
+            state.current_momentum,
+            *(ema(getattr(state, name)) for name in SIGNAL_NAMES),
+            slots,
+        ]
     )
-

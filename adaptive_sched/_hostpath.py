@@ -28,26 +28,53 @@ from typing import Any
 from adaptive_sched import _scalar
 from adaptive_sched._config import Config
 from adaptive_sched._core import EmaState, Signals, State, init, update_with
+from adaptive_sched._rules import state_slots
+from adaptive_sched._signals import SIGNAL_NAMES
 
-__all__ = ["HostController", "STATE_FIELDS", "compile_update", "flatten_state", "unflatten_state"]
+__all__ = [
+    "STATE_FIELDS",
+    "HostController",
+    "as_python",
+    "compile_update",
+    "flatten_state",
+    "state_fields",
+    "unflatten_state",
+]
 
-STATE_FIELDS: tuple[str, ...] = ("step", "skipped", "log_scale", "current_momentum") + tuple(
-    f"{sig}.{f}" for sig in ("loss", "reward", "grad_norm", "kl") for f in EmaState._fields
+_HEAD = ("step", "skipped", "log_scale", "current_momentum")
+STATE_FIELDS: tuple[str, ...] = _HEAD + tuple(
+    f"{sig}.{f}" for sig in SIGNAL_NAMES for f in EmaState._fields
 )
+"""The flat layout of every state (one EMA per :class:`Signals` field); rule slots follow (:func:`state_fields`)."""
+_NE = len(EmaState._fields)
+
+
+def state_fields(config: Config) -> tuple[tuple[str, str], ...]:
+    """``(name, dtype)`` of each flat scalar for ``config``: :data:`STATE_FIELDS`, then its rules' slots."""
+    head = tuple((n, "int32" if i < 2 else "float32") for i, n in enumerate(STATE_FIELDS))
+    return head + tuple((key, slot.dtype) for key, slot in state_slots(config))
 
 
 def flatten_state(state: State) -> list[Any]:
-    """The state's scalars in :data:`STATE_FIELDS` order (the config is left out)."""
+    """The state's scalars in :func:`state_fields` order (the config is left out)."""
     out = [state.step, state.skipped, state.log_scale, state.current_momentum]
-    for ema in (state.loss, state.reward, state.grad_norm, state.kl):
-        out.extend(ema)
+    for name in SIGNAL_NAMES:
+        out.extend(getattr(state, name))
+    out.extend(state.rule_state.values())
     return out
 
 
 def unflatten_state(config: Config, flat: list[Any]) -> State:
     """Inverse of :func:`flatten_state` (``config`` with Python-float knobs)."""
-    emas = [EmaState(*flat[4 + 4 * i : 8 + 4 * i]) for i in range(4)]
-    return State(config, flat[0], flat[1], flat[2], flat[3], *emas)
+    h, n = len(_HEAD), len(SIGNAL_NAMES)
+    emas = [EmaState(*flat[h + _NE * i : h + _NE * (i + 1)]) for i in range(n)]
+    slots = dict(zip((key for key, _ in state_slots(config)), flat[h + _NE * n :]))
+    return State._make([config, *flat[:h], *emas, slots])
+
+
+def as_python(config: Config, flat: list[Any]) -> list[Any]:
+    """``flat`` as Python ints and floats, by :func:`state_fields`' dtypes."""
+    return [int(v) if dt == "int32" else float(v) for (_, dt), v in zip(state_fields(config), flat)]
 
 
 # --------------------------------------------------------------------------- tracing
@@ -149,8 +176,7 @@ def _graph_of(*xs: Any) -> _Graph | None:
     return None
 
 
-_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt, "cos": math.cos,
-         "floor": math.floor, "isfinite": math.isfinite, "abs": abs}  # fmt: skip
+_MATH = _scalar.UNARY  # the one table of elementwise functions
 
 
 class _SymNamespace:
@@ -162,30 +188,6 @@ class _SymNamespace:
 
     def _call(self, fname: str, x: Any) -> Any:
         return _MATH[fname](x) if _is_const(x) else x.graph.emit(fname, x)
-
-    def exp(self, x: Any) -> Any:
-        return self._call("exp", x)
-
-    def log(self, x: Any) -> Any:
-        return self._call("log", x)
-
-    def log1p(self, x: Any) -> Any:
-        return self._call("log1p", x)
-
-    def sqrt(self, x: Any) -> Any:
-        return self._call("sqrt", x)
-
-    def cos(self, x: Any) -> Any:
-        return self._call("cos", x)
-
-    def floor(self, x: Any) -> Any:
-        return self._call("floor", x)
-
-    def isfinite(self, x: Any) -> Any:
-        return self._call("isfinite", x)
-
-    def abs(self, x: Any) -> Any:
-        return self._call("abs", x)
 
     def asarray(self, x: Any, dtype: Any = None, device: Any = None) -> Any:
         del device
@@ -215,6 +217,9 @@ class _SymNamespace:
         return (not x) if _is_const(x) else x.graph.emit("not", x)
 
 
+for _fname in _MATH:  # one recording method per elementwise function
+    setattr(_SymNamespace, _fname, lambda self, x, _f=_fname: self._call(_f, x))
+
 _SYM = _SymNamespace()
 
 # --------------------------------------------------------------------------- code generation
@@ -223,8 +228,7 @@ _SYM = _SymNamespace()
 _BINARY = ("+", "-", "*", "/", "<", "<=", ">", ">=")
 _PY_TEMPLATES = {
     "neg": "(-{0})",
-    **{f: f"_{f}({{0}})" for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite")},
-    "abs": "abs({0})",
+    **{f: f"_{f}({{0}})" for f in _MATH},
     "float": "float({0})",
     "int": "int({0})",
     "where": "({1} if {0} else {2})",
@@ -234,7 +238,7 @@ _PY_TEMPLATES = {
 }
 _TORCH_TEMPLATES = {
     "neg": "(-{0})",
-    **{f: f"torch.{f}({{0}})" for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite", "abs")},
+    **{f: f"torch.{f}({{0}})" for f in _MATH},
     "float": "{0}.to(torch.float32)",
     "int": "{0}.to(torch.int32)",
     "where": "torch.where({0}, {1}, {2})",
@@ -242,7 +246,7 @@ _TORCH_TEMPLATES = {
     "and": "torch.logical_and({0}, {1})",
     "not": "torch.logical_not({0})",
 }
-_GLOBALS: dict[str, Any] = {f"_{f}": _MATH[f] for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite")}
+_GLOBALS: dict[str, Any] = {f"_{f}": fn for f, fn in _MATH.items()}
 _GLOBALS.update(_NAN=math.nan, _INF=math.inf)
 
 
@@ -268,7 +272,7 @@ HostUpdate = Callable[..., tuple[Any, Any, Any]]
 
 
 def compile_update(
-    config: Config, present: tuple[bool, bool, bool, bool], target: str = "python"
+    config: Config, present: tuple[bool, ...], target: str = "python"
 ) -> tuple[HostUpdate, str]:
     """Trace the core's ``update`` for ``config`` and a pattern of supplied signals.
 
@@ -282,15 +286,17 @@ def compile_update(
 
     Returns:
       ``(fn, source)``. ``fn(S, loss, reward, grad_norm, kl)`` takes the flat
-      state list ``S`` (:data:`STATE_FIELDS` order; updated in place) and the
-      four signals (NaN/inf allowed; the ones not ``present`` are ignored), and
+      state list ``S`` (:func:`state_fields` order; updated in place) and the
+      signals in :class:`Signals` order (NaN/inf allowed; the ones not ``present`` are ignored), and
       returns ``(lr, momentum, lr_scale)``. ``source`` is the generated code.
     """
     if target not in ("python", "torch"):
         raise ValueError(f"compile_update(target={target!r}) is invalid: must be 'python' or 'torch'.")
     cfg = init(config, xp=_scalar).config  # knobs as Python floats
     g = _Graph()
-    inputs = [Sym(g, f"s{i}") for i in range(len(STATE_FIELDS))]
+    if len(present) != len(SIGNAL_NAMES):
+        raise ValueError(f"compile_update(present=...) needs one flag per signal {SIGNAL_NAMES}, got {present!r}")
+    inputs = [Sym(g, f"s{i}") for i in range(len(state_fields(config)))]
     sig_names = [f"x_{name}" for name in Signals._fields]
     signals = Signals(*(Sym(g, n) if p else None for n, p in zip(sig_names, present)))
     new_state, hp = update_with(_SYM, unflatten_state(cfg, list(inputs)), signals)
@@ -334,7 +340,7 @@ class HostController:
     """The controller as a flat state plus :func:`compile_update`'s functions.
 
     Holds the state's scalars in :attr:`flat` (:data:`STATE_FIELDS` order) and
-    one compiled function per pattern of supplied signals (at most 16),
+    one compiled function per pattern of supplied signals (at most 2**len(Signals._fields)),
     compiled on first use. With ``target="python"`` it gives the same numbers as
     ``adaptive_sched.update`` on a state from ``init(config, xp=adaptive_sched._scalar)``;
     with ``target="torch"`` the state is 0-d tensors and every operation a torch op.
@@ -361,35 +367,27 @@ class HostController:
         self._target = target
         self._state_config = state.config  # as the target holds it, for unflatten_state
         self.flat: list[Any] = flatten_state(state)
-        self._fns: dict[tuple[bool, bool, bool, bool], HostUpdate] = {}
+        self._fns: dict[tuple[bool, ...], HostUpdate] = {}
 
-    def compiled(self, present: tuple[bool, bool, bool, bool]) -> HostUpdate:
+    def compiled(self, present: tuple[bool, ...]) -> HostUpdate:
         """The function for this pattern of supplied signals: ``fn(flat, loss, reward, grad_norm, kl)``."""
         fn = self._fns.get(present)
         if fn is None:
             fn = self._fns[present] = compile_update(self.config, present, self._target)[0]
         return fn
 
-    def update(
-        self, loss: float | None = None, reward: float | None = None, grad_norm: float | None = None, kl: float | None = None
-    ) -> tuple[Any, Any, Any]:
-        """One step; returns ``(lr, momentum, lr_scale)``.
+    def update(self, *args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
+        """One step with :class:`Signals`' fields as arguments; returns ``(lr, momentum, lr_scale)``.
 
         Signals are ``None`` or, for ``target="python"``, numbers (converted to
         Python floats: a numpy float32 would silently change the precision);
         for ``target="torch"``, float32 tensors on the state's device.
         """
-        fn = self.compiled((loss is not None, reward is not None, grad_norm is not None, kl is not None))
+        values = list(Signals(*args, **kwargs))
+        fn = self.compiled(tuple(v is not None for v in values))
         if self._target == "python":
-            if loss is not None and type(loss) is not float:
-                loss = float(loss)
-            if reward is not None and type(reward) is not float:
-                reward = float(reward)
-            if grad_norm is not None and type(grad_norm) is not float:
-                grad_norm = float(grad_norm)
-            if kl is not None and type(kl) is not float:
-                kl = float(kl)
-        return fn(self.flat, loss, reward, grad_norm, kl)
+            values = [v if v is None or type(v) is float else float(v) for v in values]
+        return fn(self.flat, *values)
 
     def unflatten(self, flat: list[Any]) -> State:
         """A flat list of this controller's scalars (e.g. a saved copy of :attr:`flat`) as a State."""
@@ -404,5 +402,5 @@ class HostController:
     def state(self, state: State) -> None:
         flat = flatten_state(state)
         if self._target == "python":
-            flat = [int(v) if i < 2 else float(v) for i, v in enumerate(flat)]
+            flat = as_python(self.config, flat)
         self.flat = flat

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import optax
 
 from adaptive_sched._config import Config
-from adaptive_sched._core import Hparams, Signals, State, init, update
+from adaptive_sched._core import Hparams, Signals, State, init, signal_usage, update
+from adaptive_sched._signals import SIGNAL_NAMES
 
 __all__ = [
     "AdaptiveHyperparamsState",
@@ -68,10 +69,13 @@ def _global_norm(updates: Any) -> jax.Array:
     return optax.tree.norm(optax.tree.cast(updates, jnp.float32))
 
 
-def _signals(updates: Any, config: Config, value: Any, reward: Any, grad_norm: Any, kl: Any) -> Signals:
-    if grad_norm is None and config.lr_rule == "grad_norm":
-        grad_norm = _global_norm(updates)
-    return Signals(loss=value, reward=reward, grad_norm=grad_norm, kl=kl)
+def _signals(updates: Any, config: Config, value: Any, extra_args: dict[str, Any]) -> Signals:
+    """The Signals from ``value`` (the loss, optax's convention) and the extra arguments named as the
+    other Signals fields (popped from ``extra_args``, so the inner optimizer does not see them)."""
+    named = {n: extra_args.pop(n, None) for n in SIGNAL_NAMES if n != "loss"}
+    if named.get("grad_norm") is None and signal_usage(config)[0]["grad_norm"]:
+        named["grad_norm"] = _global_norm(updates)
+    return Signals(loss=value, **named)
 
 
 def _init_controller(config: Config) -> State:
@@ -193,12 +197,9 @@ def inject_hyperparams(
             params: Any = None,
             *,
             value: Any = None,
-            reward: Any = None,
-            grad_norm: Any = None,
-            kl: Any = None,
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
-            signals = _signals(updates, config, value, reward, grad_norm, kl)
+            signals = _signals(updates, config, value, extra_args)
             controller, hp, cfg = _step_controller(config, state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
             hyperparams["learning_rate"] = _scheduled_lr(hp, cfg, schedule, state.controller.step)
@@ -268,13 +269,10 @@ def scale_by_controller(
         params: Any = None,
         *,
         value: Any = None,
-        reward: Any = None,
-        grad_norm: Any = None,
-        kl: Any = None,
         **extra_args: Any,
     ) -> tuple[Any, ScaleByControllerState]:
-        del params, extra_args
-        signals = _signals(updates, config, value, reward, grad_norm, kl)
+        del params
+        signals = _signals(updates, config, value, extra_args)
         controller, hp, cfg = _step_controller(config, state.controller, signals)
         if schedule is not None:
             lr = _scheduled_lr(hp, cfg, schedule, state.controller.step)

@@ -16,42 +16,47 @@ makes a sanitisation gap loud in the tests instead of silent).
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
 
+UNARY: dict[str, Any] = {
+    "exp": math.exp,
+    "log": math.log,
+    "log1p": math.log1p,
+    "sqrt": math.sqrt,
+    "cos": math.cos,
+    "floor": math.floor,
+    "isfinite": math.isfinite,
+    "abs": builtins.abs,
+}
+"""The elementwise functions the core may call: name -> Python implementation.
+
+This is the one table to extend when a rule needs a new elementwise function:
+the host-path compiler (:mod:`adaptive_sched._hostpath`) records, folds and
+emits every entry (as ``torch.<name>`` for the torch target), and this module
+exposes each as ``_scalar.<name>``. The name must be the Array API's.
+"""
+
+globals().update(UNARY)
+
 __all__ = [
-    "abs",
     "asarray",
     "astype",
     "clip",
-    "cos",
-    "exp",
     "float32",
-    "floor",
     "int32",
-    "isfinite",
-    "log",
-    "log1p",
     "logical_and",
     "logical_not",
-    "sqrt",
     "where",
 ]
+__all__ += list(UNARY)
 
 IS_SCALAR = True  # the core skips its float32 casts for scalar namespaces
 
 float32 = float
 int32 = int
 bool_ = bool
-
-exp = math.exp
-log = math.log
-log1p = math.log1p
-sqrt = math.sqrt
-cos = math.cos
-floor = math.floor
-isfinite = math.isfinite
-abs = abs  # noqa: A001  (the namespace function, as in the Array API)
 
 
 def asarray(x: Any, dtype: Any = None, device: Any = None) -> Any:

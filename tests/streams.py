@@ -1,4 +1,10 @@
-"""Signal streams and rule combinations shared by the tests (random and hostile)."""
+"""Signal streams and rule combinations shared by the tests (random and hostile).
+
+Everything here derives from the rule registry and from ``Signals``: the rule
+combinations (one rule per family), the signal streams (one value per signal)
+and the property checks the hostile-stream tests run for every combination,
+so a newly registered rule or signal gets them without editing this file.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,15 @@ from typing import Any
 import numpy as np
 
 import adaptive_sched as A
+from adaptive_sched._config import RULE_FIELDS
 
-ALL_COMBOS: list[tuple[str, str, str, str]] = list(
-    itertools.product(A.LR_RULES, A.MOMENTUM_RULES, A.REWARD_RULES, A.KL_RULES)
-)
+
+def all_combos() -> list[tuple[str, ...]]:
+    """Every combination of one rule per family (``Config.rules`` order), from the registry."""
+    return list(itertools.product(*RULE_FIELDS.values()))
+
+
+ALL_COMBOS: list[tuple[str, ...]] = all_combos()
 
 HOSTILE_VALUES: list[float | None] = [
     None,
@@ -33,13 +44,9 @@ HOSTILE_VALUES: list[float | None] = [
 ]
 
 
-def config_for(combo: tuple[str, str, str, str], **overrides: Any) -> A.Config:
-    lr, mom, rew, kl = combo
-    kwargs: dict[str, Any] = dict(
-        lr_rule=lr,
-        momentum_rule=mom,
-        reward_rule=rew,
-        kl_rule=kl,
+def config_for(combo: tuple[str, ...], **overrides: Any) -> A.Config:
+    kwargs: dict[str, Any] = dict(zip(RULE_FIELDS, combo))
+    kwargs.update(
         base_lr=1e-3,
         min_lr=1e-6,
         max_lr=1e-1,
@@ -56,18 +63,27 @@ def config_for(combo: tuple[str, str, str, str], **overrides: Any) -> A.Config:
     return A.Config(**kwargs)
 
 
+# A typical value of each signal at step t; a signal not listed is positive noise.
+_TYPICAL = {
+    "loss": lambda rng, t: float(2.0 * math.exp(-t / 30) + 0.3 * rng.normal() - 1.0),
+    "reward": lambda rng, t: float(math.tanh(t / 40) + 0.5 * rng.normal()),
+    "grad_norm": lambda rng, t: float(abs(rng.normal()) * (1 + t % 5)),
+    "kl": lambda rng, t: float(abs(0.1 + 0.05 * rng.normal())),
+}
+
+
+def _positive_noise(rng: np.random.Generator, t: int) -> float:
+    return float(abs(1.0 + 0.3 * rng.normal()))
+
+
 def random_stream(seed: int, n: int, hostile: float = 0.2) -> list[A.Signals]:
     """Noisy decaying loss, noisy rising reward, positive grad norm and KL, with hostile values mixed in."""
     rng = np.random.default_rng(seed)
+    gens = [_TYPICAL.get(name, _positive_noise) for name in A.Signals._fields]
     out = []
     for t in range(n):
-        vals: list[Any] = [
-            float(2.0 * math.exp(-t / 30) + 0.3 * rng.normal() - 1.0),
-            float(math.tanh(t / 40) + 0.5 * rng.normal()),
-            float(abs(rng.normal()) * (1 + t % 5)),
-            float(abs(0.1 + 0.05 * rng.normal())),
-        ]
-        for i in range(4):
+        vals: list[Any] = [gen(rng, t) for gen in gens]
+        for i in range(len(vals)):
             if rng.random() < hostile:
                 vals[i] = HOSTILE_VALUES[int(rng.integers(len(HOSTILE_VALUES)))]
         out.append(A.Signals(*vals))
@@ -87,6 +103,53 @@ def run_numpy(cfg: A.Config, signals: list[A.Signals]) -> tuple[np.ndarray, np.n
         lr.append(as_float(hp.lr))
         mom.append(as_float(hp.momentum))
     return np.array(lr), np.array(mom)
+
+
+def float_leaves(state: A.State) -> list[float]:
+    """Every float32 scalar of the state (the counters and the config aside)."""
+    out = [as_float(state.log_scale), as_float(state.current_momentum)]
+    for sig in A.Signals._fields:
+        out.extend(as_float(v) for v in getattr(state, sig))
+    out.extend(as_float(v) for v in state.rule_state.values())
+    return out
+
+
+def check_bounds_and_finiteness(cfg: A.Config, stream: list[A.Signals], xp: Any) -> None:
+    """The hostile-stream properties: hparams finite and in bounds, state finite, every bad value counted."""
+    state = A.init(cfg, xp=xp)
+    lr_l, mom_l = [], []
+    for sig in stream:
+        state, hp = A.update(state, sig)
+        lr_l.append(as_float(hp.lr))
+        mom_l.append(as_float(hp.momentum))
+    lr, mom = np.array(lr_l), np.array(mom_l)
+    lo, hi = np.float32(cfg.min_lr), np.float32(cfg.max_lr)
+    assert np.all(np.isfinite(lr)) and np.all(lr >= lo * (1 - 1e-6)) and np.all(lr <= hi * (1 + 1e-6))
+    assert np.all(np.isfinite(mom))
+    assert np.all(mom >= np.float32(cfg.min_momentum)) and np.all(mom <= np.float32(cfg.max_momentum) * (1 + 1e-7))
+    assert all(math.isfinite(v) for v in float_leaves(state))
+    bad = sum(
+        1 for s in stream for v in s if v is not None and not math.isfinite(float(v))
+    )
+    assert int(state.skipped) == bad
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def check_compiled_equals_generic(cfg: A.Config, stream: list[A.Signals]) -> None:
+    """The host path's compiled update gives the generic core's numbers and state bit for bit."""
+    from adaptive_sched import _scalar
+    from adaptive_sched._hostpath import HostController, flatten_state
+
+    host = HostController(cfg)
+    state = A.init(cfg, xp=_scalar)
+    for sig in stream:
+        state, hp = A.update(state, sig)
+        got = host.update(*sig)
+        assert got == (hp.lr, hp.momentum, hp.lr_scale)
+        assert all(_same(a, b) for a, b in zip(flatten_state(host.state), flatten_state(state)))
 
 
 def load_example(name: str) -> Any:

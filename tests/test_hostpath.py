@@ -7,14 +7,26 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streams import ALL_COMBOS, HOSTILE_VALUES, config_for, random_stream
+from streams import (
+    ALL_COMBOS,
+    HOSTILE_VALUES,
+    check_compiled_equals_generic,
+    config_for,
+    random_stream,
+)
 
 import adaptive_sched as A
 from adaptive_sched import _scalar
-from adaptive_sched._hostpath import STATE_FIELDS, HostController, Sym, compile_update, flatten_state
+from adaptive_sched._hostpath import (
+    STATE_FIELDS,
+    HostController,
+    Sym,
+    compile_update,
+    flatten_state,
+)
 
 value = st.one_of(st.sampled_from(HOSTILE_VALUES), st.floats(allow_nan=True, allow_infinity=True))
-signals = st.builds(A.Signals, value, value, value, value)
+signals = st.builds(A.Signals, *[value] * len(A.Signals._fields))
 
 
 def same(a: float, b: float) -> bool:
@@ -24,14 +36,7 @@ def same(a: float, b: float) -> bool:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(combo=st.sampled_from(ALL_COMBOS), stream=st.lists(signals, min_size=1, max_size=30))
 def test_compiled_equals_generic_bit_for_bit(combo, stream) -> None:  # type: ignore[no-untyped-def]
-    cfg = config_for(combo)
-    host = HostController(cfg)
-    state = A.init(cfg, xp=_scalar)
-    for sig in stream:
-        state, hp = A.update(state, sig)
-        got = host.update(*sig)
-        assert got == (hp.lr, hp.momentum, hp.lr_scale)
-        assert all(same(a, b) for a, b in zip(flatten_state(host.state), flatten_state(state)))
+    check_compiled_equals_generic(config_for(combo), stream)
 
 
 @pytest.mark.parametrize("combo", ALL_COMBOS[::7], ids=lambda c: "-".join(c))
