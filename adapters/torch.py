@@ -24,17 +24,23 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from adaptive_sched import _scalar
-from adaptive_sched._checkpoint import state_from_dict, state_to_dict
+from adaptive_sched._checkpoint import check_entry, state_from_dict, state_to_dict
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
-from adaptive_sched._core import Hparams, State, init
+from adaptive_sched._core import SIGNAL_LIMIT, Hparams, State, init
 from adaptive_sched._hostpath import HostController, flatten_state
 
 __all__ = ["AdaptiveScheduler", "FORMAT_VERSION"]
 
 _NONE = (False, False, False, False)  # no signal supplied (step(), and the peek at construction)
 
-FORMAT_VERSION = 1
-"""Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own)."""
+FORMAT_VERSION = 2
+"""Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own).
+
+2 added ``last_epoch`` and ``step_count``; version 1 dicts still load."""
+
+_TINY_LR = 1e-300  # base_lrs must be > 0
+_MOMENTUM_FLOOR = 1e-6
+"""A momentum rule never writes less than this into a group it drives (see "Momentum")."""
 
 _CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
 _DEVICE_FIX = (
@@ -42,9 +48,10 @@ _DEVICE_FIX = (
     "without a host sync: build the optimizer with tensors on the parameters' device (e.g. "
     "Adam(params, lr=torch.tensor(1e-3, device=dev), fused=True)) or use host mode."
 )
-_SD_KEYS = frozenset(
+_SD_KEYS_V1 = frozenset(
     {"format_version", "mode", "controller", "base_lrs", "hparams", "advanced_this_step", "provisional_from"}
 )
+_SD_KEYS = {1: _SD_KEYS_V1, 2: _SD_KEYS_V1 | {"last_epoch", "step_count"}}
 
 
 class _StepCounter:
@@ -216,32 +223,25 @@ class AdaptiveScheduler(LRScheduler):
         self._device: torch.device | None = _first_param(optimizer).device if device_mode else None
         if device_mode:
             self._check_device_lrs(groups)
-        lr0 = _host_float(groups[0]["lr"])
+        # Each group's base lr: its `initial_lr` if an earlier torch scheduler set one (it
+        # may already have moved `lr`, e.g. LinearLR's warmup), else its lr; torch's
+        # convention (setdefault) is kept, so later schedulers read the same base.
+        own = [_lr_value(g.get("initial_lr", g["lr"])) for g in groups]
+        lr0 = own[0]
         config = _make_config(config, config_kwargs, groups, lr0)
         self._config = config
         self._momentum_on = config.momentum_rule != "none"
+        self._mom_floor = _MOMENTUM_FLOOR if float(config.min_momentum) < _MOMENTUM_FLOOR else None
         self._wants_grad_norm = config.lr_rule == "grad_norm"
         self._ref_lr = float(config.base_lr)
         scale = self._ref_lr / lr0
-        own = [_host_float(g["lr"]) for g in groups]
         self._base_lrs: list[float] = [self._ref_lr] + [v if scale == 1.0 else v * scale for v in own[1:]]
         self._warned_no_grads = False
-        if self._momentum_on:
-            self._warn_missing_momentum(groups)
-
-        # The controller: the core's update traced once per pattern of supplied signals
-        # (adaptive_sched._hostpath) into straight-line code over a flat list of the
-        # state's scalars, which the compiled functions update in place. Host mode: Python
-        # floats. Device mode: 0-d tensors on the parameters' device, torch ops only.
         if device_mode:
-            import array_api_compat.torch as xp
-
             self._check_device_momentum(groups)
-            self._xp: Any = xp
-            self._ctl = HostController(config, init(config, xp=xp, device=self._device), target="torch")
-        else:
-            self._xp = _scalar
-            self._ctl = HostController(config)
+        self._driven: list[bool] = self._driven_groups(groups, 0) if self._momentum_on else []
+
+        self._xp, self._ctl = self._make_controller()
         # The first optimizer step runs before any observe(): give it the hparams a
         # signal-less first update would set (clock-driven rules, i.e. warmup and
         # cyclical, start where they should), without advancing the controller.
@@ -249,30 +249,89 @@ class AdaptiveScheduler(LRScheduler):
 
         # Step bookkeeping (see "When the controller advances").
         self._counter = _StepCounter()
-        handle = optimizer.register_step_post_hook(self._counter)
-        weakref.finalize(self, handle.remove)
+        self._register_counter()
         self._advanced_at = -1  # counter value at the last controller update
         self._before: Any = None  # state before step()'s update while an observe() may replace it
-        self._last_lr: list[Any] = []
+        # torch's LRScheduler attributes, mirrors (see "torch's scheduler contract").
+        self.last_epoch = 0
+        self._step_count = 1
+        # What the scheduler last wrote into each group (see "Other schedulers"): the value
+        # (`_w`), the lr_scale it carried (`_ws`) and, for tensor lrs, the tensor and its
+        # version counter (`_tens`, `_ver`), which tell whether anyone changed it since.
+        # A group whose lr was changed by anyone else is "chained" from then on: each update
+        # multiplies its lr by lr_scale / previous lr_scale (`_chained`).
+        self._w: list[Any] = []
+        self._ws: list[Any] = []
+        self._tens: list[Any] = []
+        self._ver: list[int] = []
+        self._chained: list[bool] = []
+        for g, own_lr in zip(groups, own):
+            g.setdefault("initial_lr", g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"])
+            self._new_record(g, own_lr)
         self._apply(*self._hp)
 
-    def _warn_missing_momentum(self, groups: list[dict[str, Any]]) -> None:
-        missing = [i for i, g in enumerate(groups) if "momentum" not in g and "betas" not in g]
+    # ------------------------------------------------------------------ construction helpers
+
+    def _make_controller(self) -> tuple[Any, HostController]:
+        """The controller: the core's update traced once per pattern of supplied signals.
+
+        (:mod:`adaptive_sched._hostpath`) into straight-line code over a flat list of the
+        state's scalars, which the compiled functions update in place. Host mode: Python
+        floats. Device mode: 0-d tensors on the parameters' device, torch ops only.
+        """
+        config = self._config
+        if self._device_mode:
+            import array_api_compat.torch as xp
+
+            return xp, HostController(config, init(config, xp=xp, device=self._device), target="torch")
+        return _scalar, HostController(config)
+
+    def _register_counter(self) -> None:
+        handle = self.optimizer.register_step_post_hook(self._counter)
+        weakref.finalize(self, handle.remove)
+
+    def _new_record(self, g: dict[str, Any], own: float) -> None:
+        """Start tracking a group: untouched unless an earlier scheduler moved its lr off ``initial_lr``."""
+        cur = g["lr"]
+        untouched = _lr_value(cur) == own
+        self._w.append(_lr_value(cur))
+        self._ws.append(1.0)
+        self._chained.append(not untouched)
+        if isinstance(cur, torch.Tensor):
+            self._tens.append(cur if untouched else None)
+            self._ver.append(cur._version)
+        else:
+            self._tens.append(None)
+            self._ver.append(0)
+
+    def _driven_groups(self, groups: list[dict[str, Any]], first: int) -> list[bool]:
+        """The momentum policy: which groups a momentum rule drives; warns once about the others."""
+        driven, missing, zero = [], [], []
+        for i, g in enumerate(groups):
+            mom = _group_momentum(g)
+            driven.append(mom is not None and mom > 0.0)
+            if mom is None:
+                missing.append(first + i)
+            elif mom <= 0.0:
+                zero.append(first + i)
         rule = self._config.momentum_rule
-        if len(missing) == len(groups):
-            warnings.warn(
-                f"momentum_rule={rule!r} has no effect: {type(self.optimizer).__name__} has no 'momentum' or "
-                "'betas' hyperparameter in its param groups (they are left unchanged).",
-                UserWarning,
-                stacklevel=3,
+        name = type(self.optimizer).__name__
+        if missing or zero:
+            parts = []
+            if missing:
+                parts.append(f"param_groups {missing} have no 'momentum' or 'betas' hyperparameter")
+            if zero:
+                parts.append(
+                    f"param_groups {zero} were built with momentum 0 (a momentum rule drives only groups "
+                    "built with momentum > 0; pass e.g. momentum=0.9 to the optimizer to let it)"
+                )
+            head = f"momentum_rule={rule!r} has no effect on {name}: " if not any(driven) else (
+                f"momentum_rule={rule!r} on {name}: "
             )
-        elif missing:
             warnings.warn(
-                f"momentum_rule={rule!r}: param_groups {missing} have no 'momentum' or 'betas' "
-                "hyperparameter; their momentum is left unchanged.",
-                UserWarning,
-                stacklevel=3,
+                head + "; ".join(parts) + ". Their momentum is left unchanged.", UserWarning, stacklevel=4
             )
+        return driven
 
     def _check_device_groups(self, groups: list[dict[str, Any]]) -> None:
         """Device mode: raise ``ValueError`` unless every hparam it writes is a tensor on the device."""
@@ -302,11 +361,37 @@ class AdaptiveScheduler(LRScheduler):
                 mom, where = g["betas"][0], f"param_groups[{i}]['betas'][0]"
             else:
                 continue
+            if isinstance(mom, (int, float)) and mom == 0:
+                continue  # not driven (momentum policy): never written
             if not isinstance(mom, torch.Tensor) or mom.device != dev:
                 raise ValueError(
                     f"momentum_rule={self._config.momentum_rule!r} with device_mode=True needs {where} to be "
                     f"a tensor on {dev}, got {mom!r}. {_DEVICE_FIX}"
                 )
+
+    # ------------------------------------------------------------------ copies
+
+    def __getstate__(self) -> dict[str, Any]:
+        """``copy.deepcopy`` / ``pickle``: everything but the compiled controller, which is rebuilt."""
+        d = self.__dict__.copy()
+        del d["_xp"]
+        d["_ctl"] = list(self._ctl.flat)
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        flat = d.pop("_ctl")
+        self.__dict__.update(d)
+        self._xp, self._ctl = self._make_controller()
+        self._ctl.flat = flat
+        # torch's Optimizer drops its hooks when copied or pickled: count the copy's steps.
+        hooks = getattr(self.optimizer, "_optimizer_step_post_hooks", None)
+        if hooks is None or not any(h is self._counter for h in hooks.values()):
+            self._register_counter()
+        # A copied tensor starts a new version counter.
+        for i, g in enumerate(self.optimizer.param_groups[: len(self._tens)]):
+            t = self._tens[i]
+            if t is not None and g["lr"] is t:
+                self._ver[i] = t._version
 
     # ------------------------------------------------------------------ the LRScheduler contract
 
@@ -336,18 +421,24 @@ class AdaptiveScheduler(LRScheduler):
         return Hparams(*self._hp)
 
     def get_last_lr(self) -> list[Any]:
-        """The lr last written to each param group.
+        """The lr last written to each param group, one entry per group, of the group's own type.
 
         Returns:
-          One entry per param group: Python floats in host mode, fresh 0-d
-          tensors (copies, never aliasing the optimizer's or the scheduler's
-          tensors) in device mode.
+          Python floats for groups with a float lr, fresh 0-d tensors (copies,
+          never aliasing the optimizer's or the scheduler's tensors) for groups
+          with a tensor lr. A group added with ``optimizer.add_param_group``
+          since the last update is listed with its own lr.
         """
-        if self._device_mode:
-            return [v.clone() for v in self._last_lr]
-        lr, _, lr_scale = self._hp
-        ref = self._ref_lr
-        return [lr if b == ref else b * lr_scale for b in self._base_lrs]
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self._base_lrs):
+            self._adopt_groups(groups)
+        out = []
+        for g, w in zip(groups, self._w):
+            cur = g["lr"]
+            if isinstance(cur, torch.Tensor):
+                w = w.detach().to(cur.dtype).clone() if isinstance(w, torch.Tensor) else torch.full_like(cur, w)
+            out.append(w)
+        return out
 
     def get_lr(self) -> list[Any]:
         """The lr the scheduler sets for each param group now (same values as :meth:`get_last_lr`).
@@ -357,6 +448,35 @@ class AdaptiveScheduler(LRScheduler):
         """
         return self.get_last_lr()
 
+    def _get_closed_form_lr(self) -> list[Any]:
+        """Each group's lr in closed form: ``base_lr_i * lr_scale`` of the last update (torch's hook)."""
+        lr, _, lr_scale = self._hp
+        return [lr if b == self._ref_lr else lr_scale * b for b in self._base_lrs]
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """torch's internal: ``SequentialLR`` calls ``_update_lr(0)`` at the milestone that starts this scheduler.
+
+        With an epoch it sets :attr:`last_epoch` and writes the closed form
+        (each group's base lr times the controller's current factor, whatever
+        the previous scheduler left in the group); the controller does not
+        advance. Without one it is :meth:`step`.
+        """
+        if epoch is None:
+            self._advance()
+            return
+        self.last_epoch = epoch
+        self._apply(*self._hp, absolute=True)
+
+    def _initial_step(self) -> None:
+        """torch's internal: ``SequentialLR`` calls it on the scheduler that runs first.
+
+        As torch's: the step count restarts at 1 and :attr:`last_epoch` moves
+        one on; the groups get the closed-form lrs; the controller does not advance.
+        """
+        self._step_count = 1
+        self.last_epoch += 1
+        self._apply(*self._hp, absolute=True)
+
     def step(self, epoch: int | None = None) -> None:
         """Advance the controller without signals, unless it already advanced since the last optimizer step.
 
@@ -365,16 +485,24 @@ class AdaptiveScheduler(LRScheduler):
         :meth:`observe`.
 
         Args:
-          epoch: not supported (torch deprecated it); must be ``None``.
-
-        Raises:
-          ValueError: if ``epoch`` is given.
+          epoch: deprecated in torch, supported as torch's schedulers do (old
+            torch's ``SequentialLR`` passes ``0`` at a milestone): sets
+            :attr:`last_epoch` to ``epoch`` and writes the closed-form lrs
+            without advancing the controller; warns.
         """
+        self._step_count += 1
         if epoch is not None:
-            raise ValueError(
-                f"AdaptiveScheduler.step(epoch={epoch!r}) is not supported: call step() with no argument "
-                "and pass training signals to observe()."
+            warnings.warn(
+                "AdaptiveScheduler.step(epoch) is deprecated (as in torch): it sets last_epoch and rewrites each "
+                "group's lr from the current controller state without advancing it. Call step() with no argument.",
+                UserWarning,
+                stacklevel=2,
             )
+            self._update_lr(epoch)
+            return
+        self._advance()
+
+    def _advance(self) -> None:
         n = self._counter.n
         if self._advanced_at == n:
             return
@@ -382,6 +510,7 @@ class AdaptiveScheduler(LRScheduler):
         self._hp = hp = self._ctl.compiled(_NONE)(self._ctl.flat, None, None, None, None)
         self._before = before
         self._advanced_at = n
+        self.last_epoch += 1
         self._apply(*hp)
 
     def observe(
@@ -396,7 +525,9 @@ class AdaptiveScheduler(LRScheduler):
 
         Call it once per optimizer step, before or after ``optimizer.step()``
         (see the class docstring). Each signal may be ``None`` (not observed),
-        a Python number or a one-element tensor; NaN/inf count as not observed.
+        a Python number or a one-element real tensor; NaN/inf count as not
+        observed, finite values beyond the signal limit (``1e40``, a float64
+        tensor of ``1e300``) are clipped to it and observed, in both modes.
 
         Args:
           loss: training loss (lower is better; any sign).
@@ -408,7 +539,7 @@ class AdaptiveScheduler(LRScheduler):
           kl: KL divergence of the policy to its reference.
 
         Raises:
-          TypeError: a signal is neither a number nor a tensor.
+          TypeError: a signal is neither a real number nor a real tensor.
           ValueError: a tensor signal has more than one element.
         """
         if grad_norm is None and model is not None and self._wants_grad_norm:
@@ -435,6 +566,8 @@ class AdaptiveScheduler(LRScheduler):
             flat[:] = self._before
         self._hp = hp = fn(flat, loss, R, grad_norm, kl)
         self._before = None
+        if self._advanced_at != n:
+            self.last_epoch += 1
         self._advanced_at = n
         if self._device_mode:
             self._apply(*hp)
@@ -443,38 +576,43 @@ class AdaptiveScheduler(LRScheduler):
 
     # ------------------------------------------------------------------ internals
 
-    def _apply(self, lr: Any, momentum: Any, lr_scale: Any) -> None:
-        """Write the hparams into every param group (per-group base lrs; momentum if a rule is active)."""
+    def _apply(self, lr: Any, momentum: Any, lr_scale: Any, absolute: bool = False) -> None:
+        """Write the hparams into every param group (see "Parameter groups" and "Other schedulers").
+
+        ``absolute``: write each group's closed form ``base_lr_i * lr_scale`` even
+        if something else changed its lr (load_state_dict, SequentialLR's milestone).
+        """
         groups = self.optimizer.param_groups
-        base_lrs = self._base_lrs
-        if len(groups) != len(base_lrs):
+        if len(groups) != len(self._base_lrs):
             self._adopt_groups(groups)
-            base_lrs = self._base_lrs
         if not self._device_mode:
-            self._apply_host(lr, momentum, lr_scale)
+            self._apply_host(lr, momentum, lr_scale, absolute)
             return
         ref = self._ref_lr
+        w, ws, tens, ver, chained = self._w, self._ws, self._tens, self._ver, self._chained
         with torch.no_grad():
-            last = []
-            for i, (g, b) in enumerate(zip(groups, base_lrs)):
-                v = lr if b == ref else lr_scale * b
+            for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
                 cur = g["lr"]
                 if not isinstance(cur, torch.Tensor):
                     raise ValueError(
                         f"param_groups[{i}]['lr'] became a Python number ({cur!r}); device_mode=True needs "
                         "tensor learning rates (see AdaptiveScheduler's docstring)."
                     )
+                if absolute or (not chained[i] and cur is tens[i] and cur._version == ver[i]):
+                    v = lr if b == ref else lr_scale * b
+                    chained[i] = False
+                else:  # changed by someone else: apply this update as a factor on top (chainable form)
+                    v = cur * (lr_scale / ws[i])
+                    chained[i] = True
                 cur.copy_(v)
-                last.append(v)
-            self._last_lr = last
+                w[i], ws[i], tens[i], ver[i] = v, lr_scale, cur, cur._version
             if self._momentum_on:
+                if self._mom_floor is not None:
+                    momentum = torch.clamp_min(momentum, self._mom_floor)
                 for i, g in enumerate(groups):
-                    if "momentum" in g:
-                        cur = g["momentum"]
-                    elif "betas" in g:
-                        cur = g["betas"][0]
-                    else:
+                    if not self._driven[i]:
                         continue
+                    cur = g["momentum"] if "momentum" in g else g["betas"][0]
                     if not isinstance(cur, torch.Tensor):
                         raise ValueError(
                             f"param_groups[{i}] momentum became a Python number ({cur!r}); device_mode=True "
@@ -482,36 +620,54 @@ class AdaptiveScheduler(LRScheduler):
                         )
                     cur.copy_(momentum)
 
-    def _apply_host(self, lr: float, momentum: float, lr_scale: float) -> None:
-        """Host mode's :meth:`_apply` (the hot path; get_last_lr() recomputes its values from ``_hp``)."""
+    def _apply_host(self, lr: float, momentum: float, lr_scale: float, absolute: bool = False) -> None:
+        """Host mode's :meth:`_apply` (the hot path)."""
         groups = self.optimizer.param_groups
-        base_lrs = self._base_lrs
-        if len(groups) != len(base_lrs):
+        w, ws, chained = self._w, self._ws, self._chained
+        if len(groups) != len(w):
             self._adopt_groups(groups)
-            base_lrs = self._base_lrs
-        if len(groups) == 1:  # the common case, without the loop (group 0's base lr is the reference)
-            g = groups[0]
-            if type(g["lr"]) is float or not isinstance(g["lr"], torch.Tensor):
-                g["lr"] = lr
-            else:
-                g["lr"].fill_(lr)
+        g = groups[0]
+        if len(groups) == 1 and type(g["lr"]) is float and g["lr"] == w[0] and not chained[0] and not absolute:
+            # the common case, without the loop (group 0's base lr is the reference)
+            g["lr"] = w[0] = lr
+            ws[0] = lr_scale
         else:
             ref = self._ref_lr
-            for g, b in zip(groups, base_lrs):
-                v = lr if b == ref else b * lr_scale
-                if type(g["lr"]) is float or not isinstance(g["lr"], torch.Tensor):
-                    g["lr"] = v
+            tens, ver = self._tens, self._ver
+            for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
+                cur = g["lr"]
+                if isinstance(cur, torch.Tensor):
+                    if absolute or (not chained[i] and cur is tens[i] and cur._version == ver[i]):
+                        v = lr if b == ref else b * lr_scale
+                        cur.fill_(v)
+                        chained[i] = False
+                    else:  # changed by someone else (chainable form), without a host sync
+                        cur.mul_(lr_scale / ws[i])
+                        v = cur.detach().clone()
+                        chained[i] = True
+                    tens[i], ver[i] = cur, cur._version
                 else:
-                    g["lr"].fill_(v)
+                    if absolute or (not chained[i] and cur == w[i]):
+                        v = lr if b == ref else b * lr_scale
+                        chained[i] = False
+                    else:  # changed by someone else: apply this update as a factor on top
+                        v = cur * (lr_scale / ws[i])
+                        chained[i] = True
+                    g["lr"] = v
+                w[i], ws[i] = v, lr_scale
         if self._momentum_on:
-            for g in groups:
+            if self._mom_floor is not None and momentum < self._mom_floor:
+                momentum = self._mom_floor
+            for g, driven in zip(groups, self._driven):
+                if not driven:
+                    continue
                 if "momentum" in g:
                     cur = g["momentum"]
                     if isinstance(cur, torch.Tensor):
                         cur.fill_(momentum)
                     else:
                         g["momentum"] = momentum
-                elif "betas" in g:
+                else:
                     betas = g["betas"]
                     if isinstance(betas[0], torch.Tensor):
                         betas[0].fill_(momentum)
@@ -519,16 +675,23 @@ class AdaptiveScheduler(LRScheduler):
                         g["betas"] = type(betas)((momentum, *betas[1:]))
 
     def _adopt_groups(self, groups: list[dict[str, Any]]) -> None:
-        """Give groups added by ``optimizer.add_param_group`` their current lr as base lr."""
+        """Adopt groups added by ``optimizer.add_param_group``: base lr = their ``initial_lr`` or lr."""
         if len(groups) < len(self._base_lrs):
             raise RuntimeError(
                 f"the optimizer has {len(groups)} param groups but the scheduler was built for "
                 f"{len(self._base_lrs)}; param groups cannot be removed."
             )
-        new = groups[len(self._base_lrs) :]
+        first = len(self._base_lrs)
+        new = groups[first:]
         if self._device_mode:
             self._check_device_groups(new)
-        self._base_lrs = self._base_lrs + [_host_float(g["lr"]) for g in new]
+        for g in new:
+            b = _lr_value(g.get("initial_lr", g["lr"]))
+            g.setdefault("initial_lr", g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"])
+            self._base_lrs.append(b)
+            self._new_record(g, b)
+        if self._momentum_on:
+            self._driven.extend(self._driven_groups(new, first))
 
     def _device_signal(self, name: str, v: Any) -> Any:
         if v is None:
@@ -540,16 +703,26 @@ class AdaptiveScheduler(LRScheduler):
                     f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
                     "reduce it first (e.g. the batch mean)."
                 )
+            if v.is_complex():
+                raise TypeError(f"observe({name}=...) must be real, got a complex tensor ({v.dtype})")
             v = v.detach()
             if v.ndim:
                 v = v.reshape(())
+            if v.dtype == torch.float64:  # clip on the device before float32 would turn 1e40 into inf
+                v = torch.where(torch.isfinite(v), v.clamp(-SIGNAL_LIMIT, SIGNAL_LIMIT), v)
             if v.dtype != torch.float32:  # e.g. a bf16 loss: the controller computes in float32
                 v = v.to(torch.float32)
             if v.device != dev:
                 v = v.to(dev, non_blocking=True)
             return v
-        # A fill kernel with the value as an argument: no host-to-device copy, no sync.
-        return torch.full((), _number(name, v), dtype=torch.float32, device=dev)
+        # A fill kernel with the value as an argument: no host-to-device copy, no sync. Finite
+        # values are clipped here, as the host path does, before float32 could overflow.
+        x = _number(name, v)
+        if x > SIGNAL_LIMIT:
+            x = x if x == math.inf else SIGNAL_LIMIT
+        elif x < -SIGNAL_LIMIT:
+            x = x if x == -math.inf else -SIGNAL_LIMIT
+        return torch.full((), x, dtype=torch.float32, device=dev)
 
     def _model_grad_norm(self, model: torch.nn.Module) -> Any:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -575,13 +748,14 @@ class AdaptiveScheduler(LRScheduler):
         """The scheduler's state: plain Python values and tensors only.
 
         It survives ``torch.save`` + ``torch.load(weights_only=True)``. Layout
-        (``format_version`` 1): ``mode`` (``"host"``/``"device"``),
+        (``format_version`` 2): ``mode`` (``"host"``/``"device"``),
         ``controller`` (:func:`adaptive_sched.state_to_dict` of the state),
         ``base_lrs`` (one float per group), ``hparams`` (``lr``, ``momentum``,
         ``lr_scale`` of the last update), ``advanced_this_step`` (the
-        controller already advanced since the last optimizer step) and
+        controller already advanced since the last optimizer step),
         ``provisional_from`` (the controller dict before a :meth:`step`
-        update that a following :meth:`observe` would replace, else ``None``).
+        update that a following :meth:`observe` would replace, else ``None``),
+        ``last_epoch`` and ``step_count`` (torch's counters, see the class docstring).
         """
         advanced = self._advanced_at == self._counter.n
         provisional = advanced and self._before is not None
@@ -593,6 +767,8 @@ class AdaptiveScheduler(LRScheduler):
             "hparams": dict(zip(Hparams._fields, self._hp)),
             "advanced_this_step": advanced,
             "provisional_from": self._controller_dict(self._before) if provisional else None,
+            "last_epoch": self.last_epoch,
+            "step_count": self._step_count,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -601,30 +777,36 @@ class AdaptiveScheduler(LRScheduler):
         The checkpoint must come from a scheduler with the same configuration
         (rule names and every knob, compared at float32 precision, so a
         checkpoint from the other mode loads too) and the same number of param
-        groups. Everything is validated before anything changes: on error the
-        scheduler and the optimizer are untouched.
+        groups. Every entry is validated before anything changes (finite, in
+        bounds, of the right type: the controller part by
+        :func:`adaptive_sched.state_from_dict`, ``base_lrs`` finite and > 0,
+        ``hparams`` inside the configured bounds); on error the scheduler and
+        the optimizer are untouched. Version 1 dicts (no ``last_epoch``) load
+        with ``last_epoch`` set to the controller's step count. Each group's lr
+        is written in closed form, ``base_lr_i * lr_scale``.
 
         Raises:
           ValueError: not an AdaptiveScheduler state dict, a format version
             this version does not read, a different configuration or number
-            of param groups, or malformed entries.
+            of param groups, or an invalid entry (the message names it).
         """
         d = state_dict
         if not isinstance(d, dict) or "format_version" not in d:
             keys = sorted(d)[:8] if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"not an AdaptiveScheduler state dict (no 'format_version'; got {keys})")
         version = d["format_version"]
-        if not isinstance(version, int) or version != FORMAT_VERSION:
-            newer = isinstance(version, int) and version > FORMAT_VERSION
+        if type(version) is not int or version not in _SD_KEYS:
+            newer = type(version) is int and version > FORMAT_VERSION
             raise ValueError(
                 f"AdaptiveScheduler state dict format_version={version!r} is not supported: this version of "
-                f"adaptive_sched reads format_version={FORMAT_VERSION}"
+                f"adaptive_sched reads format_version {sorted(_SD_KEYS)}"
                 + (" (the checkpoint was written by a newer version)." if newer else ".")
             )
-        if set(d) != _SD_KEYS:
+        expected = _SD_KEYS[version]
+        if set(d) != expected:
             raise ValueError(
-                f"AdaptiveScheduler state dict keys do not match: missing {sorted(_SD_KEYS - set(d))}, "
-                f"unexpected {sorted(set(d) - _SD_KEYS)}"
+                f"AdaptiveScheduler state dict keys do not match: missing {sorted(expected - set(d))}, "
+                f"unexpected {sorted(set(d) - expected)}"
             )
         if d["mode"] not in ("host", "device"):
             raise ValueError(f"state dict mode={d['mode']!r} is invalid: must be 'host' or 'device'")
@@ -635,8 +817,10 @@ class AdaptiveScheduler(LRScheduler):
         try:
             state = self._snapshot_from_dict(d["controller"])
             before = None if prov is None else self._snapshot_from_dict(prov)
-        except (ValueError, TypeError, KeyError) as err:
+        except (TypeError, KeyError) as err:
             raise ValueError(f"AdaptiveScheduler state dict has an invalid controller entry: {err}") from err
+        except ValueError as err:
+            raise ValueError(f"AdaptiveScheduler state dict has an invalid controller entry: {err}") from None
         base_lrs = d["base_lrs"]
         groups = self.optimizer.param_groups
         if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(groups):
@@ -644,17 +828,20 @@ class AdaptiveScheduler(LRScheduler):
             raise ValueError(
                 f"the state dict is for {n_saved} param groups but the optimizer has {len(groups)}"
             )
-        base_lrs = [float(b) for b in base_lrs]
-        if not all(math.isfinite(b) and b > 0 for b in base_lrs):
-            raise ValueError(f"state dict base_lrs={base_lrs} must be finite numbers > 0")
+        base_lrs = [
+            float(check_entry(f"state dict base_lrs[{i}]", b, lo=_TINY_LR)) for i, b in enumerate(base_lrs)
+        ]
         base_lrs[0] = self._ref_lr  # group 0's base lr is the reference (equal up to float32, checked above)
-        hpd = d["hparams"]
-        if not isinstance(hpd, dict) or set(hpd) != set(Hparams._fields):
-            raise ValueError(f"state dict hparams={hpd!r} must be a dict with keys {list(Hparams._fields)}")
-        hp = tuple(self._scalar_like(hpd[k]) for k in Hparams._fields)
+        hp = self._hparams_from_dict(d["hparams"])
         advanced = d["advanced_this_step"]
         if not isinstance(advanced, bool):
             raise ValueError(f"state dict advanced_this_step={advanced!r} must be a bool")
+        if version >= 2:
+            last_epoch = int(check_entry("state dict last_epoch", d["last_epoch"], integer=True))
+            step_count = int(check_entry("state dict step_count", d["step_count"], integer=True, lo=0))
+        else:
+            last_epoch = int(check_entry("state dict controller step", d["controller"]["step"], integer=True))
+            step_count = last_epoch + 1
         if self._device_mode:  # e.g. optimizer.load_state_dict() may have put lr tensors elsewhere
             self._check_device_groups(groups)
         # Everything validated: commit.
@@ -663,7 +850,28 @@ class AdaptiveScheduler(LRScheduler):
         self._base_lrs = base_lrs
         self._before = before if advanced else None
         self._advanced_at = self._counter.n if advanced else -1
-        self._apply(*hp)
+        self.last_epoch = last_epoch
+        self._step_count = step_count
+        self._apply(*hp, absolute=True)
+
+    def _hparams_from_dict(self, hpd: Any) -> tuple[Any, Any, Any]:
+        """Validate ``hparams`` (finite, inside the configured bounds) and convert them to this mode's scalars."""
+        if not isinstance(hpd, dict) or set(hpd) != set(Hparams._fields):
+            raise ValueError(f"state dict hparams={hpd!r} must be a dict with keys {list(Hparams._fields)}")
+        cfg = self._config
+        base, lo, hi = float(cfg.base_lr), float(cfg.min_lr), float(cfg.max_lr)
+        bounds = {
+            "lr": (lo, hi),
+            "momentum": (float(cfg.min_momentum), float(cfg.max_momentum)),
+            "lr_scale": (lo / base, hi / base),
+        }
+        out = []
+        for k in Hparams._fields:
+            a, b = bounds[k]
+            # float32 rounding of a value saved in the other mode may sit just outside a bound
+            v = float(check_entry(f"state dict hparams[{k!r}]", hpd[k], lo=a * (1 - 1e-6), hi=b * (1 + 1e-6)))
+            out.append(self._scalar_like(min(max(v, a), b)))
+        return out[0], out[1], out[2]
 
     def _snapshot_from_dict(self, d: dict[str, Any]) -> Any:
         """A controller dict as this mode holds it: the flat list of the state's scalars."""
@@ -707,10 +915,10 @@ class AdaptiveScheduler(LRScheduler):
                 + hint
             )
 
-    def _scalar_like(self, v: Any) -> Any:
+    def _scalar_like(self, v: float) -> Any:
         if self._device_mode:
-            return torch.as_tensor(v, dtype=torch.float32, device=self._device).detach().clone()
-        return _host_float(v)
+            return torch.full((), v, dtype=torch.float32, device=self._device)
+        return v
 
     def __repr__(self) -> str:
         mode = "device" if self._device_mode else "host"
@@ -776,6 +984,23 @@ def _host_float(v: Any) -> float:
     return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
 
 
+def _lr_value(v: Any) -> float:
+    """An lr as a Python float; a float32 (or narrower) tensor reads as the shortest decimal that rounds to it.
+
+    ``torch.tensor(1e-3)`` holds 0.0010000000474974513; read back as ``1e-3`` (what
+    the user wrote), so float32 rounding never trips ``base_lr <= max_lr`` and
+    writing the lr back gives the same float32 value.
+    """
+    if isinstance(v, torch.Tensor):
+        x = float(v.item())
+        if v.dtype in (torch.float32, torch.float16, torch.bfloat16) and math.isfinite(x):
+            import numpy as np
+
+            return float(str(np.float32(x)))
+        return x
+    return float(v)
+
+
 def _f32(v: Any) -> float:
     """``v`` rounded to float32 (for comparing configs across modes)."""
     import numpy as np
@@ -813,6 +1038,8 @@ def _host_signal(name: str, v: Any) -> float:
                 f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
                 "reduce it first (e.g. the batch mean)."
             )
+        if v.is_complex():
+            raise TypeError(f"observe({name}=...) must be real, got a complex tensor ({v.dtype})")
         return float(v.item())
     return _number(name, v)
 
