@@ -89,31 +89,54 @@ class AdaptiveScheduler(LRScheduler):
 
     **Configuration.** Either a ready :class:`adaptive_sched.Config` or its
     fields as keyword arguments (not both). With keyword arguments, ``base_lr``
-    defaults to ``optimizer.param_groups[0]["lr"]`` at construction and, when a
-    momentum rule is active, ``base_momentum`` defaults to group 0's
-    ``momentum`` / ``betas[0]``. A Config is taken as is: its ``base_lr`` is
+    defaults to group 0's lr at construction (its ``initial_lr`` if an earlier
+    torch scheduler set one) and, when a momentum rule is active,
+    ``base_momentum`` defaults to group 0's ``momentum`` / ``betas[0]``. A
+    float32 tensor lr reads as the shortest decimal that rounds to it
+    (``torch.tensor(1e-3)`` reads as ``1e-3``, so ``max_lr=1e-3`` is not
+    tripped by float32 rounding). A Config is taken as is: its ``base_lr`` is
     the reference lr even if group 0 was built with another one.
 
     **Parameter groups.** The scheduler stores one base lr per group (in the
-    scheduler, never in ``param_groups``). Group ``i``'s base lr is its lr at
-    construction times ``base_lr / lr_0`` (so exactly its own lr when
-    ``base_lr`` is group 0's lr) and its lr is always
-    ``base_lr_i * lr / base_lr``: groups stay proportional, and the Config's
-    ``[min_lr, max_lr]`` bounds the reference lr ``lr`` and apply to group
-    ``i`` scaled by ``base_lr_i / base_lr``. Groups added later with
-    ``optimizer.add_param_group`` are adopted with their lr at the next update
-    as base lr. The lr of every group is written at construction and after
-    every controller update. At construction it is the lr that a signal-less
-    first update would set (``base_lr`` unless a clock-driven rule moves it:
-    warmup starts at ``base_lr / warmup_steps``, ``cyclical`` at ``max_lr``),
-    computed without advancing the controller.
+    scheduler; ``initial_lr`` in each group is only a mirror for torch's
+    tools). Group ``i``'s base lr is its ``initial_lr`` if present, else its
+    lr, at construction, times ``base_lr / lr_0`` (so exactly its own lr when
+    ``base_lr`` is group 0's) and its lr is ``base_lr_i * lr / base_lr``:
+    groups stay proportional, and the Config's ``[min_lr, max_lr]`` bounds the
+    reference lr ``lr`` and apply to group ``i`` scaled by
+    ``base_lr_i / base_lr``. Groups added later with
+    ``optimizer.add_param_group`` are adopted (same rule, and
+    :meth:`get_last_lr` lists them at once). The lr of every group is written
+    at construction and after every controller update. At construction it is
+    the lr that a signal-less first update would set (``base_lr`` unless a
+    clock-driven rule moves it: warmup starts at ``base_lr / warmup_steps``,
+    ``cyclical`` at ``max_lr``), computed without advancing the controller.
 
-    **Momentum** is written only when ``momentum_rule != "none"``: to
-    ``group["momentum"]`` for SGD-style groups and ``group["betas"][0]`` for
-    Adam-style ones (``betas`` keeps its container type; tensor entries are
-    updated in place). A group with neither key is left alone and never gets
-    a new key; if no group has one, a ``UserWarning`` says so once, at
-    construction.
+    **Other schedulers and manual changes (torch's chainable form).** If
+    anything else changed a group's lr since the scheduler last wrote it
+    (another scheduler in a ``ChainedScheduler``, an earlier scheduler's
+    warmup, user code), that group is *chained* from then on: each update
+    multiplies its current lr by ``lr_scale_t / lr_scale_{t-1}`` instead of
+    overwriting it, as torch's chainable schedulers do, so the factors
+    multiply (the ``[min_lr, max_lr]`` bounds then apply to this scheduler's
+    factor only) and an all-``none`` config leaves the other scheduler's lr
+    untouched. Tensor lrs are tracked by their version counter (no host
+    sync). :meth:`load_state_dict` and ``SequentialLR``'s milestone write the
+    closed form ``base_lr_i * lr_scale`` and end the chaining.
+
+    **Momentum policy.** Momentum is written only when ``momentum_rule !=
+    "none"``, to ``group["momentum"]`` (SGD, RMSprop) or ``group["betas"][0]``
+    (Adam, AdamW, ...; ``betas`` keeps its container type, tensor entries are
+    updated in place), and only into the groups that had momentum > 0 when
+    the scheduler adopted them: a group built without momentum (``SGD``'s and
+    ``RMSprop``'s default 0) keeps it off, and a group without either key
+    (Adagrad, LBFGS, Rprop) is left alone and never gets a new key. One
+    ``UserWarning`` at construction (and at the adoption of added groups)
+    lists the groups not driven and why. A driven group's momentum is never
+    switched off: values below ``1e-6`` are written as ``1e-6`` (torch refuses
+    ``nesterov=True`` with momentum 0, and ``RMSprop`` keeps a momentum
+    buffer only if momentum was > 0 at its first step). ``hparams.momentum``
+    is the controller's value, before this floor.
 
     **When the controller advances (one update per optimizer step).** The
     scheduler counts ``optimizer.step()`` calls with a step post-hook
@@ -147,8 +170,9 @@ class AdaptiveScheduler(LRScheduler):
       once per pattern of supplied signals into straight-line Python
       (:mod:`adaptive_sched._hostpath`, bit-identical to
       ``update(init(config, xp=adaptive_sched._scalar), ...)``); a tensor
-      signal costs one ``.item()``; :meth:`get_last_lr` returns Python
-      floats. Python float lrs are replaced, tensor lrs are filled in place.
+      signal costs one ``.item()``. Python float lrs are replaced, tensor lrs
+      are filled in place. In both modes :meth:`get_last_lr` returns each
+      group's lr in the group's own type (floats, or 0-d tensor copies).
     * Device mode (``device_mode=True``): the state is 0-d float32/int32
       tensors on the device of the optimizer's first parameter, and the update
       is the same trace emitted as torch operations (equal to the core's
@@ -161,8 +185,7 @@ class AdaptiveScheduler(LRScheduler):
       that device (e.g. ``Adam(params, lr=torch.tensor(1e-3, device=dev),
       fused=True)`` or ``capturable=True``) and updates it in place with
       ``copy_``; the constructor raises ``ValueError`` otherwise (it never
-      converts them behind the optimizer's back). :meth:`get_last_lr`
-      returns 0-d tensors. Pass tensor signals on the same device (e.g. the
+      converts them behind the optimizer's back). Pass tensor signals on the same device (e.g. the
       detached loss); a tensor on another device is copied.
 
     **Gradient norm.** ``observe(model=...)`` computes the global L2 norm of
@@ -172,17 +195,30 @@ class AdaptiveScheduler(LRScheduler):
 
     **Bad input.** ``None``, NaN and +-inf signals are "not observed" (the
     core's rule): hyperparameters hold and stay finite and within bounds.
+    Finite values beyond ``SIGNAL_LIMIT`` (a Python ``1e40``, a float64
+    tensor of ``1e300``) are clipped to it and observed, in both modes.
 
-    **Why subclass LRScheduler.** Tools check ``isinstance(sched, LRScheduler)``
-    (PyTorch Lightning's scheduler validation, type checks in HF utilities), so
-    this class is one. It does not call ``LRScheduler.__init__`` and overrides
-    every public method, so none of its hidden machinery applies (its inert
-    class-level defaults such as ``_get_lr_called_within_step`` aside): no
-    ``initial_lr`` key in param groups, no ``last_epoch`` counter, no wrapping
-    of ``optimizer.step``, no ``verbose``, no ``__dict__`` dump as state dict
-    (:meth:`state_dict` is an explicit, versioned layout). Composing it inside
-    ``torch.optim.lr_scheduler.SequentialLR``/``ChainedScheduler`` is not
-    supported; use ``Config.warmup_steps`` for warmup.
+    **torch's scheduler contract.** Tools check ``isinstance(sched,
+    LRScheduler)`` (PyTorch Lightning's scheduler validation, type checks in
+    HF utilities), so this class is one, without calling
+    ``LRScheduler.__init__`` (no wrapping of ``optimizer.step``, no
+    ``verbose``, no ``__dict__`` dump as state dict: :meth:`state_dict` is an
+    explicit, versioned layout). It keeps the attributes torch's schedulers
+    and the tools around them read, as mirrors of its own state: every group
+    gets ``initial_lr`` (``setdefault``, as torch: an earlier scheduler's
+    value is kept and used as base lr); :attr:`last_epoch` is 0 after
+    construction and counts controller updates (one per optimizer step, so
+    it counts :meth:`step` calls in a ``Trainer`` loop); ``_step_count`` is 1
+    after construction and counts :meth:`step` calls (``accelerate``
+    increments it too). It composes with torch's own schedulers:
+    ``SequentialLR(opt, [LinearLR(opt, ...), sched], milestones=[k])``, in
+    either construction order, starts the adaptive phase at step ``k`` from
+    the base lr (``_update_lr(0)`` / ``step(0)`` write the closed form), and
+    ``ChainedScheduler([ExponentialLR(opt, 0.9), sched])`` multiplies the two
+    (chainable form, above). Inside ``SequentialLR``, call :meth:`observe`
+    only in the adaptive phase (before it, its factor would multiply the
+    other scheduler's lr). ``copy.deepcopy`` and ``pickle`` work (the copy
+    counts its own optimizer's steps).
 
     Args:
       optimizer: the ``torch.optim.Optimizer`` whose ``param_groups`` are driven.
@@ -489,7 +525,16 @@ class AdaptiveScheduler(LRScheduler):
             torch's ``SequentialLR`` passes ``0`` at a milestone): sets
             :attr:`last_epoch` to ``epoch`` and writes the closed-form lrs
             without advancing the controller; warns.
+
+        Raises:
+          ValueError: ``epoch`` is not an int (e.g. a metric passed as to
+            ``ReduceLROnPlateau.step``: signals go to :meth:`observe`).
         """
+        if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool)):
+            raise ValueError(
+                f"AdaptiveScheduler.step({epoch!r}): step() takes no metric (this is not ReduceLROnPlateau); "
+                "pass training signals to observe(loss=..., R=...) and call step() with no argument."
+            )
         self._step_count += 1
         if epoch is not None:
             warnings.warn(

@@ -460,3 +460,39 @@ def test_float32_tensor_lr_at_max_lr_constructs(device_mode: bool) -> None:
     assert float(opt.param_groups[0]["lr"]) == float(np.float32(1e-3))
     opt = torch.optim.Adam(params(), lr=torch.tensor(1e-5))
     AdaptiveScheduler(opt, min_lr=1e-5, device_mode=device_mode)
+
+
+def test_step_with_a_metric_points_to_observe() -> None:
+    sched = AdaptiveScheduler(torch.optim.SGD(params(), lr=0.1), lr_rule="trend")
+    for metric in (0.53, torch.tensor(0.53), True):
+        with pytest.raises(ValueError, match=r"takes no metric.*observe\(loss="):
+            sched.step(metric)  # type: ignore[arg-type]
+    assert sched.last_epoch == 0 and sched._step_count == 1
+
+
+def test_sequential_lr_state_dict_round_trip_resumes_exactly() -> None:
+    def build() -> tuple[torch.optim.Optimizer, AdaptiveScheduler, Any]:
+        opt = torch.optim.SGD(params(), lr=0.1)
+        warm = lr_scheduler.LinearLR(opt, **LINEAR)
+        sched = AdaptiveScheduler(opt, lr_rule="loss_decay", decay_k=0.5, min_lr=1e-6)
+        return opt, sched, lr_scheduler.SequentialLR(opt, [warm, sched], milestones=[3])
+
+    def run(opt: Any, sched: AdaptiveScheduler, seq: Any, steps: range) -> list[float]:
+        out = []
+        for t in steps:
+            train_step(opt)
+            seq.step()
+            if t >= 3:
+                sched.observe(loss=1.0 / (t + 1))
+            out.append(opt.param_groups[0]["lr"])
+        return out
+
+    opt, sched, seq = build()
+    full = run(opt, sched, seq, range(8))
+    opt, sched, seq = build()
+    first = run(opt, sched, seq, range(5))
+    ckpt = roundtrip({"opt": opt.state_dict(), "seq": seq.state_dict()})
+    opt, sched, seq = build()
+    opt.load_state_dict(ckpt["opt"])
+    seq.load_state_dict(ckpt["seq"])
+    assert first + run(opt, sched, seq, range(5, 8)) == full
