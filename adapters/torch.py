@@ -365,7 +365,7 @@ class AdaptiveScheduler(LRScheduler):
                 f"momentum_rule={rule!r} on {name}: "
             )
             warnings.warn(
-                head + "; ".join(parts) + ". Their momentum is left unchanged.", UserWarning, stacklevel=4
+                head + "; ".join(parts) + ". Their momentum is left unchanged.", UserWarning, stacklevel=3
             )
         return driven
 
@@ -802,6 +802,9 @@ class AdaptiveScheduler(LRScheduler):
         update that a following :meth:`observe` would replace, else ``None``),
         ``last_epoch`` and ``step_count`` (torch's counters, see the class docstring).
         """
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self._base_lrs):  # a group added since the last update
+            self._adopt_groups(groups)
         advanced = self._advanced_at == self._counter.n
         provisional = advanced and self._before is not None
         return {
