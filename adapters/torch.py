@@ -918,8 +918,14 @@ class AdaptiveScheduler(LRScheduler):
             a, b = bounds[k]
             # float32 rounding of a value saved in the other mode may sit just outside a bound
             v = float(check_entry(f"state dict hparams[{k!r}]", hpd[k], lo=a * (1 - 1e-6), hi=b * (1 + 1e-6)))
-            out.append(self._scalar_like(min(max(v, a), b)))
-        return out[0], out[1], out[2]
+            out.append(min(max(v, a), b))
+        lr, momentum, lr_scale = out
+        if abs(lr - base * lr_scale) > 1e-5 * lr:
+            raise ValueError(
+                f"state dict hparams['lr']={lr!r} and hparams['lr_scale']={lr_scale!r} disagree: "
+                f"lr must be base_lr * lr_scale = {base * lr_scale!r}"
+            )
+        return self._scalar_like(lr), self._scalar_like(momentum), self._scalar_like(lr_scale)
 
     def _snapshot_from_dict(self, d: dict[str, Any]) -> Any:
         """A controller dict as this mode holds it: the flat list of the state's scalars."""
