@@ -275,7 +275,7 @@ POISON = {
     "ema-var-negative": (_set("controller/loss.var", -1.0), r"loss\.var"),
     "ema-pow-2": (_set("controller/loss.decay_pow", 2.0), r"loss\.decay_pow"),
     "ema-ref-complex": (_set("controller/loss.ref", 1 + 1j), r"loss\.ref"),
-    "provisional-nan": (_set("provisional_from", None), None),  # fine: no provisional update
+    "no-provisional-ok": (_set("provisional_from", None), None),  # a valid change: loads
 }
 
 
