@@ -288,8 +288,10 @@ class AdaptiveScheduler(LRScheduler):
         self._register_counter()
         self._advanced_at = -1  # counter value at the last controller update
         self._before: Any = None  # state before step()'s update while an observe() may replace it
-        # torch's LRScheduler attributes, mirrors (see "torch's scheduler contract").
-        self.last_epoch = 0
+        # torch's LRScheduler attributes, mirrors (see "torch's scheduler contract"):
+        # last_epoch = _epochs + the controller's step count (host mode reads it off the
+        # state, for free; device mode counts updates in _epochs).
+        self._epochs = 0
         self._step_count = 1
         # What the scheduler last wrote into each group (see "Other schedulers"): the value
         # (`_w`), the lr_scale it carried (`_ws`) and, for tensor lrs, the tensor and its
@@ -298,6 +300,9 @@ class AdaptiveScheduler(LRScheduler):
         # multiplies its lr by lr_scale / previous lr_scale (`_chained`).
         self._w: list[Any] = []
         self._ws: list[Any] = []
+        # Host mode's fast path: the float last written to the only group while it is a plain
+        # (float lr, not chained) group, else None; then _w[0]/_ws[0] are derived from it.
+        self._plain0: float | None = None
         self._tens: list[Any] = []
         self._ver: list[int] = []
         self._chained: list[bool] = []
@@ -456,6 +461,15 @@ class AdaptiveScheduler(LRScheduler):
         """The hyperparameters of the last update (``lr`` is the reference lr, group 0's by default)."""
         return Hparams(*self._hp)
 
+    @property
+    def last_epoch(self) -> int:
+        """torch's counter: 0 after construction, +1 per controller update (tools may set it, e.g. ``SequentialLR``)."""
+        return self._epochs if self._device_mode else self._epochs + self._ctl.flat[0]
+
+    @last_epoch.setter
+    def last_epoch(self, value: int) -> None:
+        self._epochs = value if self._device_mode else value - self._ctl.flat[0]
+
     def get_last_lr(self) -> list[Any]:
         """The lr last written to each param group, one entry per group, of the group's own type.
 
@@ -466,6 +480,8 @@ class AdaptiveScheduler(LRScheduler):
           since the last update is listed with its own lr.
         """
         groups = self.optimizer.param_groups
+        if self._plain0 is not None:
+            self._w[0] = self._plain0
         if len(groups) != len(self._base_lrs):
             self._adopt_groups(groups)
         out = []
@@ -555,7 +571,8 @@ class AdaptiveScheduler(LRScheduler):
         self._hp = hp = self._ctl.compiled(_NONE)(self._ctl.flat, None, None, None, None)
         self._before = before
         self._advanced_at = n
-        self.last_epoch += 1
+        if self._device_mode:
+            self._epochs += 1
         self._apply(*hp)
 
     def observe(
@@ -611,11 +628,19 @@ class AdaptiveScheduler(LRScheduler):
             flat[:] = self._before
         self._hp = hp = fn(flat, loss, R, grad_norm, kl)
         self._before = None
-        if self._advanced_at != n:
-            self.last_epoch += 1
-        self._advanced_at = n
         if self._device_mode:
+            if self._advanced_at != n:
+                self._epochs += 1
+            self._advanced_at = n
             self._apply(*hp)
+            return
+        self._advanced_at = n
+        # _apply_host's common case inlined: one group with a float lr that only this scheduler writes
+        groups = self.optimizer.param_groups
+        g = groups[0]
+        cur = g["lr"]
+        if type(cur) is float and cur == self._plain0 and len(groups) == 1 and not self._momentum_on:
+            g["lr"] = self._plain0 = hp[0]
         else:
             self._apply_host(hp[0], hp[1], hp[2])
 
@@ -666,40 +691,39 @@ class AdaptiveScheduler(LRScheduler):
                     cur.copy_(momentum)
 
     def _apply_host(self, lr: float, momentum: float, lr_scale: float, absolute: bool = False) -> None:
-        """Host mode's :meth:`_apply` (the hot path)."""
+        """Host mode's :meth:`_apply` (observe() inlines the common case of one plain float-lr group)."""
         groups = self.optimizer.param_groups
         w, ws, chained = self._w, self._ws, self._chained
+        if self._plain0 is not None:  # catch up with the fast path's writes
+            w[0] = self._plain0
+            ws[0] = self._plain0 / self._ref_lr  # lr_scale = lr / base_lr, as the core computes it
         if len(groups) != len(w):
             self._adopt_groups(groups)
+        ref = self._ref_lr
+        tens, ver = self._tens, self._ver
+        for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
+            cur = g["lr"]
+            if isinstance(cur, torch.Tensor):
+                if absolute or (not chained[i] and cur is tens[i] and cur._version == ver[i]):
+                    v = lr if b == ref else b * lr_scale
+                    cur.fill_(v)
+                    chained[i] = False
+                else:  # changed by someone else (chainable form), without a host sync
+                    cur.mul_(lr_scale / ws[i])
+                    v = cur.detach().clone()
+                    chained[i] = True
+                tens[i], ver[i] = cur, cur._version
+            else:
+                if absolute or (not chained[i] and cur == w[i]):
+                    v = lr if b == ref else b * lr_scale
+                    chained[i] = False
+                else:  # changed by someone else: apply this update as a factor on top
+                    v = cur * (lr_scale / ws[i])
+                    chained[i] = True
+                g["lr"] = v
+            w[i], ws[i] = v, lr_scale
         g = groups[0]
-        if len(groups) == 1 and type(g["lr"]) is float and g["lr"] == w[0] and not chained[0] and not absolute:
-            # the common case, without the loop (group 0's base lr is the reference)
-            g["lr"] = w[0] = lr
-            ws[0] = lr_scale
-        else:
-            ref = self._ref_lr
-            tens, ver = self._tens, self._ver
-            for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
-                cur = g["lr"]
-                if isinstance(cur, torch.Tensor):
-                    if absolute or (not chained[i] and cur is tens[i] and cur._version == ver[i]):
-                        v = lr if b == ref else b * lr_scale
-                        cur.fill_(v)
-                        chained[i] = False
-                    else:  # changed by someone else (chainable form), without a host sync
-                        cur.mul_(lr_scale / ws[i])
-                        v = cur.detach().clone()
-                        chained[i] = True
-                    tens[i], ver[i] = cur, cur._version
-                else:
-                    if absolute or (not chained[i] and cur == w[i]):
-                        v = lr if b == ref else b * lr_scale
-                        chained[i] = False
-                    else:  # changed by someone else: apply this update as a factor on top
-                        v = cur * (lr_scale / ws[i])
-                        chained[i] = True
-                    g["lr"] = v
-                w[i], ws[i] = v, lr_scale
+        self._plain0 = w[0] if len(groups) == 1 and type(g["lr"]) is float and not chained[0] else None
         if self._momentum_on:
             if self._mom_floor is not None and momentum < self._mom_floor:
                 momentum = self._mom_floor
