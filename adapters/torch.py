@@ -851,7 +851,7 @@ class AdaptiveScheduler(LRScheduler):
         checkpoint from the other mode loads too) and the same number of param
         groups. Every entry is validated before anything changes (finite, in
         bounds, of the right type: the controller part by
-        :func:`adaptive_sched.state_from_dict`, ``base_lrs`` finite and > 0,
+        :func:`adaptive_sched.state_from_dict`, ``base_lrs`` finite and >= 0 (> 0 for group 0),
         ``hparams`` inside the configured bounds); on error the scheduler and
         the optimizer are untouched. Version 1 dicts (no ``last_epoch``) load
         with ``last_epoch`` set to the controller's step count. Each group's lr
@@ -900,8 +900,10 @@ class AdaptiveScheduler(LRScheduler):
             raise ValueError(
                 f"the state dict is for {n_saved} param groups but the optimizer has {len(groups)}"
             )
+        # group 0's is the reference (> 0); others may be 0 (a frozen group)
         base_lrs = [
-            float(check_entry(f"state dict base_lrs[{i}]", b, lo=_TINY_LR)) for i, b in enumerate(base_lrs)
+            float(check_entry(f"state dict base_lrs[{i}]", b, lo=_TINY_LR if i == 0 else 0.0))
+            for i, b in enumerate(base_lrs)
         ]
         base_lrs[0] = self._ref_lr  # group 0's base lr is the reference (equal up to float32, checked above)
         hp = self._hparams_from_dict(d["hparams"])

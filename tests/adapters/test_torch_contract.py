@@ -503,3 +503,16 @@ def test_sequential_lr_state_dict_round_trip_resumes_exactly() -> None:
     opt.load_state_dict(ckpt["opt"])
     seq.load_state_dict(ckpt["seq"])
     assert first + run(opt, sched, seq, range(5, 8)) == full
+
+
+def test_a_frozen_group_with_lr_0_stays_at_0_and_its_checkpoint_loads() -> None:
+    opt = torch.optim.SGD([{"params": params()}, {"params": params(), "lr": 0.0}], lr=0.1)
+    sched = AdaptiveScheduler(opt, lr_rule="trend")
+    for t in range(3):
+        sched.observe(loss=3.0 - t)
+    assert opt.param_groups[1]["lr"] == 0.0 and opt.param_groups[0]["lr"] > 0.1
+    sd = roundtrip(sched.state_dict())
+    sched2 = AdaptiveScheduler(torch.optim.SGD([{"params": params()}, {"params": params(), "lr": 0.0}], lr=0.1),
+                               lr_rule="trend")
+    sched2.load_state_dict(sd)  # used to fail: "base_lrs=[0.1, 0.0] must be finite numbers > 0"
+    assert sched2.get_last_lr() == sched.get_last_lr()
