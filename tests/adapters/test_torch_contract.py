@@ -516,3 +516,31 @@ def test_a_frozen_group_with_lr_0_stays_at_0_and_its_checkpoint_loads() -> None:
                                lr_rule="trend")
     sched2.load_state_dict(sd)  # used to fail: "base_lrs=[0.1, 0.0] must be finite numbers > 0"
     assert sched2.get_last_lr() == sched.get_last_lr()
+
+
+def test_scheduler_built_after_optimizer_load_state_dict_reads_initial_lr_and_resumes() -> None:
+    def fresh() -> torch.optim.Optimizer:
+        torch.manual_seed(0)
+        return torch.optim.SGD(params(), lr=0.1)
+
+    def run(opt: Any, sched: AdaptiveScheduler, steps: range) -> list[float]:
+        out = []
+        for t in steps:
+            train_step(opt)
+            sched.observe(loss=1.0 / (t + 1))
+            out.append(opt.param_groups[0]["lr"])
+        return out
+
+    opt = fresh()
+    sched = AdaptiveScheduler(opt, lr_rule="trend", trend_up=1.5)
+    full = run(opt, sched, range(6))
+    opt = fresh()
+    sched = AdaptiveScheduler(opt, lr_rule="trend", trend_up=1.5)
+    first = run(opt, sched, range(3))
+    ckpt = roundtrip({"opt": opt.state_dict(), "sched": sched.state_dict()})
+    opt = fresh()
+    opt.load_state_dict(ckpt["opt"])  # lr is now the moved one; initial_lr the base
+    sched = AdaptiveScheduler(opt, lr_rule="trend", trend_up=1.5)  # base_lr from initial_lr, so configs match
+    assert sched.config.base_lr == 0.1
+    sched.load_state_dict(ckpt["sched"])
+    assert first + run(opt, sched, range(3, 6)) == full
