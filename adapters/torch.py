@@ -919,6 +919,8 @@ class AdaptiveScheduler(LRScheduler):
         if self._device_mode:  # e.g. optimizer.load_state_dict() may have put lr tensors elsewhere
             self._check_device_groups(groups)
         # Everything validated: commit.
+        if len(groups) != len(self._w):  # groups added since the last update: track them first
+            self._adopt_groups(groups)
         self._ctl.flat = state
         self._hp = hp
         self._base_lrs = base_lrs

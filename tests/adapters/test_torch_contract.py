@@ -544,3 +544,15 @@ def test_scheduler_built_after_optimizer_load_state_dict_reads_initial_lr_and_re
     assert sched.config.base_lr == 0.1
     sched.load_state_dict(ckpt["sched"])
     assert first + run(opt, sched, range(3, 6)) == full
+
+
+def test_load_state_dict_right_after_add_param_group() -> None:
+    opt = torch.optim.SGD([{"params": params()}, {"params": params(), "lr": 0.01}], lr=0.1)
+    sched = AdaptiveScheduler(opt, lr_rule="loss_decay", decay_k=1.0, min_lr=1e-6)
+    sched.observe(loss=1.0)
+    sd = sched.state_dict()
+    opt2 = torch.optim.SGD(params(), lr=0.1)
+    sched2 = AdaptiveScheduler(opt2, lr_rule="loss_decay", decay_k=1.0, min_lr=1e-6)
+    opt2.add_param_group({"params": params(), "lr": 0.01})
+    sched2.load_state_dict(sd)
+    assert sched2.get_last_lr() == sched.get_last_lr() == [0.05, 0.005]
