@@ -517,7 +517,8 @@ class AdaptiveScheduler(LRScheduler):
             self._advance()
             return
         self.last_epoch = epoch
-        self._apply(*self._hp, absolute=True)
+        lr, momentum, lr_scale = self._hp
+        self._apply(lr, momentum, lr_scale, absolute=True)
 
     def _initial_step(self) -> None:
         """torch's internal: ``SequentialLR`` calls it on the scheduler that runs first.
@@ -527,7 +528,8 @@ class AdaptiveScheduler(LRScheduler):
         """
         self._step_count = 1
         self.last_epoch += 1
-        self._apply(*self._hp, absolute=True)
+        lr, momentum, lr_scale = self._hp
+        self._apply(lr, momentum, lr_scale, absolute=True)
 
     def step(self, epoch: int | None = None) -> None:
         """Advance the controller without signals, unless it already advanced since the last optimizer step.
@@ -701,6 +703,7 @@ class AdaptiveScheduler(LRScheduler):
             self._adopt_groups(groups)
         ref = self._ref_lr
         tens, ver = self._tens, self._ver
+        v: Any
         for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
             cur = g["lr"]
             if isinstance(cur, torch.Tensor):

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 
 from adaptive_sched import _scalar
-from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config, _unflatten, check_field
+from adaptive_sched._config import (
+    NUMERIC_FIELDS,
+    RULE_FIELDS,
+    Config,
+    _unflatten,
+    check_field,
+)
 from adaptive_sched._core import SIGNAL_LIMIT, EmaState, State, init
 
 __all__ = ["FORMAT_VERSION", "check_entry", "host_array", "state_from_dict", "state_to_dict"]
@@ -180,7 +186,7 @@ def _validate(d: dict[str, Any], rules: tuple[str, ...]) -> None:
     def entry(key: str, **kw: Any) -> np.ndarray:
         return check_entry(f"state dict entry {key!r}", d[key], shape=shape, **kw)
 
-    knobs = {}
+    knobs: dict[str, Any] = {}
     for name in NUMERIC_FIELDS:
         arr = entry(f"config.{name}")  # finite real number of the common shape
         try:
@@ -189,7 +195,7 @@ def _validate(d: dict[str, Any], rules: tuple[str, ...]) -> None:
             raise ValueError(f"state dict entry 'config.{name}' is invalid: {err}") from None
         knobs[name] = arr
     try:
-        Config(**dict(zip(RULE_FIELDS, rules)), **knobs)  # the orderings (min_lr <= base_lr, ...)
+        Config(**dict(zip(RULE_FIELDS, rules)), **knobs)  # type: ignore[arg-type]  # the orderings (min_lr <= base_lr, ...)
     except ValueError as err:
         raise ValueError(f"state dict config entries are invalid: {err}") from None
     entry("step", integer=True, lo=0, hi=_INT32_MAX)

@@ -314,7 +314,7 @@ def test_poisoned_tensor_entries_are_refused_too() -> None:
 
 
 def test_state_dict_still_loads_with_weights_only_and_keeps_its_version() -> None:
-    opt, sched = make_sched(False)
+    _, sched = make_sched(False)
     sd = roundtrip(sched.state_dict())
     assert sd["format_version"] == 2 and sd["last_epoch"] == sched.last_epoch == 4
     opt2 = torch.optim.SGD(params(), lr=1e-2, momentum=0.9)
@@ -348,7 +348,7 @@ def test_constructor_sets_initial_lr_last_epoch_and_step_count(tensor_lr: bool) 
     sched._step_count += 1  # what accelerate's AcceleratedScheduler does under gradient accumulation
 
 
-LINEAR = dict(start_factor=0.1, end_factor=1.0, total_iters=3)
+LINEAR = {"start_factor": 0.1, "end_factor": 1.0, "total_iters": 3}
 
 
 def run_sequential(order: str, steps: int = 7, **cfg: Any) -> list[float]:
