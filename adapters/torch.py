@@ -23,9 +23,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from adaptive_sched import _scalar
-from adaptive_sched._checkpoint import state_from_dict, state_to_dict
+from adaptive_sched._checkpoint import check_entry, state_from_dict, state_to_dict
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
-from adaptive_sched._core import Hparams, State, init, signal_usage
+from adaptive_sched._core import SIGNAL_LIMIT, Hparams, State, init, signal_usage
 from adaptive_sched._hostpath import HostController, flatten_state
 from adaptive_sched._signals import SIGNAL_NAMES, from_keywords
 
@@ -36,17 +36,24 @@ _NO_SIGNALS = (None,) * len(SIGNAL_NAMES)
 _POSITIONAL = tuple(n for n in SIGNAL_NAMES if n not in ("loss", "reward"))  # observe()'s after loss, R, model
 _GRAD_NORM = SIGNAL_NAMES.index("grad_norm")
 
-FORMAT_VERSION = 1
-"""Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own)."""
+FORMAT_VERSION = 2
+"""Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own).
+
+2 added ``last_epoch`` and ``step_count``; version 1 dicts still load."""
+
+_TINY_LR = 1e-300  # base_lrs must be > 0
+_MOMENTUM_FLOOR = 1e-6
+"""A momentum rule never writes less than this into a group it drives (see "Momentum")."""
 
 _DEVICE_FIX = (
     "device_mode=True updates tensor hyperparameters in place and cannot write a Python float "
     "without a host sync: build the optimizer with tensors on the parameters' device (e.g. "
     "Adam(params, lr=torch.tensor(1e-3, device=dev), fused=True)) or use host mode."
 )
-_SD_KEYS = frozenset(
+_SD_KEYS_V1 = frozenset(
     {"format_version", "mode", "controller", "base_lrs", "hparams", "advanced_this_step", "provisional_from"}
 )
+_SD_KEYS = {1: _SD_KEYS_V1, 2: _SD_KEYS_V1 | {"last_epoch", "step_count"}}
 
 
 class _StepCounter:
@@ -84,31 +91,54 @@ class AdaptiveScheduler(LRScheduler):
 
     **Configuration.** Either a ready :class:`adaptive_sched.Config` or its
     fields as keyword arguments (not both). With keyword arguments, ``base_lr``
-    defaults to ``optimizer.param_groups[0]["lr"]`` at construction and, when a
-    momentum rule is active, ``base_momentum`` defaults to group 0's
-    ``momentum`` / ``betas[0]``. A Config is taken as is: its ``base_lr`` is
+    defaults to group 0's lr at construction (its ``initial_lr`` if an earlier
+    torch scheduler set one) and, when a momentum rule is active,
+    ``base_momentum`` defaults to group 0's ``momentum`` / ``betas[0]``. A
+    float32 tensor lr reads as the shortest decimal that rounds to it
+    (``torch.tensor(1e-3)`` reads as ``1e-3``, so ``max_lr=1e-3`` is not
+    tripped by float32 rounding). A Config is taken as is: its ``base_lr`` is
     the reference lr even if group 0 was built with another one.
 
     **Parameter groups.** The scheduler stores one base lr per group (in the
-    scheduler, never in ``param_groups``). Group ``i``'s base lr is its lr at
-    construction times ``base_lr / lr_0`` (so exactly its own lr when
-    ``base_lr`` is group 0's lr) and its lr is always
-    ``base_lr_i * lr / base_lr``: groups stay proportional, and the Config's
-    ``[min_lr, max_lr]`` bounds the reference lr ``lr`` and apply to group
-    ``i`` scaled by ``base_lr_i / base_lr``. Groups added later with
-    ``optimizer.add_param_group`` are adopted with their lr at the next update
-    as base lr. The lr of every group is written at construction and after
-    every controller update. At construction it is the lr that a signal-less
-    first update would set (``base_lr`` unless a clock-driven rule moves it:
-    warmup starts at ``base_lr / warmup_steps``, ``cyclical`` at ``max_lr``),
-    computed without advancing the controller.
+    scheduler; ``initial_lr`` in each group is only a mirror for torch's
+    tools). Group ``i``'s base lr is its ``initial_lr`` if present, else its
+    lr, at construction, times ``base_lr / lr_0`` (so exactly its own lr when
+    ``base_lr`` is group 0's) and its lr is ``base_lr_i * lr / base_lr``:
+    groups stay proportional, and the Config's ``[min_lr, max_lr]`` bounds the
+    reference lr ``lr`` and apply to group ``i`` scaled by
+    ``base_lr_i / base_lr``. Groups added later with
+    ``optimizer.add_param_group`` are adopted (same rule, and
+    :meth:`get_last_lr` lists them at once). The lr of every group is written
+    at construction and after every controller update. At construction it is
+    the lr that a signal-less first update would set (``base_lr`` unless a
+    clock-driven rule moves it: warmup starts at ``base_lr / warmup_steps``,
+    ``cyclical`` at ``max_lr``), computed without advancing the controller.
 
-    **Momentum** is written only when ``momentum_rule != "none"``: to
-    ``group["momentum"]`` for SGD-style groups and ``group["betas"][0]`` for
-    Adam-style ones (``betas`` keeps its container type; tensor entries are
-    updated in place). A group with neither key is left alone and never gets
-    a new key; if no group has one, a ``UserWarning`` says so once, at
-    construction.
+    **Other schedulers and manual changes (torch's chainable form).** If
+    anything else changed a group's lr since the scheduler last wrote it
+    (another scheduler in a ``ChainedScheduler``, an earlier scheduler's
+    warmup, user code), that group is *chained* from then on: each update
+    multiplies its current lr by ``lr_scale_t / lr_scale_{t-1}`` instead of
+    overwriting it, as torch's chainable schedulers do, so the factors
+    multiply (the ``[min_lr, max_lr]`` bounds then apply to this scheduler's
+    factor only) and an all-``none`` config leaves the other scheduler's lr
+    untouched. Tensor lrs are tracked by their version counter (no host
+    sync). :meth:`load_state_dict` and ``SequentialLR``'s milestone write the
+    closed form ``base_lr_i * lr_scale`` and end the chaining.
+
+    **Momentum policy.** Momentum is written only when ``momentum_rule !=
+    "none"``, to ``group["momentum"]`` (SGD, RMSprop) or ``group["betas"][0]``
+    (Adam, AdamW, ...; ``betas`` keeps its container type, tensor entries are
+    updated in place), and only into the groups that had momentum > 0 when
+    the scheduler adopted them: a group built without momentum (``SGD``'s and
+    ``RMSprop``'s default 0) keeps it off, and a group without either key
+    (Adagrad, LBFGS, Rprop) is left alone and never gets a new key. One
+    ``UserWarning`` at construction (and at the adoption of added groups)
+    lists the groups not driven and why. A driven group's momentum is never
+    switched off: values below ``1e-6`` are written as ``1e-6`` (torch refuses
+    ``nesterov=True`` with momentum 0, and ``RMSprop`` keeps a momentum
+    buffer only if momentum was > 0 at its first step). ``hparams.momentum``
+    is the controller's value, before this floor.
 
     **When the controller advances (one update per optimizer step).** The
     scheduler counts ``optimizer.step()`` calls with a step post-hook
@@ -142,8 +172,9 @@ class AdaptiveScheduler(LRScheduler):
       once per pattern of supplied signals into straight-line Python
       (:mod:`adaptive_sched._hostpath`, bit-identical to
       ``update(init(config, xp=adaptive_sched._scalar), ...)``); a tensor
-      signal costs one ``.item()``; :meth:`get_last_lr` returns Python
-      floats. Python float lrs are replaced, tensor lrs are filled in place.
+      signal costs one ``.item()``. Python float lrs are replaced, tensor lrs
+      are filled in place. In both modes :meth:`get_last_lr` returns each
+      group's lr in the group's own type (floats, or 0-d tensor copies).
     * Device mode (``device_mode=True``): the state is 0-d float32/int32
       tensors on the device of the optimizer's first parameter, and the update
       is the same trace emitted as torch operations (equal to the core's
@@ -156,8 +187,7 @@ class AdaptiveScheduler(LRScheduler):
       that device (e.g. ``Adam(params, lr=torch.tensor(1e-3, device=dev),
       fused=True)`` or ``capturable=True``) and updates it in place with
       ``copy_``; the constructor raises ``ValueError`` otherwise (it never
-      converts them behind the optimizer's back). :meth:`get_last_lr`
-      returns 0-d tensors. Pass tensor signals on the same device (e.g. the
+      converts them behind the optimizer's back). Pass tensor signals on the same device (e.g. the
       detached loss); a tensor on another device is copied.
 
     **Gradient norm.** ``observe(model=...)`` computes the global L2 norm of
@@ -167,17 +197,30 @@ class AdaptiveScheduler(LRScheduler):
 
     **Bad input.** ``None``, NaN and +-inf signals are "not observed" (the
     core's rule): hyperparameters hold and stay finite and within bounds.
+    Finite values beyond ``SIGNAL_LIMIT`` (a Python ``1e40``, a float64
+    tensor of ``1e300``) are clipped to it and observed, in both modes.
 
-    **Why subclass LRScheduler.** Tools check ``isinstance(sched, LRScheduler)``
-    (PyTorch Lightning's scheduler validation, type checks in HF utilities), so
-    this class is one. It does not call ``LRScheduler.__init__`` and overrides
-    every public method, so none of its hidden machinery applies (its inert
-    class-level defaults such as ``_get_lr_called_within_step`` aside): no
-    ``initial_lr`` key in param groups, no ``last_epoch`` counter, no wrapping
-    of ``optimizer.step``, no ``verbose``, no ``__dict__`` dump as state dict
-    (:meth:`state_dict` is an explicit, versioned layout). Composing it inside
-    ``torch.optim.lr_scheduler.SequentialLR``/``ChainedScheduler`` is not
-    supported; use ``Config.warmup_steps`` for warmup.
+    **torch's scheduler contract.** Tools check ``isinstance(sched,
+    LRScheduler)`` (PyTorch Lightning's scheduler validation, type checks in
+    HF utilities), so this class is one, without calling
+    ``LRScheduler.__init__`` (no wrapping of ``optimizer.step``, no
+    ``verbose``, no ``__dict__`` dump as state dict: :meth:`state_dict` is an
+    explicit, versioned layout). It keeps the attributes torch's schedulers
+    and the tools around them read, as mirrors of its own state: every group
+    gets ``initial_lr`` (``setdefault``, as torch: an earlier scheduler's
+    value is kept and used as base lr); :attr:`last_epoch` is 0 after
+    construction and counts controller updates (one per optimizer step, so
+    it counts :meth:`step` calls in a ``Trainer`` loop); ``_step_count`` is 1
+    after construction and counts :meth:`step` calls (``accelerate``
+    increments it too). It composes with torch's own schedulers:
+    ``SequentialLR(opt, [LinearLR(opt, ...), sched], milestones=[k])``, in
+    either construction order, starts the adaptive phase at step ``k`` from
+    the base lr (``_update_lr(0)`` / ``step(0)`` write the closed form), and
+    ``ChainedScheduler([ExponentialLR(opt, 0.9), sched])`` multiplies the two
+    (chainable form, above). Inside ``SequentialLR``, call :meth:`observe`
+    only in the adaptive phase (before it, its factor would multiply the
+    other scheduler's lr). ``copy.deepcopy`` and ``pickle`` work (the copy
+    counts its own optimizer's steps).
 
     Args:
       optimizer: the ``torch.optim.Optimizer`` whose ``param_groups`` are driven.
@@ -218,32 +261,25 @@ class AdaptiveScheduler(LRScheduler):
         self._device: torch.device | None = _first_param(optimizer).device if device_mode else None
         if device_mode:
             self._check_device_lrs(groups)
-        lr0 = _host_float(groups[0]["lr"])
+        # Each group's base lr: its `initial_lr` if an earlier torch scheduler set one (it
+        # may already have moved `lr`, e.g. LinearLR's warmup), else its lr; torch's
+        # convention (setdefault) is kept, so later schedulers read the same base.
+        own = [_lr_value(g.get("initial_lr", g["lr"])) for g in groups]
+        lr0 = own[0]
         config = _make_config(config, config_kwargs, groups, lr0)
         self._config = config
         self._momentum_on = config.momentum_rule != "none"
+        self._mom_floor = _MOMENTUM_FLOOR if float(config.min_momentum) < _MOMENTUM_FLOOR else None
         self._wants_grad_norm = signal_usage(config)[0]["grad_norm"]
         self._ref_lr = float(config.base_lr)
         scale = self._ref_lr / lr0
-        own = [_host_float(g["lr"]) for g in groups]
         self._base_lrs: list[float] = [self._ref_lr] + [v if scale == 1.0 else v * scale for v in own[1:]]
         self._warned_no_grads = False
-        if self._momentum_on:
-            self._warn_missing_momentum(groups)
-
-        # The controller: the core's update traced once per pattern of supplied signals
-        # (adaptive_sched._hostpath) into straight-line code over a flat list of the
-        # state's scalars, which the compiled functions update in place. Host mode: Python
-        # floats. Device mode: 0-d tensors on the parameters' device, torch ops only.
         if device_mode:
-            import array_api_compat.torch as xp
-
             self._check_device_momentum(groups)
-            self._xp: Any = xp
-            self._ctl = HostController(config, init(config, xp=xp, device=self._device), target="torch")
-        else:
-            self._xp = _scalar
-            self._ctl = HostController(config)
+        self._driven: list[bool] = self._driven_groups(groups, 0) if self._momentum_on else []
+
+        self._xp, self._ctl = self._make_controller()
         # The first optimizer step runs before any observe(): give it the hparams a
         # signal-less first update would set (clock-driven rules, i.e. warmup and
         # cyclical, start where they should), without advancing the controller.
@@ -251,30 +287,94 @@ class AdaptiveScheduler(LRScheduler):
 
         # Step bookkeeping (see "When the controller advances").
         self._counter = _StepCounter()
-        handle = optimizer.register_step_post_hook(self._counter)
-        weakref.finalize(self, handle.remove)
+        self._register_counter()
         self._advanced_at = -1  # counter value at the last controller update
         self._before: Any = None  # state before step()'s update while an observe() may replace it
-        self._last_lr: list[Any] = []
+        # torch's LRScheduler attributes, mirrors (see "torch's scheduler contract"):
+        # last_epoch = _epochs + the controller's step count (host mode reads it off the
+        # state, for free; device mode counts updates in _epochs).
+        self._epochs = 0
+        self._step_count = 1
+        # What the scheduler last wrote into each group (see "Other schedulers"): the value
+        # (`_w`), the lr_scale it carried (`_ws`) and, for tensor lrs, the tensor and its
+        # version counter (`_tens`, `_ver`), which tell whether anyone changed it since.
+        # A group whose lr was changed by anyone else is "chained" from then on: each update
+        # multiplies its lr by lr_scale / previous lr_scale (`_chained`).
+        self._w: list[Any] = []
+        self._ws: list[Any] = []
+        # Host mode's fast path: the float last written to the only group while it is a plain
+        # (float lr, not chained) group, else None; then _w[0]/_ws[0] are derived from it.
+        self._plain0: float | None = None
+        self._tens: list[Any] = []
+        self._ver: list[int] = []
+        self._chained: list[bool] = []
+        for g, own_lr in zip(groups, own):
+            g.setdefault("initial_lr", g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"])
+            self._new_record(g, own_lr)
         self._apply(*self._hp)
 
-    def _warn_missing_momentum(self, groups: list[dict[str, Any]]) -> None:
-        missing = [i for i, g in enumerate(groups) if "momentum" not in g and "betas" not in g]
+    # ------------------------------------------------------------------ construction helpers
+
+    def _make_controller(self) -> tuple[Any, HostController]:
+        """The controller: the core's update traced once per pattern of supplied signals.
+
+        (:mod:`adaptive_sched._hostpath`) into straight-line code over a flat list of the
+        state's scalars, which the compiled functions update in place. Host mode: Python
+        floats. Device mode: 0-d tensors on the parameters' device, torch ops only.
+        """
+        config = self._config
+        if self._device_mode:
+            import array_api_compat.torch as xp
+
+            return xp, HostController(config, init(config, xp=xp, device=self._device), target="torch")
+        return _scalar, HostController(config)
+
+    def _register_counter(self) -> None:
+        handle = self.optimizer.register_step_post_hook(self._counter)
+        weakref.finalize(self, handle.remove)
+
+    def _new_record(self, g: dict[str, Any], own: float) -> None:
+        """Start tracking a group: untouched unless an earlier scheduler moved its lr off ``initial_lr``."""
+        cur = g["lr"]
+        untouched = _lr_value(cur) == own
+        self._w.append(_lr_value(cur))
+        self._ws.append(1.0)
+        self._chained.append(not untouched)
+        if isinstance(cur, torch.Tensor):
+            self._tens.append(cur if untouched else None)
+            self._ver.append(cur._version)
+        else:
+            self._tens.append(None)
+            self._ver.append(0)
+
+    def _driven_groups(self, groups: list[dict[str, Any]], first: int) -> list[bool]:
+        """The momentum policy: which groups a momentum rule drives; warns once about the others."""
+        driven, missing, zero = [], [], []
+        for i, g in enumerate(groups):
+            mom = _group_momentum(g)
+            driven.append(mom is not None and mom > 0.0)
+            if mom is None:
+                missing.append(first + i)
+            elif mom <= 0.0:
+                zero.append(first + i)
         rule = self._config.momentum_rule
-        if len(missing) == len(groups):
-            warnings.warn(
-                f"momentum_rule={rule!r} has no effect: {type(self.optimizer).__name__} has no 'momentum' or "
-                "'betas' hyperparameter in its param groups (they are left unchanged).",
-                UserWarning,
-                stacklevel=3,
+        name = type(self.optimizer).__name__
+        if missing or zero:
+            parts = []
+            if missing:
+                parts.append(f"param_groups {missing} have no 'momentum' or 'betas' hyperparameter")
+            if zero:
+                parts.append(
+                    f"param_groups {zero} were built with momentum 0 (a momentum rule drives only groups "
+                    "built with momentum > 0; pass e.g. momentum=0.9 to the optimizer to let it)"
+                )
+            head = f"momentum_rule={rule!r} has no effect on {name}: " if not any(driven) else (
+                f"momentum_rule={rule!r} on {name}: "
             )
-        elif missing:
             warnings.warn(
-                f"momentum_rule={rule!r}: param_groups {missing} have no 'momentum' or 'betas' "
-                "hyperparameter; their momentum is left unchanged.",
-                UserWarning,
-                stacklevel=3,
+                head + "; ".join(parts) + ". Their momentum is left unchanged.", UserWarning, stacklevel=3
             )
+        return driven
 
     def _check_device_groups(self, groups: list[dict[str, Any]]) -> None:
         """Device mode: raise ``ValueError`` unless every hparam it writes is a tensor on the device."""
@@ -304,11 +404,37 @@ class AdaptiveScheduler(LRScheduler):
                 mom, where = g["betas"][0], f"param_groups[{i}]['betas'][0]"
             else:
                 continue
+            if isinstance(mom, (int, float)) and mom == 0:
+                continue  # not driven (momentum policy): never written
             if not isinstance(mom, torch.Tensor) or mom.device != dev:
                 raise ValueError(
                     f"momentum_rule={self._config.momentum_rule!r} with device_mode=True needs {where} to be "
                     f"a tensor on {dev}, got {mom!r}. {_DEVICE_FIX}"
                 )
+
+    # ------------------------------------------------------------------ copies
+
+    def __getstate__(self) -> dict[str, Any]:
+        """``copy.deepcopy`` / ``pickle``: everything but the compiled controller, which is rebuilt."""
+        d = self.__dict__.copy()
+        del d["_xp"]
+        d["_ctl"] = list(self._ctl.flat)
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        flat = d.pop("_ctl")
+        self.__dict__.update(d)
+        self._xp, self._ctl = self._make_controller()
+        self._ctl.flat = flat
+        # torch's Optimizer drops its hooks when copied or pickled: count the copy's steps.
+        hooks = getattr(self.optimizer, "_optimizer_step_post_hooks", None)
+        if hooks is None or not any(h is self._counter for h in hooks.values()):
+            self._register_counter()
+        # A copied tensor starts a new version counter.
+        for i, g in enumerate(self.optimizer.param_groups[: len(self._tens)]):
+            t = self._tens[i]
+            if t is not None and g["lr"] is t:
+                self._ver[i] = t._version
 
     # ------------------------------------------------------------------ the LRScheduler contract
 
@@ -337,19 +463,36 @@ class AdaptiveScheduler(LRScheduler):
         """The hyperparameters of the last update (``lr`` is the reference lr, group 0's by default)."""
         return Hparams(*self._hp)
 
+    @property
+    def last_epoch(self) -> int:
+        """torch's counter: 0 after construction, +1 per controller update (tools may set it, e.g. ``SequentialLR``)."""
+        return self._epochs if self._device_mode else self._epochs + self._ctl.flat[0]
+
+    @last_epoch.setter
+    def last_epoch(self, value: int) -> None:
+        self._epochs = value if self._device_mode else value - self._ctl.flat[0]
+
     def get_last_lr(self) -> list[Any]:
-        """The lr last written to each param group.
+        """The lr last written to each param group, one entry per group, of the group's own type.
 
         Returns:
-          One entry per param group: Python floats in host mode, fresh 0-d
-          tensors (copies, never aliasing the optimizer's or the scheduler's
-          tensors) in device mode.
+          Python floats for groups with a float lr, fresh 0-d tensors (copies,
+          never aliasing the optimizer's or the scheduler's tensors) for groups
+          with a tensor lr. A group added with ``optimizer.add_param_group``
+          since the last update is listed with its own lr.
         """
-        if self._device_mode:
-            return [v.clone() for v in self._last_lr]
-        lr, _, lr_scale = self._hp
-        ref = self._ref_lr
-        return [lr if b == ref else b * lr_scale for b in self._base_lrs]
+        groups = self.optimizer.param_groups
+        if self._plain0 is not None:
+            self._w[0] = self._plain0
+        if len(groups) != len(self._base_lrs):
+            self._adopt_groups(groups)
+        out = []
+        for g, w in zip(groups, self._w):
+            cur = g["lr"]
+            if isinstance(cur, torch.Tensor):
+                w = w.detach().to(cur.dtype).clone() if isinstance(w, torch.Tensor) else torch.full_like(cur, w)
+            out.append(w)
+        return out
 
     def get_lr(self) -> list[Any]:
         """The lr the scheduler sets for each param group now (same values as :meth:`get_last_lr`).
@@ -359,6 +502,37 @@ class AdaptiveScheduler(LRScheduler):
         """
         return self.get_last_lr()
 
+    def _get_closed_form_lr(self) -> list[Any]:
+        """Each group's lr in closed form: ``base_lr_i * lr_scale`` of the last update (torch's hook)."""
+        lr, _, lr_scale = self._hp
+        return [lr if b == self._ref_lr else lr_scale * b for b in self._base_lrs]
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """torch's internal: ``SequentialLR`` calls ``_update_lr(0)`` at the milestone that starts this scheduler.
+
+        With an epoch it sets :attr:`last_epoch` and writes the closed form
+        (each group's base lr times the controller's current factor, whatever
+        the previous scheduler left in the group); the controller does not
+        advance. Without one it is :meth:`step`.
+        """
+        if epoch is None:
+            self._advance()
+            return
+        self.last_epoch = epoch
+        lr, momentum, lr_scale = self._hp
+        self._apply(lr, momentum, lr_scale, absolute=True)
+
+    def _initial_step(self) -> None:
+        """torch's internal: ``SequentialLR`` calls it on the scheduler that runs first.
+
+        As torch's: the step count restarts at 1 and :attr:`last_epoch` moves
+        one on; the groups get the closed-form lrs; the controller does not advance.
+        """
+        self._step_count = 1
+        self.last_epoch += 1
+        lr, momentum, lr_scale = self._hp
+        self._apply(lr, momentum, lr_scale, absolute=True)
+
     def step(self, epoch: int | None = None) -> None:
         """Advance the controller without signals, unless it already advanced since the last optimizer step.
 
@@ -367,16 +541,33 @@ class AdaptiveScheduler(LRScheduler):
         :meth:`observe`.
 
         Args:
-          epoch: not supported (torch deprecated it); must be ``None``.
+          epoch: deprecated in torch, supported as torch's schedulers do (old
+            torch's ``SequentialLR`` passes ``0`` at a milestone): sets
+            :attr:`last_epoch` to ``epoch`` and writes the closed-form lrs
+            without advancing the controller; warns.
 
         Raises:
-          ValueError: if ``epoch`` is given.
+          ValueError: ``epoch`` is not an int (e.g. a metric passed as to
+            ``ReduceLROnPlateau.step``: signals go to :meth:`observe`).
         """
-        if epoch is not None:
+        if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool)):
             raise ValueError(
-                f"AdaptiveScheduler.step(epoch={epoch!r}) is not supported: call step() with no argument "
-                "and pass training signals to observe()."
+                f"AdaptiveScheduler.step({epoch!r}): step() takes no metric (this is not ReduceLROnPlateau); "
+                "pass training signals to observe(loss=..., R=...) and call step() with no argument."
             )
+        self._step_count += 1
+        if epoch is not None:
+            warnings.warn(
+                "AdaptiveScheduler.step(epoch) is deprecated (as in torch): it sets last_epoch and rewrites each "
+                "group's lr from the current controller state without advancing it. Call step() with no argument.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self._update_lr(epoch)
+            return
+        self._advance()
+
+    def _advance(self) -> None:
         n = self._counter.n
         if self._advanced_at == n:
             return
@@ -384,6 +575,8 @@ class AdaptiveScheduler(LRScheduler):
         self._hp = hp = self._ctl.compiled(_NONE)(self._ctl.flat, *_NO_SIGNALS)
         self._before = before
         self._advanced_at = n
+        if self._device_mode:
+            self._epochs += 1
         self._apply(*hp)
 
     def observe(
@@ -398,7 +591,9 @@ class AdaptiveScheduler(LRScheduler):
 
         Call it once per optimizer step, before or after ``optimizer.step()``
         (see the class docstring). Each signal may be ``None`` (not observed),
-        a Python number or a one-element tensor; NaN/inf count as not observed.
+        a Python number or a one-element real tensor; NaN/inf count as not
+        observed, finite values beyond the signal limit (``1e40``, a float64
+        tensor of ``1e300``) are clipped to it and observed, in both modes.
 
         Args:
           loss: training loss (lower is better; any sign).
@@ -411,8 +606,8 @@ class AdaptiveScheduler(LRScheduler):
             ``model`` in Signals order (``grad_norm``, ``kl``).
 
         Raises:
-          TypeError: a signal is neither a number nor a tensor, an unknown
-            keyword, or both ``R=`` and ``reward=``.
+          TypeError: a signal is neither a real number nor a real tensor, an
+            unknown keyword, or both ``R=`` and ``reward=``.
           ValueError: a tensor signal has more than one element.
         """
         signals["loss"] = loss
@@ -433,46 +628,61 @@ class AdaptiveScheduler(LRScheduler):
             flat[:] = self._before
         self._hp = hp = fn(flat, *values)
         self._before = None
-        self._advanced_at = n
         if self._device_mode:
+            if self._advanced_at != n:
+                self._epochs += 1
+            self._advanced_at = n
             self._apply(*hp)
+            return
+        self._advanced_at = n
+        # _apply_host's common case inlined: one group with a float lr that only this scheduler writes
+        groups = self.optimizer.param_groups
+        g = groups[0]
+        cur = g["lr"]
+        if type(cur) is float and cur == self._plain0 and len(groups) == 1 and not self._momentum_on:
+            g["lr"] = self._plain0 = hp[0]
         else:
             self._apply_host(hp[0], hp[1], hp[2])
 
     # ------------------------------------------------------------------ internals
 
-    def _apply(self, lr: Any, momentum: Any, lr_scale: Any) -> None:
-        """Write the hparams into every param group (per-group base lrs; momentum if a rule is active)."""
+    def _apply(self, lr: Any, momentum: Any, lr_scale: Any, absolute: bool = False) -> None:
+        """Write the hparams into every param group (see "Parameter groups" and "Other schedulers").
+
+        ``absolute``: write each group's closed form ``base_lr_i * lr_scale`` even
+        if something else changed its lr (load_state_dict, SequentialLR's milestone).
+        """
         groups = self.optimizer.param_groups
-        base_lrs = self._base_lrs
-        if len(groups) != len(base_lrs):
+        if len(groups) != len(self._base_lrs):
             self._adopt_groups(groups)
-            base_lrs = self._base_lrs
         if not self._device_mode:
-            self._apply_host(lr, momentum, lr_scale)
+            self._apply_host(lr, momentum, lr_scale, absolute)
             return
         ref = self._ref_lr
+        w, ws, tens, ver, chained = self._w, self._ws, self._tens, self._ver, self._chained
         with torch.no_grad():
-            last = []
-            for i, (g, b) in enumerate(zip(groups, base_lrs)):
-                v = lr if b == ref else lr_scale * b
+            for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
                 cur = g["lr"]
                 if not isinstance(cur, torch.Tensor):
                     raise ValueError(
                         f"param_groups[{i}]['lr'] became a Python number ({cur!r}); device_mode=True needs "
                         "tensor learning rates (see AdaptiveScheduler's docstring)."
                     )
+                if absolute or (not chained[i] and cur is tens[i] and cur._version == ver[i]):
+                    v = lr if b == ref else lr_scale * b
+                    chained[i] = False
+                else:  # changed by someone else: apply this update as a factor on top (chainable form)
+                    v = cur * (lr_scale / ws[i])
+                    chained[i] = True
                 cur.copy_(v)
-                last.append(v)
-            self._last_lr = last
+                w[i], ws[i], tens[i], ver[i] = v, lr_scale, cur, cur._version
             if self._momentum_on:
+                if self._mom_floor is not None:
+                    momentum = torch.clamp_min(momentum, self._mom_floor)
                 for i, g in enumerate(groups):
-                    if "momentum" in g:
-                        cur = g["momentum"]
-                    elif "betas" in g:
-                        cur = g["betas"][0]
-                    else:
+                    if not self._driven[i]:
                         continue
+                    cur = g["momentum"] if "momentum" in g else g["betas"][0]
                     if not isinstance(cur, torch.Tensor):
                         raise ValueError(
                             f"param_groups[{i}] momentum became a Python number ({cur!r}); device_mode=True "
@@ -480,36 +690,54 @@ class AdaptiveScheduler(LRScheduler):
                         )
                     cur.copy_(momentum)
 
-    def _apply_host(self, lr: float, momentum: float, lr_scale: float) -> None:
-        """Host mode's :meth:`_apply` (the hot path; get_last_lr() recomputes its values from ``_hp``)."""
+    def _apply_host(self, lr: float, momentum: float, lr_scale: float, absolute: bool = False) -> None:
+        """Host mode's :meth:`_apply` (observe() inlines the common case of one plain float-lr group)."""
         groups = self.optimizer.param_groups
-        base_lrs = self._base_lrs
-        if len(groups) != len(base_lrs):
+        w, ws, chained = self._w, self._ws, self._chained
+        if self._plain0 is not None:  # catch up with the fast path's writes
+            w[0] = self._plain0
+            ws[0] = self._plain0 / self._ref_lr  # lr_scale = lr / base_lr, as the core computes it
+        if len(groups) != len(w):
             self._adopt_groups(groups)
-            base_lrs = self._base_lrs
-        if len(groups) == 1:  # the common case, without the loop (group 0's base lr is the reference)
-            g = groups[0]
-            if type(g["lr"]) is float or not isinstance(g["lr"], torch.Tensor):
-                g["lr"] = lr
+        ref = self._ref_lr
+        tens, ver = self._tens, self._ver
+        v: Any
+        for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
+            cur = g["lr"]
+            if isinstance(cur, torch.Tensor):
+                if absolute or (not chained[i] and cur is tens[i] and cur._version == ver[i]):
+                    v = lr if b == ref else b * lr_scale
+                    cur.fill_(v)
+                    chained[i] = False
+                else:  # changed by someone else (chainable form), without a host sync
+                    cur.mul_(lr_scale / ws[i])
+                    v = cur.detach().clone()
+                    chained[i] = True
+                tens[i], ver[i] = cur, cur._version
             else:
-                g["lr"].fill_(lr)
-        else:
-            ref = self._ref_lr
-            for g, b in zip(groups, base_lrs):
-                v = lr if b == ref else b * lr_scale
-                if type(g["lr"]) is float or not isinstance(g["lr"], torch.Tensor):
-                    g["lr"] = v
-                else:
-                    g["lr"].fill_(v)
+                if absolute or (not chained[i] and cur == w[i]):
+                    v = lr if b == ref else b * lr_scale
+                    chained[i] = False
+                else:  # changed by someone else: apply this update as a factor on top
+                    v = cur * (lr_scale / ws[i])
+                    chained[i] = True
+                g["lr"] = v
+            w[i], ws[i] = v, lr_scale
+        g = groups[0]
+        self._plain0 = w[0] if len(groups) == 1 and type(g["lr"]) is float and not chained[0] else None
         if self._momentum_on:
-            for g in groups:
+            if self._mom_floor is not None and momentum < self._mom_floor:
+                momentum = self._mom_floor
+            for g, driven in zip(groups, self._driven):
+                if not driven:
+                    continue
                 if "momentum" in g:
                     cur = g["momentum"]
                     if isinstance(cur, torch.Tensor):
                         cur.fill_(momentum)
                     else:
                         g["momentum"] = momentum
-                elif "betas" in g:
+                else:
                     betas = g["betas"]
                     if isinstance(betas[0], torch.Tensor):
                         betas[0].fill_(momentum)
@@ -517,16 +745,23 @@ class AdaptiveScheduler(LRScheduler):
                         g["betas"] = type(betas)((momentum, *betas[1:]))
 
     def _adopt_groups(self, groups: list[dict[str, Any]]) -> None:
-        """Give groups added by ``optimizer.add_param_group`` their current lr as base lr."""
+        """Adopt groups added by ``optimizer.add_param_group``: base lr = their ``initial_lr`` or lr."""
         if len(groups) < len(self._base_lrs):
             raise RuntimeError(
                 f"the optimizer has {len(groups)} param groups but the scheduler was built for "
                 f"{len(self._base_lrs)}; param groups cannot be removed."
             )
-        new = groups[len(self._base_lrs) :]
+        first = len(self._base_lrs)
+        new = groups[first:]
         if self._device_mode:
             self._check_device_groups(new)
-        self._base_lrs = self._base_lrs + [_host_float(g["lr"]) for g in new]
+        for g in new:
+            b = _lr_value(g.get("initial_lr", g["lr"]))
+            g.setdefault("initial_lr", g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"])
+            self._base_lrs.append(b)
+            self._new_record(g, b)
+        if self._momentum_on:
+            self._driven.extend(self._driven_groups(new, first))
 
     def _device_signal(self, name: str, v: Any) -> Any:
         if v is None:
@@ -538,16 +773,26 @@ class AdaptiveScheduler(LRScheduler):
                     f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
                     "reduce it first (e.g. the batch mean)."
                 )
+            if v.is_complex():
+                raise TypeError(f"observe({name}=...) must be real, got a complex tensor ({v.dtype})")
             v = v.detach()
             if v.ndim:
                 v = v.reshape(())
+            if v.dtype == torch.float64:  # clip on the device before float32 would turn 1e40 into inf
+                v = torch.where(torch.isfinite(v), v.clamp(-SIGNAL_LIMIT, SIGNAL_LIMIT), v)
             if v.dtype != torch.float32:  # e.g. a bf16 loss: the controller computes in float32
                 v = v.to(torch.float32)
             if v.device != dev:
                 v = v.to(dev, non_blocking=True)
             return v
-        # A fill kernel with the value as an argument: no host-to-device copy, no sync.
-        return torch.full((), _number(name, v), dtype=torch.float32, device=dev)
+        # A fill kernel with the value as an argument: no host-to-device copy, no sync. Finite
+        # values are clipped here, as the host path does, before float32 could overflow.
+        x = _number(name, v)
+        if x > SIGNAL_LIMIT:
+            x = x if x == math.inf else SIGNAL_LIMIT
+        elif x < -SIGNAL_LIMIT:
+            x = x if x == -math.inf else -SIGNAL_LIMIT
+        return torch.full((), x, dtype=torch.float32, device=dev)
 
     def _model_grad_norm(self, model: torch.nn.Module) -> Any:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -573,14 +818,18 @@ class AdaptiveScheduler(LRScheduler):
         """The scheduler's state: plain Python values and tensors only.
 
         It survives ``torch.save`` + ``torch.load(weights_only=True)``. Layout
-        (``format_version`` 1): ``mode`` (``"host"``/``"device"``),
+        (``format_version`` 2): ``mode`` (``"host"``/``"device"``),
         ``controller`` (:func:`adaptive_sched.state_to_dict` of the state),
         ``base_lrs`` (one float per group), ``hparams`` (``lr``, ``momentum``,
         ``lr_scale`` of the last update), ``advanced_this_step`` (the
-        controller already advanced since the last optimizer step) and
+        controller already advanced since the last optimizer step),
         ``provisional_from`` (the controller dict before a :meth:`step`
-        update that a following :meth:`observe` would replace, else ``None``).
+        update that a following :meth:`observe` would replace, else ``None``),
+        ``last_epoch`` and ``step_count`` (torch's counters, see the class docstring).
         """
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self._base_lrs):  # a group added since the last update
+            self._adopt_groups(groups)
         advanced = self._advanced_at == self._counter.n
         provisional = advanced and self._before is not None
         return {
@@ -591,6 +840,8 @@ class AdaptiveScheduler(LRScheduler):
             "hparams": dict(zip(Hparams._fields, self._hp)),
             "advanced_this_step": advanced,
             "provisional_from": self._controller_dict(self._before) if provisional else None,
+            "last_epoch": self.last_epoch,
+            "step_count": self._step_count,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -599,30 +850,36 @@ class AdaptiveScheduler(LRScheduler):
         The checkpoint must come from a scheduler with the same configuration
         (rule names and every knob, compared at float32 precision, so a
         checkpoint from the other mode loads too) and the same number of param
-        groups. Everything is validated before anything changes: on error the
-        scheduler and the optimizer are untouched.
+        groups. Every entry is validated before anything changes (finite, in
+        bounds, of the right type: the controller part by
+        :func:`adaptive_sched.state_from_dict`, ``base_lrs`` finite and >= 0 (> 0 for group 0),
+        ``hparams`` inside the configured bounds); on error the scheduler and
+        the optimizer are untouched. Version 1 dicts (no ``last_epoch``) load
+        with ``last_epoch`` set to the controller's step count. Each group's lr
+        is written in closed form, ``base_lr_i * lr_scale``.
 
         Raises:
           ValueError: not an AdaptiveScheduler state dict, a format version
             this version does not read, a different configuration or number
-            of param groups, or malformed entries.
+            of param groups, or an invalid entry (the message names it).
         """
         d = state_dict
         if not isinstance(d, dict) or "format_version" not in d:
             keys = sorted(d)[:8] if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"not an AdaptiveScheduler state dict (no 'format_version'; got {keys})")
         version = d["format_version"]
-        if not isinstance(version, int) or version != FORMAT_VERSION:
-            newer = isinstance(version, int) and version > FORMAT_VERSION
+        if type(version) is not int or version not in _SD_KEYS:
+            newer = type(version) is int and version > FORMAT_VERSION
             raise ValueError(
                 f"AdaptiveScheduler state dict format_version={version!r} is not supported: this version of "
-                f"adaptive_sched reads format_version={FORMAT_VERSION}"
+                f"adaptive_sched reads format_version {sorted(_SD_KEYS)}"
                 + (" (the checkpoint was written by a newer version)." if newer else ".")
             )
-        if set(d) != _SD_KEYS:
+        expected = _SD_KEYS[version]
+        if set(d) != expected:
             raise ValueError(
-                f"AdaptiveScheduler state dict keys do not match: missing {sorted(_SD_KEYS - set(d))}, "
-                f"unexpected {sorted(set(d) - _SD_KEYS)}"
+                f"AdaptiveScheduler state dict keys do not match: missing {sorted(expected - set(d))}, "
+                f"unexpected {sorted(set(d) - expected)}"
             )
         if d["mode"] not in ("host", "device"):
             raise ValueError(f"state dict mode={d['mode']!r} is invalid: must be 'host' or 'device'")
@@ -633,8 +890,10 @@ class AdaptiveScheduler(LRScheduler):
         try:
             state = self._snapshot_from_dict(d["controller"])
             before = None if prov is None else self._snapshot_from_dict(prov)
-        except (ValueError, TypeError, KeyError) as err:
+        except (TypeError, KeyError) as err:
             raise ValueError(f"AdaptiveScheduler state dict has an invalid controller entry: {err}") from err
+        except ValueError as err:
+            raise ValueError(f"AdaptiveScheduler state dict has an invalid controller entry: {err}") from None
         base_lrs = d["base_lrs"]
         groups = self.optimizer.param_groups
         if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(groups):
@@ -642,26 +901,60 @@ class AdaptiveScheduler(LRScheduler):
             raise ValueError(
                 f"the state dict is for {n_saved} param groups but the optimizer has {len(groups)}"
             )
-        base_lrs = [float(b) for b in base_lrs]
-        if not all(math.isfinite(b) and b > 0 for b in base_lrs):
-            raise ValueError(f"state dict base_lrs={base_lrs} must be finite numbers > 0")
+        # group 0's is the reference (> 0); others may be 0 (a frozen group)
+        base_lrs = [
+            float(check_entry(f"state dict base_lrs[{i}]", b, lo=_TINY_LR if i == 0 else 0.0))
+            for i, b in enumerate(base_lrs)
+        ]
         base_lrs[0] = self._ref_lr  # group 0's base lr is the reference (equal up to float32, checked above)
-        hpd = d["hparams"]
-        if not isinstance(hpd, dict) or set(hpd) != set(Hparams._fields):
-            raise ValueError(f"state dict hparams={hpd!r} must be a dict with keys {list(Hparams._fields)}")
-        hp = tuple(self._scalar_like(hpd[k]) for k in Hparams._fields)
+        hp = self._hparams_from_dict(d["hparams"])
         advanced = d["advanced_this_step"]
         if not isinstance(advanced, bool):
             raise ValueError(f"state dict advanced_this_step={advanced!r} must be a bool")
+        if version >= 2:
+            last_epoch = int(check_entry("state dict last_epoch", d["last_epoch"], integer=True))
+            step_count = int(check_entry("state dict step_count", d["step_count"], integer=True, lo=0))
+        else:
+            last_epoch = int(check_entry("state dict controller step", d["controller"]["step"], integer=True))
+            step_count = last_epoch + 1
         if self._device_mode:  # e.g. optimizer.load_state_dict() may have put lr tensors elsewhere
             self._check_device_groups(groups)
         # Everything validated: commit.
+        if len(groups) != len(self._w):  # groups added since the last update: track them first
+            self._adopt_groups(groups)
         self._ctl.flat = state
         self._hp = hp
         self._base_lrs = base_lrs
         self._before = before if advanced else None
         self._advanced_at = self._counter.n if advanced else -1
-        self._apply(*hp)
+        self.last_epoch = last_epoch
+        self._step_count = step_count
+        self._apply(*hp, absolute=True)
+
+    def _hparams_from_dict(self, hpd: Any) -> tuple[Any, Any, Any]:
+        """Validate ``hparams`` (finite, inside the configured bounds) and convert them to this mode's scalars."""
+        if not isinstance(hpd, dict) or set(hpd) != set(Hparams._fields):
+            raise ValueError(f"state dict hparams={hpd!r} must be a dict with keys {list(Hparams._fields)}")
+        cfg = self._config
+        base, lo, hi = float(cfg.base_lr), float(cfg.min_lr), float(cfg.max_lr)
+        bounds = {
+            "lr": (lo, hi),
+            "momentum": (float(cfg.min_momentum), float(cfg.max_momentum)),
+            "lr_scale": (lo / base, hi / base),
+        }
+        out = []
+        for k in Hparams._fields:
+            a, b = bounds[k]
+            # float32 rounding of a value saved in the other mode may sit just outside a bound
+            v = float(check_entry(f"state dict hparams[{k!r}]", hpd[k], lo=a * (1 - 1e-6), hi=b * (1 + 1e-6)))
+            out.append(min(max(v, a), b))
+        lr, momentum, lr_scale = out
+        if abs(lr - base * lr_scale) > 1e-5 * lr:
+            raise ValueError(
+                f"state dict hparams['lr']={lr!r} and hparams['lr_scale']={lr_scale!r} disagree: "
+                f"lr must be base_lr * lr_scale = {base * lr_scale!r}"
+            )
+        return self._scalar_like(lr), self._scalar_like(momentum), self._scalar_like(lr_scale)
 
     def _snapshot_from_dict(self, d: dict[str, Any]) -> Any:
         """A controller dict as this mode holds it: the flat list of the state's scalars."""
@@ -704,10 +997,10 @@ class AdaptiveScheduler(LRScheduler):
                 + hint
             )
 
-    def _scalar_like(self, v: Any) -> Any:
+    def _scalar_like(self, v: float) -> Any:
         if self._device_mode:
-            return torch.as_tensor(v, dtype=torch.float32, device=self._device).detach().clone()
-        return _host_float(v)
+            return torch.full((), v, dtype=torch.float32, device=self._device)
+        return v
 
     def __repr__(self) -> str:
         mode = "device" if self._device_mode else "host"
@@ -774,6 +1067,23 @@ def _host_float(v: Any) -> float:
     return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
 
 
+def _lr_value(v: Any) -> float:
+    """An lr as a Python float; a float32 (or narrower) tensor reads as the shortest decimal that rounds to it.
+
+    ``torch.tensor(1e-3)`` holds 0.0010000000474974513; read back as ``1e-3`` (what
+    the user wrote), so float32 rounding never trips ``base_lr <= max_lr`` and
+    writing the lr back gives the same float32 value.
+    """
+    if isinstance(v, torch.Tensor):
+        x = float(v.item())
+        if v.dtype in (torch.float32, torch.float16, torch.bfloat16) and math.isfinite(x):
+            import numpy as np
+
+            return float(str(np.float32(x)))
+        return x
+    return float(v)
+
+
 def _f32(v: Any) -> float:
     """``v`` rounded to float32 (for comparing configs across modes)."""
     import numpy as np
@@ -811,6 +1121,8 @@ def _host_signal(name: str, v: Any) -> float:
                 f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
                 "reduce it first (e.g. the batch mean)."
             )
+        if v.is_complex():
+            raise TypeError(f"observe({name}=...) must be real, got a complex tensor ({v.dtype})")
         return float(v.item())
     return _number(name, v)
 

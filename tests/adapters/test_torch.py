@@ -95,8 +95,8 @@ def test_seed_quickstart_call_works_and_moves_lr_with_reward() -> None:
     assert lrs[0] == 5e-5 < lrs[1] < lrs[-1]  # the first reward has nothing to compare with
     assert all(1e-6 <= v <= 5e-4 for v in lrs)
     assert optimizer.param_groups[0]["lr"] == lrs[-1]
-    assert "initial_lr" not in optimizer.param_groups[0]
-    assert not hasattr(sched, "last_epoch")
+    assert optimizer.param_groups[0]["initial_lr"] == 5e-5  # torch's contract, a mirror
+    assert sched.last_epoch == 40
 
 
 def test_config_object_is_taken_as_is_and_sets_group_lrs_proportionally() -> None:
@@ -162,7 +162,9 @@ def through_adapter(cfg: A.Config, stream: list[A.Signals], device_mode: bool) -
             untouched = group["betas"][0] if device_mode else group["momentum"]
             assert untouched == (torch.tensor(0.9) if device_mode else 0.5)
         else:
-            mom.append(float(group["betas"][0] if device_mode else group["momentum"]))
+            mom.append(float(sched.hparams.momentum))
+            written = float(group["betas"][0] if device_mode else group["momentum"])
+            assert written == pytest.approx(max(mom[-1], 1e-6), rel=1e-6)  # never switched off in a driven group (momentum policy)
     return np.array(lr), np.array(mom)
 
 
@@ -308,7 +310,7 @@ def test_optimizer_without_momentum_warns_once_and_gets_no_new_key(opt_cls: type
             sched.observe(loss=3.0 - t)
             sched.step()
     assert len(record) == 1
-    assert set(opt.param_groups[0]) == keys
+    assert set(opt.param_groups[0]) == keys | {"initial_lr"}  # torch's scheduler contract, no momentum key
 
 
 # ----------------------------------------------------------------------------- param groups
@@ -324,7 +326,7 @@ def test_groups_stay_proportional_and_bounds_scale_with_them() -> None:
         assert lr1 / lr0 == pytest.approx(0.1, rel=1e-12)
     assert lr0 == 4e-3 and lr1 == pytest.approx(4e-4, rel=1e-12)
     assert sched.base_lrs == [1e-3, 1e-4]
-    assert all("initial_lr" not in g for g in opt.param_groups)
+    assert [g["initial_lr"] for g in opt.param_groups] == [1e-3, 1e-4]
 
 
 def test_added_param_group_is_adopted_with_its_own_base_lr() -> None:
@@ -396,7 +398,7 @@ def test_step_and_observe_advance_the_controller_once_per_optimizer_step() -> No
     assert sched.controller_state.step == len(stream) + 1
 
 
-def test_trainer_style_loop_logs_lr_and_step_rejects_epoch() -> None:
+def test_trainer_style_loop_logs_lr_and_step_epoch_is_the_closed_form() -> None:
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = AdaptiveScheduler(opt, lr_rule="cyclical", cycle_length=4.0)
@@ -412,8 +414,10 @@ def test_trainer_style_loop_logs_lr_and_step_rejects_epoch() -> None:
     assert sched.get_lr() == sched.get_last_lr()
     sched.get_last_lr().append(1.0)  # a copy: the scheduler is not affected
     assert len(sched.get_last_lr()) == 1
-    with pytest.raises(ValueError, match="epoch"):
-        sched.step(3)
+    step = sched.controller_state.step
+    with pytest.warns(UserWarning, match=r"step\(epoch\) is deprecated"):
+        sched.step(3)  # torch's deprecated form (old SequentialLR passes 0): no controller update
+    assert sched.last_epoch == 3 and sched.controller_state.step == step
 
 
 # ----------------------------------------------------------------------------- signals
