@@ -380,9 +380,9 @@ class SweepResult:
         return frame
 
     def best(self, k: int = 1, key: str | None = None, higher_is_better: bool = False) -> pd.DataFrame:
-        """The ``k`` best configs by the mean of ``key`` over seeds: :meth:`summary`'s rows, indexed by ``rank`` (1 = best).
+        """The ``k`` best configs by the mean of ``key`` over seeds: :meth:`summary`'s rows, indexed by ``rank``.
 
-        Ties keep grid order; a NaN mean ranks last.
+        Rank 1 is the best; ties keep grid order; a NaN mean ranks last.
 
         Args:
           k: how many configs (>= 1).

@@ -22,8 +22,8 @@ JAX writes an entry only for programs that took at least
 and are at least ``jax_persistent_cache_min_entry_size_bytes`` large; we set
 the first to :data:`MIN_COMPILE_TIME_S` (0: every program) and switch the
 second off, so that the small CPU programs of a quick run or a short sweep are
-kept too (a tiny-size sweep writes about 4 entries, a few hundred KB; the
-default bench about N MB). Entries are not size-limited (JAX's
+kept too (a tiny-size sweep writes about 4 entries, 300 KB; ``bench --quick``
+15 entries, 3 MB). Entries are not size-limited (JAX's
 ``jax_compilation_cache_max_size`` needs the ``filelock`` package and is left
 alone); delete the directory to clear the cache. As JAX warns, a compilation
 cache is trusted code: do not point it at a directory others can write to.

@@ -370,7 +370,7 @@ def _gap(g: float | None) -> str:
 def headline_tables(
     results: Sequence[TaskResult], summaries: Mapping[str, Any], all_methods: Sequence[str]
 ) -> list[str]:
-    """The headline: the recommended preset untuned against every baseline tuned, then at equal footing, then lr windows.
+    """The headline: the recommended preset untuned against every baseline tuned, at equal footing, lr windows.
 
     Reads ``summaries[task]["headline"]`` (:func:`adaptive_sched.bench._summary.headline`).
     """
@@ -413,7 +413,7 @@ def headline_tables(
     )  # fmt: skip
     lines += [
         "",
-        f"**At equal footing.** Both at the base lr (best baseline = the peer with the best IQM there), and both "
+        "**At equal footing.** Both at the base lr (best baseline = the peer with the best IQM there), and both "
         "tuned (each at its own best grid lr; best tuned baseline = the peer with the best tuned mean).",
         "",
     ]
