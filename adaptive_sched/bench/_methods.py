@@ -119,7 +119,7 @@ def describe_config(config: adaptive_sched.Config) -> str:
 
 
 PRESET_FAMILY: dict[str, str] = {
-    "ours": "loss + reward trend (quickstart)",
+    "ours": "the recommended configuration (recommended_config)",
     "ours-variance": "loss-driven",
     "ours-momentum": "loss-driven (+momentum)",
     "ours-gradnorm": "grad-norm-driven",

@@ -238,8 +238,11 @@ def _iqm(s: Mapping[str, Any]) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """A GitHub-flavoured markdown table of preformatted cells (``DataFrame.to_markdown``, i.e. tabulate)."""
-    frame = pd.DataFrame([list(r) for r in rows], columns=list(header), dtype=object)
+    """A GitHub-flavoured markdown table of preformatted cells (``DataFrame.to_markdown``, i.e. tabulate).
+
+    A ``|`` inside a cell is escaped (tabulate's pipe format does not), so it cannot split the row.
+    """
+    frame = pd.DataFrame([[c.replace("|", "\\|") for c in r] for r in rows], columns=list(header), dtype=object)
     return frame.to_markdown(index=False, disable_numparse=True).splitlines()
 
 

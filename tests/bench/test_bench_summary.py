@@ -184,3 +184,14 @@ def test_headline_tables_render_the_columns() -> None:
     assert "ties or beats every tuned baseline on 0, and is within 1% of the best tuned baseline (Δ ≥ -1%) on 0" in text
     window_row = next(ln for ln in reversed(lines) if ln.startswith("| fake-loss"))
     assert [c.strip() for c in window_row.strip("|").split("|")] == ["fake-loss", "1.00", "0.52", "0.52", "0.00"]
+
+
+def test_markdown_tables_come_from_tabulate_and_escape_pipes() -> None:
+    pytest.importorskip("tabulate")
+    from adaptive_sched.bench._report import _table
+
+    lines = _table(["task", "description"], [["rl-length", "penalty -|len - 8|/8"], ["x", "0.950"]])
+    assert lines[0] == "| task      | description            |"
+    assert set(lines[1]) <= set("|:-")
+    assert lines[2] == "| rl-length | penalty -\\|len - 8\\|/8 |"
+    assert lines[3].startswith("| x         | 0.950 ")  # no number parsing: "0.950" stays as written
