@@ -258,6 +258,7 @@ def run_bench(
                 "saved_s": compile_cache.saved_s,
             },
             "recommended": _methods.RECOMMENDED,
+            "recommended_config": setup["recommended_config"],
         }
         _report.write_json(out / "results.json", results, summaries, meta, torch_result)
         bar.update()
