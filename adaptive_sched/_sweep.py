@@ -8,7 +8,10 @@ validates the configs (NumPy only: no JAX, no compilation), :func:`sweep` groups
 them by structure (``Config.rules``), compiles one program per group, shards the
 config axis over the available devices and runs the grid in equal-shaped
 chunks, and returns a :class:`SweepResult` that knows which config and seed
-produced every number.
+produced every number. Its tables (:meth:`SweepResult.to_table`, ``summary``,
+``best``) are pandas DataFrames; pandas comes with the ``[bench]`` extra, and
+without it those methods raise an ``ImportError`` that says so (the raw
+outputs stay available as NumPy arrays through :meth:`SweepResult.output`).
 
 Example::
 
@@ -40,13 +43,12 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,8 +57,9 @@ from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config, check_fi
 
 if TYPE_CHECKING:
     import jax
+    import pandas as pd
 
-__all__ = ["GroupInfo", "SweepResult", "Table", "config_grid", "sweep"]
+__all__ = ["GroupInfo", "SweepResult", "config_grid", "sweep"]
 
 CONFIG_AXIS = "configs"
 """Name of the mesh axis the config axis is sharded over."""
@@ -248,64 +251,6 @@ def _stack(configs: Sequence[Config]) -> Config:
 # --------------------------------------------------------------------------- results
 
 
-class Table:
-    """A small column-oriented table (a DataFrame-like view without pandas).
-
-    Rows are dicts; ``table["col"]`` is a NumPy column, ``table[i]`` a row,
-    iteration yields rows, ``str(table)`` is aligned text, and
-    :meth:`to_pandas` / :meth:`to_csv` export it.
-    """
-
-    def __init__(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
-        self._rows = [dict(r) for r in rows]
-        if columns is None:
-            columns = list(self._rows[0]) if self._rows else []
-        self.columns: tuple[str, ...] = tuple(columns)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self._rows)
-
-    def __getitem__(self, item: str | int) -> Any:
-        if isinstance(item, str):
-            if item not in self.columns:
-                raise KeyError(f"no column {item!r}; columns: {', '.join(self.columns)}")
-            return np.asarray([r[item] for r in self._rows])
-        return self._rows[item]
-
-    def to_pandas(self) -> Any:
-        """This table as a ``pandas.DataFrame`` (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("Table.to_pandas() needs pandas: pip install pandas") from err
-        return pd.DataFrame(self._rows, columns=list(self.columns))
-
-    def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the table as CSV to ``path``."""
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.columns))
-            writer.writeheader()
-            writer.writerows(self._rows)
-
-    def __str__(self) -> str:
-        def fmt(v: Any) -> str:
-            if isinstance(v, float):
-                return f"{v:.6g}"
-            return str(v)
-
-        cells = [list(self.columns)] + [[fmt(r[c]) for c in self.columns] for r in self._rows]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
-        lines = ["  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"Table({len(self)} rows x {len(self.columns)} columns)\n{self}"
-
-
 @dataclasses.dataclass(frozen=True)
 class GroupInfo:
     """How one structure group ran.
@@ -398,41 +343,46 @@ class SweepResult:
             raise ValueError(f"key={key!r} is not a scalar output (per-run shape {values.shape[2:]}).")
         return key, values
 
-    # ---- tables
-    def to_table(self) -> Table:
-        """One row per (config, seed): ``config`` index, the knobs, ``seed``, every scalar output."""
+    # ---- tables (pandas)
+    def to_table(self) -> pd.DataFrame:
+        """One row per (config, seed): ``config`` index, the knobs, ``seed``, every scalar output.
+
+        Needs pandas (in the ``[bench]`` extra); raises ``ImportError`` saying so
+        otherwise (the raw outputs stay available through :meth:`output`).
+        """
+        pd = _pandas("SweepResult.to_table()")
         named = {k: v for k, v in self._named_outputs().items() if v.ndim == 2}
-        rows = []
-        for i, point in enumerate(self.points):
-            for j, seed in enumerate(self.seeds):
-                row: dict[str, Any] = {"config": i, **point, "seed": seed}
-                row.update({k: v[i, j].item() for k, v in named.items()})
-                rows.append(row)
-        return Table(rows, ["config", *self.knobs, "seed", *named])
+        n, s = len(self.points), len(self.seeds)
+        columns: dict[str, Any] = {"config": np.repeat(np.arange(n), s)}
+        for knob in self.knobs:
+            columns[knob] = [point[knob] for point in self.points for _ in self.seeds]
+        columns["seed"] = np.tile(np.asarray(self.seeds), n)
+        columns.update({k: v.reshape(n * s) for k, v in named.items()})
+        return pd.DataFrame(columns)
 
-    def summary(self, key: str | None = None) -> Table:
-        """One row per config: the knobs and ``key``'s mean, std, min and max over seeds."""
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_table` as CSV to ``path`` (no index column; needs pandas)."""
+        self.to_table().to_csv(path, index=False)
+
+    def summary(self, key: str | None = None) -> pd.DataFrame:
+        """One row per config: ``config``, the knobs and ``key``'s mean, std (ddof=0), min and max over seeds."""
+        pd = _pandas("SweepResult.summary()")
         key, values = self._scalar_key(key)
-        rows = []
-        for i, point in enumerate(self.points):
-            v = values[i].astype(np.float64)
-            rows.append(
-                {
-                    "config": i,
-                    **point,
-                    f"{key}_mean": float(np.mean(v)),
-                    f"{key}_std": float(np.std(v)),
-                    f"{key}_min": float(np.min(v)),
-                    f"{key}_max": float(np.max(v)),
-                    "n_seeds": v.size,
-                }
-            )
-        return Table(rows)
+        frame = pd.DataFrame(
+            {"config": np.arange(len(self.points)), **{k: [p[k] for p in self.points] for k in self.knobs}}
+        )
+        v = values.astype(np.float64)
+        frame[f"{key}_mean"] = v.mean(axis=1)
+        frame[f"{key}_std"] = v.std(axis=1)
+        frame[f"{key}_min"] = v.min(axis=1)
+        frame[f"{key}_max"] = v.max(axis=1)
+        frame["n_seeds"] = v.shape[1]
+        return frame
 
-    def best(self, k: int = 1, key: str | None = None, higher_is_better: bool = False) -> Table:
-        """The ``k`` best configs by the mean of ``key`` over seeds (see :meth:`summary`).
+    def best(self, k: int = 1, key: str | None = None, higher_is_better: bool = False) -> pd.DataFrame:
+        """The ``k`` best configs by the mean of ``key`` over seeds: :meth:`summary`'s rows, indexed by ``rank``.
 
-        Ties keep grid order; a NaN mean ranks last.
+        Rank 1 is the best; ties keep grid order; a NaN mean ranks last.
 
         Args:
           k: how many configs (>= 1).
@@ -444,11 +394,11 @@ class SweepResult:
             raise ValueError(f"k={k!r} is invalid: must be an int >= 1.")
         key, _ = self._scalar_key(key)
         table = self.summary(key)
-        mean = table[f"{key}_mean"]
-        score = np.where(np.isnan(mean), np.inf, -mean if higher_is_better else mean)
-        order = np.argsort(score, kind="stable")[:k]
-        rows = [{"rank": r + 1, **table[int(i)]} for r, i in enumerate(order)]
-        return Table(rows)
+        top = table.sort_values(f"{key}_mean", ascending=not higher_is_better, kind="stable", na_position="last")
+        top = top.head(k).reset_index(drop=True)
+        top.index = top.index + 1
+        top.index.name = "rank"
+        return top
 
     # ---- heatmap
     def heatmap(
@@ -512,6 +462,17 @@ class SweepResult:
         fig.tight_layout()
         fig.savefig(os.fspath(path))
         return y_knob, x_knob
+
+
+def _pandas(what: str) -> Any:
+    try:
+        import pandas as pd
+    except ImportError as err:
+        raise ImportError(
+            f"{what} needs pandas: pip install 'adaptive-sched[bench]' (or pandas). "
+            "Without it, SweepResult.output(key) gives the raw (configs, seeds, ...) NumPy arrays."
+        ) from err
+    return pd
 
 
 def _label(v: Any) -> str:
@@ -727,7 +688,7 @@ def sweep(
 
         result = sweep(train, Config(lr_rule="trend"), {"trend_up": [1.01, 1.05], "lr_rule": ["trend", "variance"]}, seeds=4)
         print(result.best(3, key="final_loss"))
-        rows = result.to_table()           # one row per (config, seed)
+        rows = result.to_table()           # a pandas DataFrame, one row per (config, seed)
         result.heatmap("heatmap.png")      # for two-knob grids
 
     Args:

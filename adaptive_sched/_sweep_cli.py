@@ -7,6 +7,9 @@ Example::
 
 prints the best configs with their scores, and writes ``sweep.csv`` (one row per
 config and seed) and, for two-knob grids, ``heatmap.png`` into ``--out``.
+Compiled programs are kept in JAX's persistent compilation cache, so a repeated
+sweep skips compilation (``--no-compile-cache`` to opt out; see
+:mod:`adaptive_sched.bench._compile_cache`).
 
 This module imports nothing heavy at import time (it is imported to build
 ``adaptive-sched --help``); JAX, optax and the tasks load in :func:`run`.
@@ -87,6 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="bytes per device a chunk may use, or 'auto' (estimated from XLA's memory analysis)",
     )
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (default: on, in $XDG_CACHE_HOME/adaptive-sched/jax "
+        "or ~/.cache/adaptive-sched/jax; ADAPTIVE_SCHED_COMPILE_CACHE=DIR or =off overrides)",
+    )
 
 
 def _error(message: str) -> int:
@@ -119,11 +128,15 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as err:
         return _error(str(err))
 
+    from adaptive_sched.bench import _compile_cache
+
+    cache_dir = _compile_cache.configure(enabled=not args.no_compile_cache)  # before anything compiles
+
     import jax.numpy as jnp
     import optax
 
     import adaptive_sched
-    from adaptive_sched._sweep import Table, sweep
+    from adaptive_sched._sweep import sweep
     from adaptive_sched.bench._tasks import get_task
 
     try:
@@ -146,14 +159,15 @@ def run(args: argparse.Namespace) -> int:
         }
 
     try:
-        result = sweep(
-            train,
-            base,
-            grid,
-            seeds=args.seeds,
-            chunk_size=args.chunk_size,
-            memory_budget=args.memory_budget,
-        )
+        with _compile_cache.counting(cache_dir) as cache:
+            result = sweep(
+                train,
+                base,
+                grid,
+                seeds=args.seeds,
+                chunk_size=args.chunk_size,
+                memory_budget=args.memory_budget,
+            )
     except (TypeError, ValueError) as err:
         return _error(str(err))
 
@@ -166,14 +180,15 @@ def run(args: argparse.Namespace) -> int:
         f"{n_cfg * n_seed} runs in {len(result.groups)} compiled program(s); "
         f"compile {compile_s:.1f} s, run {run_s:.1f} s"
     )
+    print(cache.describe())
     best = result.best(min(args.top, n_cfg), key=metric, higher_is_better=task.higher_is_better)
-    cols = ["rank", *result.knobs, f"{metric}_mean", f"{metric}_std"]
+    cols = [*result.knobs, f"{metric}_mean", f"{metric}_std"]
     print(f"best {len(best)} by {metric} ({direction} is better; mean and std over {n_seed} seeds):")
-    print(Table([{c: r[c] for c in cols} for r in best], cols))
+    print(best[cols].reset_index().to_string(index=False, float_format=lambda v: f"{v:.6g}"))
 
     os.makedirs(args.out, exist_ok=True)
     csv_path = os.path.join(args.out, "sweep.csv")
-    result.to_table().to_csv(csv_path)
+    result.to_csv(csv_path)
     written = [csv_path]
     if sum(len(v) > 1 for v in result.grid_values.values()) == 2:
         png = os.path.join(args.out, "heatmap.png")

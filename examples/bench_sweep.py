@@ -262,7 +262,7 @@ def main(
         )
     best = result.best(3, higher_is_better=True)
     print("best configs:")
-    print(best)
+    print(best.to_string(float_format=lambda v: f"{v:.4g}"))
     return {
         "n_runs": n_runs,
         "sweep": {"compile": sweep_compile, "run": sweep_run, "total": sweep_total},

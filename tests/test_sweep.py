@@ -264,46 +264,56 @@ def test_explicit_config_list_and_scalar_score() -> None:
 
 
 def test_tables_best_and_csv(result: _sweep.SweepResult, tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
     table = result.to_table()
-    assert len(table) == 12 * 3
-    assert table.columns == ("config", "lr_rule", "trend_up", "ema_beta", "seed", "final_loss", "lr")
-    row = table[4]  # config 1, seed 3
+    assert isinstance(table, pd.DataFrame) and len(table) == 12 * 3
+    assert tuple(table.columns) == ("config", "lr_rule", "trend_up", "ema_beta", "seed", "final_loss", "lr")
+    row = table.iloc[4]  # config 1, seed 3
     assert (row["config"], row["seed"], row["ema_beta"]) == (1, 3, 0.9)
     assert row["final_loss"] == pytest.approx(float(result.outputs["final_loss"][1, 1]))
     np.testing.assert_array_equal(table["seed"], np.tile(SEEDS, 12))
+    np.testing.assert_array_equal(table["lr"], result.outputs["lr"].reshape(-1))
 
     means = result.outputs["final_loss"].mean(axis=1)
+    summary = result.summary("final_loss")
+    np.testing.assert_allclose(summary["final_loss_mean"], means, rtol=1e-6)
+    np.testing.assert_allclose(summary["final_loss_std"], result.outputs["final_loss"].std(axis=1), rtol=1e-5)
+    assert list(summary["lr_rule"]) == [p["lr_rule"] for p in result.points]
     best = result.best(3, key="final_loss")
+    assert best.index.name == "rank" and list(best.index) == [1, 2, 3]
     assert list(best["config"]) == list(np.argsort(means, kind="stable")[:3])
-    assert best[0]["rank"] == 1 and best[0]["final_loss_mean"] == pytest.approx(means.min())
+    assert best.loc[1, "final_loss_mean"] == pytest.approx(means.min())
     worst = result.best(1, key="final_loss", higher_is_better=True)
-    assert worst[0]["config"] == int(np.argmax(means))
+    assert worst.loc[1, "config"] == int(np.argmax(means))
     with pytest.raises(ValueError, match="ambiguous"):
         result.best(1)
     with pytest.raises(ValueError, match="not a scalar output"):
         result.best(1, key="curve")
     with pytest.raises(ValueError, match="k=0 is invalid"):
         result.best(0, key="lr")
-    assert "final_loss_mean" in str(best)
+    assert "final_loss_mean" in best.to_string()
 
     path = tmp_path / "rows.csv"
-    table.to_csv(path)
+    result.to_csv(path)
     with open(path) as f:
         rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(table.columns)  # no index column
     assert len(rows) == 36 and float(rows[4]["final_loss"]) == pytest.approx(row["final_loss"])
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="needs pandas"):
-            table.to_pandas()
-    else:
-        assert table.to_pandas().shape == (36, 7)
+
+
+def test_tables_without_pandas_say_what_to_install(result: _sweep.SweepResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    for call in (result.to_table, lambda: result.best(1, key="final_loss"), lambda: result.summary("lr")):
+        with pytest.raises(ImportError, match=r"needs pandas: pip install 'adaptive-sched\[bench\]'"):
+            call()
+    assert result.output("final_loss").shape == (12, 3)  # the raw outputs need no pandas
 
 
 def test_best_ranks_nan_last() -> None:
     res = A.sweep(
         lambda c, k: jnp.where(c.trend_up > 1.04, jnp.nan, c.trend_up), BASE, {"trend_up": [1.05, 1.03, 1.01]}
     )
+    pytest.importorskip("pandas")
     assert list(res.best(3)["trend_up"]) == [1.01, 1.03, 1.05]
     assert list(res.best(3, higher_is_better=True)["trend_up"]) == [1.03, 1.01, 1.05]
 
@@ -323,7 +333,7 @@ def test_heatmap_png_for_two_knob_grids(tmp_path: Path) -> None:
 def test_import_stays_light() -> None:
     code = (
         "import sys, adaptive_sched as A; A.config_grid(A.Config(), {'ema_beta': [0.5]}); "
-        "assert A.sweep and 'jax' not in sys.modules and 'matplotlib' not in sys.modules; "
+        "assert A.sweep and not {'jax', 'matplotlib', 'pandas'} & set(sys.modules); "
         "assert {'sweep', 'config_grid'} <= set(A.__all__); print('ok')"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -16,6 +16,13 @@ from adaptive_sched._cli import main
 pytest.importorskip("jax")
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
+pytest.importorskip("pandas")
+
+
+@pytest.fixture(autouse=True)
+def _no_compile_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JAX's cache settings are process-wide: keep them off here (tests/bench/test_compile_cache.py checks them)."""
+    monkeypatch.setenv("ADAPTIVE_SCHED_COMPILE_CACHE", "off")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -35,6 +42,7 @@ def test_cli_end_to_end_writes_best_table_csv_and_heatmap(
     out = capsys.readouterr().out
     assert "6 configs x 2 seeds = 12 runs in 1 compiled program(s)" in out
     assert "best 3 by test_accuracy (higher is better" in out
+    assert "persistent compilation cache off" in out
 
     with open(tmp_path / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
@@ -47,7 +55,8 @@ def test_cli_end_to_end_writes_best_table_csv_and_heatmap(
     best = max(by_config, key=lambda c: (sum(by_config[c]) / 2, -int(c)))
     best_row = next(r for r in rows if r["config"] == best)
     table = out.split("seeds):\n", 1)[1].splitlines()
-    assert table[2].split()[:3] == ["1", f"{float(best_row['trend_up']):g}", f"{float(best_row['base_lr']):g}"]
+    assert table[0].split() == ["rank", "trend_up", "base_lr", "test_accuracy_mean", "test_accuracy_std"]
+    assert table[1].split()[:3] == ["1", f"{float(best_row['trend_up']):g}", f"{float(best_row['base_lr']):g}"]
     # final lrs stay within each point's derived bounds [base_lr / 1000, 10 * base_lr].
     for r in rows:
         assert float(r["base_lr"]) / 1000 * 0.999 <= float(r["final_lr"]) <= 10 * float(r["base_lr"]) * 1.001
@@ -101,6 +110,7 @@ def test_console_script_help() -> None:
         [sys.executable, "-m", "adaptive_sched", "sweep", "--help"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and "--grid KNOB=V1,V2,..." in proc.stdout, proc.stderr[-2000:]
+    assert "--no-compile-cache" in proc.stdout
 
 
 def test_cli_module_imports_nothing_heavy() -> None:

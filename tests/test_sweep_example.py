@@ -10,6 +10,7 @@ from streams import load_example
 
 pytest.importorskip("jax")
 pytest.importorskip("matplotlib")
+pytest.importorskip("pandas")
 
 
 def test_sweep_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,20 +84,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the torch mirror (it also skips itself, saying why, when torch or the "
         "torch adapter cannot be imported)",
     )
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (default: on, so a repeated run loads its "
+        "compiled programs instead of compiling them; kept in $XDG_CACHE_HOME/adaptive-sched/jax or "
+        "~/.cache/adaptive-sched/jax; ADAPTIVE_SCHED_COMPILE_CACHE=DIR or =off overrides)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; returns the exit status."""
     size = "quick" if args.quick else "full" if args.full else "default"
     seeds = args.seeds if args.seeds is not None else _DEFAULT_SEEDS[size]
+    from adaptive_sched.bench import _compile_cache
+
+    cache_dir = _compile_cache.configure(enabled=not args.no_compile_cache)  # before anything compiles
     from adaptive_sched.bench._main import run_bench
 
-    out = run_bench(
-        out_dir=args.out,
-        task_names=list(args.tasks),
-        seeds=seeds,
-        size=size,
-        torch_mirror=not args.no_torch,
-    )
-    print(out, file=sys.stdout)
+    with _compile_cache.counting(cache_dir) as cache:
+        done = run_bench(
+            out_dir=args.out,
+            task_names=list(args.tasks),
+            seeds=seeds,
+            size=size,
+            torch_mirror=not args.no_torch,
+            compile_cache=cache,
+        )
+    print(done.report, file=sys.stdout)
+    print(done.describe(), file=sys.stdout)
     return 0

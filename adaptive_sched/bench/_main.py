@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import pathlib
@@ -16,10 +17,11 @@ from tqdm.auto import tqdm
 
 import adaptive_sched
 from adaptive_sched.bench import _methods, _report, _summary, _torch_mirror
+from adaptive_sched.bench._compile_cache import CacheStats
 from adaptive_sched.bench._runner import TaskResult, run_task
 from adaptive_sched.bench._tasks import RL_TASKS, SIZES, TASK_NAMES, get_task, pretrain_policy
 
-__all__ = ["run_bench"]
+__all__ = ["BenchRun", "run_bench"]
 
 _METHODS_NOTE = (
     "Every method uses Adam (b1=0.9, b2=0.999, no weight decay) unless it is its own optimizer "
@@ -48,10 +50,19 @@ def _definitions() -> list[str]:
         "peer at its own best grid lr against the method at its own best grid lr).",
         "*tuned*: the grid lr with the best seed-mean final metric (chosen on the same seeds it is "
         "reported on, so optimistic for every method alike).",
-        "*lr window*: the longest run of consecutive grid points, containing the best one, whose "
-        "seed-mean final metric is within 5% of the method's best improvement over the untrained "
-        "model (|m - m*| <= 0.05 |m* - m0|); width = log10(largest / smallest multiplier) in "
-        "decades (0 = only the best point; 2 = the whole grid).",
+        "*lr window*: with m(g) the seed-mean final metric at grid multiplier g, m* = m(g*) the best of "
+        "them and m0 the metric of the untrained model, a multiplier qualifies when |m(g) - m*| <= "
+        "0.05 |m* - m0| (within 5% of the method's best improvement over the untrained model, which is "
+        "scale-free and stays meaningful for losses near 0 and negative rewards); the window is the "
+        "longest run of adjacent grid multipliers that contains g* and qualifies throughout (a NaN mean "
+        "does not qualify); width = log10(largest / smallest multiplier of the window) in decades (0 = "
+        "only the best point; 0.48 or 0.52 = two adjacent points; 1 = three; 2 = the whole grid x0.1..x10).",
+        "*Δ vs best tuned* (headline): 100 (m_ours - m_b) / |m_b| for a higher-is-better metric, "
+        "100 (m_b - m_ours) / |m_b| for a lower-is-better one, with m_ours the recommended preset's "
+        "seed mean at the base lr and m_b the best tuned baseline's seed mean at its best grid lr: "
+        "positive = ours better; 'within 1%' = Δ >= -1%. Ill-conditioned when m_b is near 0 (rewards).",
+        "*untuned vs tuned* (headline): P(a seed of the recommended preset at the base lr beats a seed "
+        "of the baseline at the baseline's own best grid lr), over all pairs of seeds.",
         "*diverged*: non-finite loss at any step or non-finite final metric, or a final metric worse "
         "than before training (RL: below the initial reward by more than 10% of the reward range, "
         "a reward collapse). Counted at the base lr (of seeds) and over the whole grid (of grid x seeds).",
@@ -65,6 +76,34 @@ def _definitions() -> list[str]:
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchRun:
+    """What :func:`run_bench` wrote and how long it took.
+
+    Attributes:
+      report: the path of ``report.md``.
+      wall_s: seconds from the start to the report (excluding writing it).
+      compile_s: seconds spent tracing and compiling (or loading) the tasks' programs.
+      run_s: seconds spent running them.
+      other_s: the rest: data, policy pretraining, plots, torch mirror.
+      compile_cache: the persistent compilation cache's line for the report.
+    """
+
+    report: pathlib.Path
+    wall_s: float
+    compile_s: float
+    run_s: float
+    other_s: float
+    compile_cache: str
+
+    def describe(self) -> str:
+        """The timing lines the console command prints."""
+        return (
+            f"wall time {self.wall_s:.1f} s: compile {self.compile_s:.1f} s, run {self.run_s:.1f} s, "
+            f"other {self.other_s:.1f} s (data, policy pretraining, plots, torch mirror)\n{self.compile_cache}"
+        )
+
+
 def run_bench(
     out_dir: pathlib.Path | str,
     task_names: Sequence[str] = TASK_NAMES,
@@ -72,7 +111,8 @@ def run_bench(
     size: str = "default",
     torch_mirror: bool = True,
     grid: Sequence[float] = _methods.GRID,
-) -> pathlib.Path:
+    compile_cache: CacheStats | None = None,
+) -> BenchRun:
     """Run the benchmark and write ``report.md``, ``results.json`` and figures to ``out_dir``.
 
     Args:
@@ -82,9 +122,12 @@ def run_bench(
       size: ``"quick"``, ``"default"`` or ``"full"`` (``"tiny"`` for tests).
       torch_mirror: run the torch mirror when torch and the torch adapter are importable.
       grid: multipliers of each task's base lr.
+      compile_cache: the live counts of the persistent compilation cache the
+        caller configured (:func:`adaptive_sched.bench._compile_cache.counting`),
+        reported in the report; None when the caller did not configure one.
 
     Returns:
-      The path of ``report.md``.
+      A :class:`BenchRun`: the path of ``report.md`` and the timings.
 
     Raises:
       ValueError: for an unknown task or size, or ``seeds < 1``.
@@ -124,6 +167,7 @@ def run_bench(
             res = run_task(task, methods, grid, seeds)
             ours = {m.name for m in methods if m.ours}
             summaries[name] = _summary.summarize(res, ours)
+            summaries[name]["headline"] = _summary.headline(res, summaries[name], _methods.RECOMMENDED)
             t0 = time.perf_counter()
             figures[name] = _report.plot_task(res, ours, out)
             timing[f"plots {name}"] = time.perf_counter() - t0
@@ -155,6 +199,13 @@ def run_bench(
         ours_all = {m for r in results for m in r.methods if summaries[r.task.name]["methods"][m]["ours"]}
         sens = _report.plot_sensitivity(results, ours_all, out)
         wall = time.perf_counter() - t_start
+        compile_s = sum(r.compile_s for r in results)
+        run_s = sum(r.run_s for r in results)
+        cache_line = (
+            "not configured by this run (run_bench leaves JAX's configuration as the caller set it)"
+            if compile_cache is None
+            else compile_cache.describe()
+        )
         lo, hi = _methods.LR_BOUNDS
         grid_text = "{" + ", ".join(f"{g:g}" for g in grid) + "}"
         setup = {
@@ -167,6 +218,12 @@ def run_bench(
             "seeds": seeds,
             "grid": list(grid),
             "wall_s": wall,
+            "compile_s": compile_s,
+            "run_s": run_s,
+            "other_s": wall - compile_s - run_s,
+            "compile_cache": cache_line,
+            "recommended": _methods.RECOMMENDED,
+            "recommended_config": _methods.describe_config(_methods.recommended_config(1.0)),
             "methods_note": _METHODS_NOTE.format(grid=grid_text, lo=lo, hi=hi),
             "method_rows": method_rows,
             "presets": {k: v for k, v in _methods.PRESETS.items() if k in all_methods},
@@ -191,8 +248,18 @@ def run_bench(
             "presets": _methods.PRESETS,
             "plateau": _methods.PLATEAU,
             "wall_s_before_report": wall,
+            "compile_s": compile_s,
+            "run_s": run_s,
             "timing": timing,
+            "compile_cache": None if compile_cache is None else {
+                "directory": None if compile_cache.directory is None else str(compile_cache.directory),
+                "hits": compile_cache.hits,
+                "writes": compile_cache.writes,
+                "saved_s": compile_cache.saved_s,
+            },
+            "recommended": _methods.RECOMMENDED,
+            "recommended_config": setup["recommended_config"],
         }
         _report.write_json(out / "results.json", results, summaries, meta, torch_result)
         bar.update()
-    return report
+    return BenchRun(report, wall, compile_s, run_s, wall - compile_s - run_s, cache_line)

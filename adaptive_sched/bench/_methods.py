@@ -44,9 +44,12 @@ __all__ = [
     "PEER_NAMES",
     "PLATEAU",
     "PRESETS",
+    "RECOMMENDED",
     "SwitchState",
+    "describe_config",
     "get_methods",
     "preset_config",
+    "recommended_config",
     "switch",
 ]
 
@@ -75,8 +78,48 @@ and half-width of the task's reward range, and ``ours-kl`` gets the task's
 ``kl_target`` (:func:`preset_config`).
 """
 
+RECOMMENDED = "ours"
+"""The preset the headline judges: the configuration we tell users to start from.
+
+Its Config comes from :func:`recommended_config`, the one place to change when
+the recommended configuration changes."""
+
+
+def recommended_config(base_lr: Any) -> adaptive_sched.Config:
+    """The recommended configuration at ``base_lr`` (may be traced): the bench's :data:`RECOMMENDED` preset.
+
+    Today the seed README's quickstart (``PRESETS["ours"]`` with the bench's
+    :data:`LR_BOUNDS`); it will be ``adaptive_sched.recommended(base_lr=base_lr)``.
+    """
+    lo, hi = LR_BOUNDS
+    return adaptive_sched.Config(base_lr=base_lr, min_lr=base_lr * lo, max_lr=base_lr * hi, **PRESETS[RECOMMENDED])
+
+
+def describe_config(config: adaptive_sched.Config) -> str:
+    """``Config(...)`` with the fields that differ from ``Config()``'s defaults; lr bounds as multiples of ``base_lr``.
+
+    ``config`` must hold concrete (not traced) values; ``base_lr`` itself is
+    left out (the bench sets it per grid point).
+    """
+    default = adaptive_sched.Config()
+    base = float(config.base_lr)
+    parts = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "base_lr":
+            continue
+        if field.name in ("min_lr", "max_lr"):
+            parts.append(f"{field.name}=lr*{float(value) / base:g}")
+        elif isinstance(value, str):
+            if value != getattr(default, field.name):
+                parts.append(f"{field.name}={value!r}")
+        elif float(value) != float(getattr(default, field.name)):
+            parts.append(f"{field.name}={float(value):g}")
+    return "Config(" + ", ".join(parts) + ")"
+
+
 PRESET_FAMILY: dict[str, str] = {
-    "ours": "loss + reward trend (quickstart)",
+    "ours": "the recommended configuration (recommended_config)",
     "ours-variance": "loss-driven",
     "ours-momentum": "loss-driven (+momentum)",
     "ours-gradnorm": "grad-norm-driven",
@@ -133,6 +176,8 @@ def preset_config(name: str, task: Task, base_lr: Any) -> adaptive_sched.Config:
     """Our preset ``name`` as a :class:`adaptive_sched.Config` for ``task`` at ``base_lr`` (may be traced)."""
     if name not in PRESETS:
         raise ValueError(f"preset name={name!r} is invalid: must be one of {', '.join(PRESETS)}.")
+    if name == RECOMMENDED:
+        return recommended_config(base_lr)
     kwargs = dict(preset_kwargs(name, task))
     lo, hi = LR_BOUNDS
     return adaptive_sched.Config(base_lr=base_lr, min_lr=base_lr * lo, max_lr=base_lr * hi, **kwargs)
@@ -156,8 +201,11 @@ def _ours(name: str) -> Method:
         schedule = optax.cosine_decay_schedule(lr, steps) if name in PRESET_SCHEDULES else None
         return adaptive_sched.optax.inject_hyperparams(optax.adam, cfg, schedule=schedule)(**kwargs)
 
-    desc = ", ".join(f"{k}={v!r}" for k, v in PRESETS[name].items())
-    return Method(name, f"ours: {PRESET_FAMILY[name]}", True, f"Config({desc})", build)
+    if name == RECOMMENDED:
+        desc = describe_config(recommended_config(1.0))
+    else:
+        desc = "Config(" + ", ".join(f"{k}={v!r}" for k, v in PRESETS[name].items()) + ")"
+    return Method(name, f"ours: {PRESET_FAMILY[name]}", True, desc, build)
 
 
 def _adam(lr: Any) -> optax.GradientTransformationExtraArgs:
@@ -306,7 +354,9 @@ def method_table(task: Task, methods: Sequence[Method]) -> list[Mapping[str, str
     rows = []
     for m in methods:
         desc = m.description
-        if m.ours:
+        if m.name == RECOMMENDED:
+            desc = describe_config(recommended_config(task.base_lr))
+        elif m.ours:
             kw = preset_kwargs(m.name, task)
             desc = "Config(" + ", ".join(f"{k}={v!r}" for k, v in kw.items()) + ")"
             if m.name in PRESET_SCHEDULES:

@@ -9,12 +9,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from adaptive_sched.bench import _stats
 from adaptive_sched.bench._runner import TaskResult
 from adaptive_sched.bench._summary import LOSE, WIN, verdict
 
-__all__ = ["plot_task", "plot_sensitivity", "write_json", "write_report"]
+__all__ = ["headline_tables", "plot_task", "plot_sensitivity", "write_json", "write_report"]
 
 _OURS_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#4b0082")
 _PEER_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#7f7f7f", "#bcbd22", "#000000")
@@ -237,9 +238,12 @@ def _iqm(s: Mapping[str, Any]) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
+    """A GitHub-flavoured markdown table of preformatted cells (``DataFrame.to_markdown``, i.e. tabulate).
+
+    A ``|`` inside a cell is escaped (tabulate's pipe format does not), so it cannot split the row.
+    """
+    frame = pd.DataFrame([[c.replace("|", "\\|") for c in r] for r in rows], columns=list(header), dtype=object)
+    return frame.to_markdown(index=False, disable_numparse=True).splitlines()
 
 
 def _task_section(res: TaskResult, summary: Mapping[str, Any], figures: Sequence[str]) -> list[str]:
@@ -354,47 +358,118 @@ def _verdicts(results: Sequence[TaskResult], summaries: Mapping[str, Any], ours:
     return lines
 
 
-def _headline(results: Sequence[TaskResult], summaries: Mapping[str, Any]) -> list[str]:
+def _pm(x: Mapping[str, Any]) -> str:
+    return f"{_f(x['mean'])} ± {_f(x['std'])}"
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{_f(p, 2)} {verdict(p)}"
+
+
+def _gap(g: float | None) -> str:
+    return "n/a" if g is None else f"{g:+.1f}%"
+
+
+def headline_tables(
+    results: Sequence[TaskResult], summaries: Mapping[str, Any], all_methods: Sequence[str]
+) -> list[str]:
+    """The headline: the recommended preset untuned against every baseline tuned, at equal footing, lr windows.
+
+    Reads ``summaries[task]["headline"]`` (:func:`adaptive_sched.bench._summary.headline`).
+    """
+    heads = [(r, summaries[r.task.name].get("headline")) for r in results]
+    heads = [(r, h) for r, h in heads if h is not None]
+    if not heads:
+        return ["(the recommended preset ran on none of the selected tasks)", ""]
+    method = heads[0][1]["method"]
+    peers = [m for m in all_methods if any(m in h["untuned_vs_tuned"] for _, h in heads)]
+    lines = [
+        f"**Untuned against tuned.** `{method}` at each task's base lr (no tuning) against every baseline at "
+        "its own best grid lr. Each baseline cell: P(a seed of untuned "
+        f"`{method}` beats a seed of the tuned baseline) and the verdict. *Δ vs best tuned*: relative difference "
+        f"of the seed means, `{method}` @ base lr against the best tuned baseline, in % of the baseline's value, "
+        f"positive = `{method}` better.",
+        "",
+    ]
     rows = []
-    for res in results:
-        s = summaries[res.task.name]
-        if "ours" not in s["methods"] or s["best_baseline"] is None:
-            continue
-        o, b = s["methods"]["ours"], s["methods"][s["best_baseline"]]
-        bt = s["methods"][s["best_baseline_tuned"]]
+    for r, h in heads:
+        v = h["untuned_vs_tuned"]
+        best_t = h["vs_best_tuned"]["peer"]
+        rows.append(
+            [
+                r.task.name,
+                r.task.metric_name + (" ↑" if r.task.higher_is_better else " ↓"),
+                _pm(h["base"]),
+                *[
+                    f"{_p(v[m]['p'])} (x{v[m]['multiplier']:g}: {_f(v[m]['mean'])})" if m in v else "–"
+                    for m in peers
+                ],
+                f"{best_t} x{v[best_t]['multiplier']:g}: {_f(v[best_t]['mean'])}",
+                _gap(h["vs_best_tuned"]["gap_pct"]),
+                "yes" if h["ties_or_beats_every_tuned_peer"] else "no",
+            ]
+        )
+    lines += _table(
+        ["task", "metric", f"{method} @ base lr", *[f"vs {m} tuned" for m in peers], "best tuned baseline",
+         "Δ vs best tuned", "ties or beats every tuned baseline"],
+        rows,
+    )  # fmt: skip
+    lines += [
+        "",
+        "**At equal footing.** Both at the base lr (best baseline = the peer with the best IQM there), and both "
+        "tuned (each at its own best grid lr; best tuned baseline = the peer with the best tuned mean).",
+        "",
+    ]
+    rows = []
+    for r, h in heads:
+        s = summaries[r.task.name]
+        ms = s["methods"]
+        b, bt = ms[h["best_baseline"]], ms[h["best_baseline_tuned"]]
         best_ours = min(
-            (n for n, m in s["methods"].items() if m["ours"]),
-            key=lambda n: -(s["methods"][n]["p_beats_best_baseline"] or 0.0),
+            (n for n, m in ms.items() if m["ours"]), key=lambda n: -(ms[n]["p_beats_best_baseline"] or 0.0)
         )
         rows.append(
             [
-                res.task.name,
-                res.task.metric_name + (" ↑" if res.task.higher_is_better else " ↓"),
-                _ms(o["base"]),
-                f"{s['best_baseline']}: {_ms(b['base'])}",
-                f"{_f(o['p_beats_best_baseline'], 2)} ({verdict(o['p_beats_best_baseline'])})",
-                f"{_ms(o['tuned'])} (x{o['tuned_multiplier']:g})",
-                f"{s['best_baseline_tuned']}: {_ms(bt['tuned'])} (x{bt['tuned_multiplier']:g})",
-                f"{_f(o['p_beats_best_baseline_tuned'], 2)} ({verdict(o['p_beats_best_baseline_tuned'])})",
-                f"{o['lr_window']['width']:.2f} vs {b['lr_window']['width']:.2f}",
-                f"{best_ours} ({_f(s['methods'][best_ours]['p_beats_best_baseline'], 2)})",
+                r.task.name,
+                _pm(h["base"]),
+                f"{h['best_baseline']}: {_ms(b['base'])}",
+                _p(h["p_base"]),
+                f"{_pm(h['tuned'])} (x{h['tuned']['multiplier']:g})",
+                f"{h['best_baseline_tuned']}: {_ms(bt['tuned'])} (x{bt['tuned_multiplier']:g})",
+                _p(h["p_tuned"]),
+                f"{best_ours} ({_f(ms[best_ours]['p_beats_best_baseline'], 2)})",
             ]
         )
-    return _table(
-        [
-            "task",
-            "metric",
-            "ours @ base lr",
-            "best baseline @ base lr",
-            "P(ours > it)",
-            "ours tuned",
-            "best baseline tuned",
-            "P(ours > it) tuned",
-            "lr window ours vs best baseline (decades)",
-            "best preset (P @ base)",
-        ],
+    lines += _table(
+        ["task", f"{method} @ base lr", "best baseline @ base lr", "P base", f"{method} tuned",
+         "best baseline tuned", "P tuned", "best preset (P @ base)"],
         rows,
-    )
+    )  # fmt: skip
+    n = len(heads)
+    base_v = [h["verdict_base"] for _, h in heads]
+    tuned_v = [h["verdict_tuned"] for _, h in heads]
+    gaps = [h["vs_best_tuned"]["gap_pct"] for _, h in heads]
+    all_tuned = sum(h["ties_or_beats_every_tuned_peer"] for _, h in heads)
+    lines += [
+        "",
+        f"Tally over {n} task(s): at the base lr `{method}` wins {base_v.count('wins')}, ties "
+        f"{base_v.count('ties')}, loses {base_v.count('loses')}; tuned against tuned it wins "
+        f"{tuned_v.count('wins')}, ties {tuned_v.count('ties')}, loses {tuned_v.count('loses')}; untuned it ties or "
+        f"beats every tuned baseline on {all_tuned}, and is within 1% of the best tuned baseline "
+        f"(Δ ≥ -1%) on {sum(g is not None and g >= -1.0 for g in gaps)}.",
+        "",
+        "**lr window** (decades; every method, every task): the widest run of adjacent grid multipliers, containing "
+        "the method's best, over which its seed-mean final metric stays within 5% of its best improvement over the "
+        "untrained model (definition below). 0 = only the best point, 0.48 or 0.52 = two adjacent points, 1 = three, "
+        "2 = the whole grid x0.1..x10.",
+        "",
+    ]
+    rows = []
+    for r in results:
+        ms = summaries[r.task.name]["methods"]
+        rows.append([r.task.name] + [f"{ms[m]['lr_window']['width']:.2f}" if m in ms else "–" for m in all_methods])
+    lines += _table(["task", *all_methods], rows)
+    return lines
 
 
 def write_report(
@@ -417,16 +492,18 @@ def write_report(
         "",
         f"{setup['when']} · adaptive-sched {setup['version']} · jax {setup['jax']} · optax {setup['optax']} · "
         f"{setup['cpus']} CPU(s) · size `{setup['size']}` · {setup['seeds']} seeds · lr grid "
-        f"x{{{', '.join(f'{g:g}' for g in setup['grid'])}}} · wall time {setup['wall_s']:.0f} s",
+        f"x{{{', '.join(f'{g:g}' for g in setup['grid'])}}} · wall time {setup['wall_s']:.0f} s "
+        f"(compile {setup['compile_s']:.0f} s, run {setup['run_s']:.0f} s, other {setup['other_s']:.0f} s)",
         "",
-        "## Headline: the quickstart configuration (`ours`) against the best baseline",
+        f"## Headline: the recommended configuration (`{setup['recommended']}`), untuned, against every baseline",
         "",
-        f"*Best baseline* = the peer (constant, cosine, onecycle, plateau, prodigy, schedule-free) with the best "
-        f"IQM at the base lr; *tuned* = every method at its own best grid lr. P = probability that a seed of ours "
-        f"beats a seed of the baseline (≥ {WIN} reported as a win, ≤ {LOSE} as a loss, else a tie).",
+        f"`{setup['recommended']}` = `{setup['recommended_config']}`, the configuration a user starts from. "
+        f"*Tuned* = a method at its own best grid lr (best seed-mean final metric over x0.1..x10, chosen on the "
+        f"reported seeds: optimistic for the baselines). P = probability that a seed of `{setup['recommended']}` "
+        f"beats a seed of the other method (≥ {WIN} reported as a win, ≤ {LOSE} as a loss, else a tie).",
         "",
     ]
-    lines += _headline(results, summaries)
+    lines += headline_tables(results, summaries, setup["all_methods"])
     lines += [
         "",
         "## Where each preset wins and loses",
@@ -446,11 +523,13 @@ def write_report(
     )
     lines += ["", "### Methods", "", setup["methods_note"], ""]
     lines += _table(["method", "family", "how it is built"], [[m["name"], m["family"], f"`{m['description']}`"] for m in setup["method_rows"]])
-    lines += ["", "Our presets (`PRESETS` in `adaptive_sched/bench/_methods.py`; every unlisted field is the Config default):", "", "```"]
+    lines += ["", "Our presets (`PRESETS` in `adaptive_sched/bench/_methods.py`; every unlisted field is the Config "
+              f"default; `{setup['recommended']}` is `recommended_config` there):", "", "```"]
     from adaptive_sched.bench._methods import PRESET_SCHEDULES
 
     lines += [
-        f"{k}: {v}" + (f"  + schedule={PRESET_SCHEDULES[k]} (optax.cosine_decay_schedule(lr, steps))" if k in PRESET_SCHEDULES else "")
+        (f"{k}: {setup['recommended_config']}" if k == setup["recommended"] else f"{k}: {v}")
+        + (f"  + schedule={PRESET_SCHEDULES[k]} (optax.cosine_decay_schedule(lr, steps))" if k in PRESET_SCHEDULES else "")
         for k, v in setup["presets"].items()
     ]
     lines += ["```", "", "### Definitions", ""]
@@ -459,22 +538,29 @@ def write_report(
     for res in results:
         lines += _task_section(res, summaries[res.task.name], figures.get(res.task.name, ()))
     lines += ["## lr sensitivity", ""]
-    rows = []
-    for res in results:
-        s = summaries[res.task.name]["methods"]
-        rows.append([res.task.name] + [
-            (f"{s[m]['lr_window']['width']:.2f}" if m in s else "–") for m in setup["all_methods"]
-        ])
-    lines += _table(["task"] + list(setup["all_methods"]), rows)
-    lines += ["", "Width in decades (log10 of the ratio of the largest to the smallest grid multiplier in the window; "
-              "adjacent grid points are about 0.5 decades apart, the whole grid spans 2).", ""]
+    lines += ["The lr-window widths of every method are in the headline's last table; the windows themselves "
+              "(lowest-highest multiplier) are in each task's table above. Width in decades (log10 of the ratio of "
+              "the largest to the smallest grid multiplier in the window; adjacent grid points are about 0.5 "
+              "decades apart, the whole grid spans 2).", ""]
     if sensitivity_figure:
         lines += [f"![lr sensitivity]({sensitivity_figure})", ""]
     lines += ["## Torch mirror", ""] + list(torch_section) + [""]
     lines += ["## Timing", ""]
-    lines += _table(
-        ["task", "runs", "compile (s)", "run (s)"],
-        [[r.task.name, str(len(r.methods) * len(r.grid) * r.seeds), f"{r.compile_s:.1f}", f"{r.run_s:.1f}"] for r in results],
-    )
-    lines += ["", f"Other stages: {setup['other_timing']}", ""]
+    rows = [
+        [r.task.name, str(len(r.methods) * len(r.grid) * r.seeds), f"{r.compile_s:.1f}", f"{r.run_s:.1f}"]
+        for r in results
+    ]
+    rows.append(["all tasks", str(sum(len(r.methods) * len(r.grid) * r.seeds for r in results)),
+                 f"{sum(r.compile_s for r in results):.1f}", f"{sum(r.run_s for r in results):.1f}"])  # fmt: skip
+    lines += _table(["task", "runs", "compile (s)", "run (s)"], rows)
+    lines += [
+        "",
+        "*compile*: tracing, lowering and compiling (or loading from the persistent compilation cache) the task's "
+        "one program; *run*: executing it, results on the host.",
+        "",
+        f"Other stages: {setup['other_timing']}",
+        "",
+        f"Compilation cache: {setup['compile_cache']}.",
+        "",
+    ]
     path.write_text("\n".join(lines))

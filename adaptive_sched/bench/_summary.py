@@ -20,6 +20,9 @@ Definitions (also printed in the report):
   of the method's per-seed final metrics against those of the best peer (the
   peer with the best IQM at the base lr; for *tuned*, the peer with the best
   tuned mean), each at the same operating point.
+* *headline* (:func:`headline`): the recommended preset untuned (at the base
+  lr) against every peer tuned (at the peer's best grid lr), the relative gap
+  to the best tuned peer, and every method's lr-window width.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 from adaptive_sched.bench import _stats
 from adaptive_sched.bench._runner import TaskResult
 
-__all__ = ["summarize", "verdict"]
+__all__ = ["headline", "relative_gap_pct", "summarize", "verdict"]
 
 _SMOOTH = 10
 _COLLAPSE = 0.1
@@ -185,3 +188,79 @@ def _sample_efficiency(res: TaskResult, out: dict[str, Any], g1: int) -> None:
     for i, name in enumerate(res.methods):
         curve = _stats.moving_average(np.nanmean(res.arrays["reward"][i, g1], axis=0), _SMOOTH)
         methods[name]["rl"]["steps_to_90pct"] = _stats.steps_to_reach(curve, target, True)
+
+
+def relative_gap_pct(ours: float, other: float, higher_is_better: bool) -> float:
+    """Relative difference of ``ours`` to ``other`` in percent, signed so that positive means ours is better.
+
+    ``100 * (ours - other) / |other|`` for a higher-is-better metric and
+    ``100 * (other - ours) / |other|`` for a lower-is-better one; NaN when
+    either value is not finite or ``other`` is 0. "Within 1%" is ``gap >= -1``.
+    """
+    if not (math.isfinite(ours) and math.isfinite(other)) or other == 0.0:
+        return float("nan")
+    diff = ours - other if higher_is_better else other - ours
+    return 100.0 * diff / abs(other)
+
+
+def headline(res: TaskResult, summary: dict[str, Any], method: str) -> dict[str, Any] | None:
+    """The headline numbers of one task for ``method`` (the recommended preset); None if it did not run.
+
+    Args:
+      res: the task's raw results.
+      summary: :func:`summarize` of ``res``.
+      method: the recommended preset's name.
+
+    Returns:
+      JSON-ready ``{"method", "base": mean/std at the base lr, "best_baseline",
+      "p_base", "verdict_base", "tuned": mean/std/multiplier, "best_baseline_tuned",
+      "p_tuned", "verdict_tuned", "untuned_vs_tuned": {peer: {"multiplier",
+      "mean", "p", "verdict"}}, "vs_best_tuned": {"peer", "p", "verdict",
+      "gap_pct"}, "ties_or_beats_every_tuned_peer", "lr_window": {method:
+      decades}}``. ``untuned_vs_tuned[peer]["p"]`` is
+      ``P(ours at the base lr beats peer at its own best grid lr)`` over all
+      pairs of seeds; ``gap_pct`` is :func:`relative_gap_pct` of the seed means
+      (ours at the base lr, the best tuned peer at its best lr).
+    """
+    ms = summary["methods"]
+    if method not in ms or summary["best_baseline"] is None:
+        return None
+    higher = res.task.higher_is_better
+    final = res.arrays["metric"].astype(np.float64)
+    grid = list(res.grid)
+    g1 = summary["base_index"]
+    io = res.methods.index(method)
+    o = ms[method]
+    peers = [n for n in res.methods if not ms[n]["ours"]]
+    versus: dict[str, dict[str, Any]] = {}
+    for peer in peers:
+        jp = grid.index(ms[peer]["tuned_multiplier"])
+        p = _stats.prob_improvement(final[io, g1], final[res.methods.index(peer), jp], higher)
+        versus[peer] = {
+            "multiplier": ms[peer]["tuned_multiplier"],
+            "mean": ms[peer]["tuned"]["mean"],
+            "p": p,
+            "verdict": verdict(p),
+        }
+    best_t = summary["best_baseline_tuned"]
+    gap = relative_gap_pct(_nan(o["base"]["mean"]), _nan(ms[best_t]["tuned"]["mean"]), higher)
+    return {
+        "method": method,
+        "base": {"mean": o["base"]["mean"], "std": o["base"]["std"]},
+        "best_baseline": summary["best_baseline"],
+        "p_base": o["p_beats_best_baseline"],
+        "verdict_base": verdict(o["p_beats_best_baseline"]),
+        "tuned": {"mean": o["tuned"]["mean"], "std": o["tuned"]["std"], "multiplier": o["tuned_multiplier"]},
+        "best_baseline_tuned": best_t,
+        "p_tuned": o["p_beats_best_baseline_tuned"],
+        "verdict_tuned": verdict(o["p_beats_best_baseline_tuned"]),
+        "untuned_vs_tuned": versus,
+        "vs_best_tuned": {
+            "peer": best_t,
+            "p": versus[best_t]["p"],
+            "verdict": versus[best_t]["verdict"],
+            "gap_pct": _finite(gap),
+        },
+        "ties_or_beats_every_tuned_peer": all(v["verdict"] in ("wins", "ties") for v in versus.values()),
+        "lr_window": {n: ms[n]["lr_window"]["width"] for n in res.methods},
+    }

@@ -286,8 +286,7 @@ def run_mirror(
     """
     import torch
 
-    import adaptive_sched
-    from adaptive_sched.bench._methods import LR_BOUNDS, preset_kwargs
+    from adaptive_sched.bench._methods import preset_config
     from adaptive_sched.bench._tasks import get_task, pretrain_policy
 
     bad = [t for t in tasks if t not in MIRROR_TASKS]
@@ -308,9 +307,7 @@ def run_mirror(
             for m in methods:
                 config = None
                 if m.startswith("ours"):
-                    kwargs = preset_kwargs(m, task)
-                    lo, hi = LR_BOUNDS
-                    config = adaptive_sched.Config(base_lr=base_lr, min_lr=base_lr * lo, max_lr=base_lr * hi, **kwargs)
+                    config = preset_config(m, task, base_lr)
                 if progress:
                     progress(f"torch mirror: {name} {m}")
                 runs[m] = []

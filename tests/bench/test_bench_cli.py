@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def _help() -> str:
 def test_help_documents_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")  # no wrapping inside task names
     text = _help()
-    for opt in ("--out", "--tasks", "--seeds", "--quick", "--full", "--no-torch"):
+    for opt in ("--out", "--tasks", "--seeds", "--quick", "--full", "--no-torch", "--no-compile-cache"):
         assert opt in text
     for name in bench_cli._TASK_NAMES:
         assert name in text
@@ -63,24 +64,39 @@ def test_bad_arguments_exit_with_a_message(argv: list[str], message: str, capsys
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quick_run_end_to_end(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("jax")
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")
+    # In this process the cache stays off (JAX's cache settings are process-wide); test_compile_cache
+    # checks it in fresh processes.
+    monkeypatch.setenv("ADAPTIVE_SCHED_COMPILE_CACHE", "off")
     out = tmp_path / "bench"
     code = _cli.main(["bench", "--quick", "--seeds", "2", "--tasks", "digits-mlp", "--out", str(out)])
     assert code == 0
-    assert str(out / "report.md") in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert str(out / "report.md") in stdout
+    assert re.search(r"wall time [\d.]+ s: compile [\d.]+ s, run [\d.]+ s", stdout)
+    assert "persistent compilation cache off" in stdout
 
     report = (out / "report.md").read_text()
     for heading in ("## Headline", "## Where each preset wins and loses", "### digits-mlp", "## lr sensitivity",
                     "## Torch mirror", "## Timing"):  # fmt: skip
         assert heading in report
     assert "min_lr = lr x 0.01 and max_lr = lr x 10" in report
-    assert "| **ours** |" in report
+    assert re.search(r"^\| \*\*ours\*\* +\|", report, re.M)
+    assert "**Untuned against tuned.**" in report and "vs cosine tuned" in report
+    assert "Compilation cache: persistent compilation cache off." in report
 
     doc = json.loads((out / "results.json").read_text())
     task = doc["tasks"]["digits-mlp"]
+    head = task["summary"]["headline"]
+    assert head["method"] == "ours" and set(head["untuned_vs_tuned"]) == {
+        "constant", "cosine", "onecycle", "plateau", "prodigy", "schedule-free",
+    }  # fmt: skip
+    assert set(head["lr_window"]) == set(task["methods"])
     assert task["seeds"] == 2 and task["grid"] == [0.1, 0.3, 1.0, 3.0, 10.0]
     run = task["runs"]["ours"]["x1"]
     assert len(run["metric"]) == 2 and len(run["loss"]) == 2 and len(run["loss"][0]) == task["steps"]

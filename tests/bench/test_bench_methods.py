@@ -113,3 +113,30 @@ def test_every_method_has_its_own_colour_and_style() -> None:
     names = list(_methods.PRESETS) + list(_methods.PEER_NAMES)
     colors = method_colors(names, set(_methods.PRESETS))
     assert len(set(colors.values())) == len(names)
+
+
+def test_the_recommended_preset_comes_from_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = get_task("logreg", "tiny")
+    assert _methods.RECOMMENDED == "ours"
+    assert _methods.preset_config("ours", task, 0.02) == _methods.recommended_config(0.02)
+    rows = _methods.method_table(task, _methods.get_methods(task, ["ours"]))
+    assert rows[0]["description"] == "Config(lr_rule='trend', reward_rule='trend', min_lr=lr*0.01, max_lr=lr*10)"
+
+    # Swapping the recommended config is one function: the method, its description and the report follow.
+    calls: list[object] = []
+
+    def other(base_lr: object) -> adaptive_sched.Config:
+        calls.append(base_lr)
+        return adaptive_sched.Config(lr_rule="variance", variance_k=2.0, base_lr=base_lr)
+
+    monkeypatch.setattr(_methods, "recommended_config", other)
+    assert _methods.preset_config("ours", task, 0.02) == other(0.02)
+    (method,) = _methods.get_methods(task, ["ours"])
+    expected = "Config(lr_rule='variance', min_lr=lr*0.001, max_lr=lr*10, variance_k=2)"
+    assert method.description == expected
+    assert _methods.method_table(task, [method])[0]["description"] == expected
+    calls.clear()
+    tx = method.build(jnp.float32(0.03), task, 10)
+    assert calls == [jnp.float32(0.03)]  # the optax transformation is built from it
+    state = tx.init({"w": jnp.zeros(3), "b": jnp.zeros(())})
+    assert optax.tree.get(state, "learning_rate") == pytest.approx(0.03)
