@@ -353,6 +353,15 @@ class AdaptiveScheduler(LRScheduler):
         return self._device_mode
 
     @property
+    def signal_world_size(self) -> int:
+        """How many ranks :meth:`observe` averages its signals over (1: local signals only).
+
+        More than 1 when ``sync_signals`` is on and ``torch.distributed`` is
+        initialised with several ranks in ``process_group``.
+        """
+        return self._sync.world_size()
+
+    @property
     def base_lrs(self) -> list[float]:
         """Each param group's base lr (a copy): its lr when every rule leaves the lr alone."""
         return list(self._base_lrs)

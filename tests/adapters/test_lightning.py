@@ -166,8 +166,9 @@ def test_signals_are_averaged_over_ranks() -> None:
     from adaptive_sched.adapters import lightning as adapter
 
     assert adapter.SIGNALS == ("loss", "reward", "grad_norm", "kl")
-    # The other rank: loss 3, reward NaN (supplied, not finite), no grad_norm, no kl; rows (sum, n_finite, n_present).
-    other = torch.tensor([[3.0, 1.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    # The other rank: loss 3, reward NaN (supplied, not finite), no grad_norm, no kl; rows sum, n_finite,
+    # n_present (adaptive_sched._distributed's layout, shared with the torch adapter).
+    other = torch.tensor([[3.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
 
     class Strategy:
         def reduce(self, t: Any, reduce_op: str) -> Any:
