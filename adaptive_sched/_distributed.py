@@ -107,7 +107,8 @@ class SignalSync:
         if not self.enabled or not dist.is_available() or not dist.is_initialized():
             return 1
         if self._world is None:
-            self._world = dist.get_world_size(self.group)
+            # -1 when this rank is not in ``group``: it then keeps its local signals.
+            self._world = max(dist.get_world_size(self.group), 1)
         return self._world
 
     def __call__(self, values: list[Any]) -> list[Any]:
@@ -120,6 +121,8 @@ class SignalSync:
         return unpack_rows(t.tolist())
 
     def _device(self, values: list[Any]) -> list[Any]:
+        if not any(self.uses):  # no rule reads a signal (the same config on every rank): nothing to average
+            return [None] * _N
         dev = self.device
         mask = tuple(v is not None for v in values)
         present = self._present.get(mask)

@@ -71,7 +71,7 @@ class MultiStepsTest(parameterized.TestCase):
         # What multi_steps fixes (so this test can tell the two apart): optax.MultiSteps
         # hands the inner update the last micro-step's loss, 1.0 for the first window.
         tx = optax.MultiSteps(inner(), K)
-        lrs, _ = accumulated(tx, lambda g, s, p, v, r: tx.update(g, s, p, value=v, reward=r))
+        lrs, _ = accumulated(tx, jax.jit(lambda g, s, p, v, r: tx.update(g, s, p, value=v, reward=r)))
         assert lrs[0] != reference()[0]
 
     def test_inside_chain_value_reaches_the_controller(self) -> None:
