@@ -61,9 +61,7 @@ def pack_rows(values: Sequence[float | None]) -> list[list[float]]:
 def unpack_rows(rows: Sequence[Sequence[float]]) -> list[float | None]:
     """The reduced rows back to one value (mean, NaN or None) per signal (see the module docstring)."""
     total, finite, present = rows
-    return [
-        (t / f if f > 0 else math.nan) if p > 0 else None for t, f, p in zip(total, finite, present)
-    ]
+    return [(t / f if f > 0 else math.nan) if p > 0 else None for t, f, p in zip(total, finite, present)]
 
 
 class SignalSync:

@@ -34,12 +34,12 @@ class MultiStepsSignalsState(NamedTuple):
         ``inner.gradient_step``, ``inner.inner_opt_state``).
       total: float32 ``(n_signals,)``: sum of the finite signal values of the
         micro-steps so far in this accumulation window (:data:`SIGNAL_NAMES` order).
-      count: float32 ``(n_signals,)``: how many of them were finite.
+      n_finite: float32 ``(n_signals,)``: how many of them were finite.
     """
 
     inner: optax.MultiStepsState
     total: jax.Array
-    count: jax.Array
+    n_finite: jax.Array
 
 
 def multi_steps(
@@ -99,7 +99,7 @@ def multi_steps(
         x = jnp.stack(values)
         finite = jnp.isfinite(x) & jnp.asarray(given)
         total = state.total + jnp.where(finite, x, 0.0)
-        count = state.count + finite.astype(jnp.float32)
+        count = state.n_finite + finite.astype(jnp.float32)
         mean = jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
         for i, (k, g) in enumerate(zip(_KEYWORDS, given)):
             if g:
@@ -109,7 +109,7 @@ def multi_steps(
         progressed = (inner.mini_step != old.mini_step) | (inner.gradient_step != old.gradient_step)
         emitted = progressed & (inner.mini_step == 0)
         total = jnp.where(emitted, 0.0, jnp.where(progressed, total, state.total))
-        count = jnp.where(emitted, 0.0, jnp.where(progressed, count, state.count))
+        count = jnp.where(emitted, 0.0, jnp.where(progressed, count, state.n_finite))
         return new_updates, MultiStepsSignalsState(inner, total, count)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -10,7 +10,6 @@ array, so every device runs the identical update.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
 
 import jax
 import jax.numpy as jnp

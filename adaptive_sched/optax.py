@@ -13,6 +13,7 @@ Both transformations take the loss as the optax-standard extra argument ``value=
 reward as ``reward=`` (plus optional ``kl=`` and ``grad_norm=``).
 """
 
+from adaptive_sched._multisteps import MultiStepsSignalsState, multi_steps
 from adaptive_sched._optax import (
     AdaptiveHyperparamsState,
     ScaleByControllerState,
@@ -20,7 +21,6 @@ from adaptive_sched._optax import (
     momentum_arg,
     scale_by_controller,
 )
-from adaptive_sched._multisteps import MultiStepsSignalsState, multi_steps
 from adaptive_sched._spmd import pmean_signals
 
 __all__ = [

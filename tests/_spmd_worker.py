@@ -15,15 +15,15 @@ import chex
 
 chex.set_n_cpu_devices(4)  # before JAX initialises its backends
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from jax.sharding import Mesh, NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-import adaptive_sched  # noqa: E402
-from adaptive_sched.optax import inject_hyperparams, pmean_signals, scale_by_controller  # noqa: E402
+import adaptive_sched
+from adaptive_sched.optax import inject_hyperparams, pmean_signals, scale_by_controller
 
 STEPS = 6
 N_DEV = 4
@@ -34,7 +34,9 @@ SCALE_CONFIG = adaptive_sched.Config(lr_rule="loss_decay", base_lr=0.05)
 def data() -> tuple[jax.Array, jax.Array]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 3)).astype(np.float32)
-    y = (x @ np.array([1.0, -2.0, 0.5], np.float32) + rng.normal(size=16).astype(np.float32) * (1 + np.arange(16) // 4)).astype(np.float32)
+    y = (
+        x @ np.array([1.0, -2.0, 0.5], np.float32) + rng.normal(size=16).astype(np.float32) * (1 + np.arange(16) // 4)
+    ).astype(np.float32)
     return jnp.asarray(x), jnp.asarray(y)
 
 
@@ -81,7 +83,13 @@ def sharded(kind: str, axis_name: str | None) -> list[list[float]]:
         return optax.apply_updates(w, u), state, lr_of(kind, state)[None]
 
     step = jax.jit(
-        jax.shard_map(local_step, mesh=mesh, in_specs=(P(), P(), P("data"), P("data")), out_specs=(P(), P(), P("data")), check_vma=False)
+        jax.shard_map(
+            local_step,
+            mesh=mesh,
+            in_specs=(P(), P(), P("data"), P("data")),
+            out_specs=(P(), P(), P("data")),
+            check_vma=False,
+        )
     )
     x, y = jax.device_put(data(), NamedSharding(mesh, P("data")))
     w = jnp.zeros(3)

@@ -48,7 +48,9 @@ def run_ranks(args: Sequence[str], world_size: int = 2, timeout: float = 120.0) 
             }
         )
         procs.append(
-            subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen(
+                [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
         )
     return _collect(procs, timeout)
 
@@ -77,5 +79,5 @@ def _collect(procs: list[subprocess.Popen[str]], timeout: float) -> list[str]:
     failed = timed_out or any(p.returncode != 0 for p in procs)
     if failed:
         report = "\n".join(f"--- process {i} (rc={p.returncode}) ---\n{o}" for i, (p, o) in enumerate(zip(procs, outs)))
-        raise AssertionError(("timed out after %.0fs\n" % timeout if timed_out else "") + report)
+        raise AssertionError((f"timed out after {timeout:.0f}s\n" if timed_out else "") + report)
     return outs

@@ -11,11 +11,11 @@ jax = pytest.importorskip("jax")
 optax = pytest.importorskip("optax")
 chex = pytest.importorskip("chex")
 
-import jax.numpy as jnp  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
+import jax.numpy as jnp
+from absl.testing import parameterized
 
-import adaptive_sched  # noqa: E402
-from adaptive_sched.optax import inject_hyperparams, multi_steps  # noqa: E402
+import adaptive_sched
+from adaptive_sched.optax import inject_hyperparams, multi_steps
 
 CONFIG = adaptive_sched.Config(lr_rule="loss_decay", reward_rule="scaling", base_lr=0.1)
 K = 4

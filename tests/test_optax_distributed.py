@@ -18,13 +18,12 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
 chex = pytest.importorskip("chex")
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
+from launch import run_script
 
-from launch import run_script  # noqa: E402
-
-import adaptive_sched  # noqa: E402
-from adaptive_sched.optax import pmean_signals  # noqa: E402
+import adaptive_sched
+from adaptive_sched.optax import pmean_signals
 
 HERE = Path(__file__).parent
 
@@ -36,7 +35,9 @@ def spmd() -> dict[str, Any]:
     return json.loads(line[len("RESULT ") :])
 
 
-@pytest.mark.parametrize("run,ref", [("shard_map", "reference"), ("pmap", "reference"), ("scale_shard_map", "scale_reference")])
+@pytest.mark.parametrize(
+    "run,ref", [("shard_map", "reference"), ("pmap", "reference"), ("scale_shard_map", "scale_reference")]
+)
 def test_every_device_gets_the_full_batch_lr(spmd: dict[str, Any], run: str, ref: str) -> None:
     per_device = np.array(spmd[run])  # (steps, devices)
     assert per_device.shape[1] == 4

@@ -15,9 +15,8 @@ import time
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
-
 from adaptive_sched.adapters.torch import AdaptiveScheduler
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 ITERS, WARMUP = 400, 50
 
@@ -27,7 +26,11 @@ def main() -> None:
     torch.set_num_threads(1)
     rank = dist.get_rank()
     torch.manual_seed(rank)
-    model = DDP(torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)))
+    model = DDP(
+        torch.nn.Sequential(
+            torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)
+        )
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     synced = AdaptiveScheduler(opt, lr_rule="trend", reward_rule="scaling")
     local = AdaptiveScheduler(opt, lr_rule="trend", reward_rule="scaling", sync_signals=False)

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 from adaptive_sched import Config
-from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 CONFIG = Config(lr_rule="trend", reward_rule="scaling", momentum_rule="inverse", base_lr=0.1, base_momentum=0.9)
 STEPS = 8
@@ -45,7 +45,9 @@ def make(device_mode: bool, **kwargs: Any) -> tuple[torch.optim.Optimizer, Adapt
     return opt, AdaptiveScheduler(opt, CONFIG, device_mode=device_mode, **kwargs)
 
 
-def run(opt: torch.optim.Optimizer, sched: AdaptiveScheduler, rank: int, steps: range, device_mode: bool) -> list[list[float]]:
+def run(
+    opt: torch.optim.Optimizer, sched: AdaptiveScheduler, rank: int, steps: range, device_mode: bool
+) -> list[list[float]]:
     out = []
     for t in steps:
         p = opt.param_groups[0]["params"][0]

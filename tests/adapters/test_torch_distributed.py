@@ -20,14 +20,14 @@ torch = pytest.importorskip("torch")
 if not torch.distributed.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
-from launch import run_ranks  # noqa: E402
+from launch import run_ranks
 
-from adaptive_sched._distributed import pack_rows, unpack_rows  # noqa: E402
-from adaptive_sched._signals import SIGNAL_NAMES  # noqa: E402
+from adaptive_sched._distributed import pack_rows, unpack_rows
+from adaptive_sched._signals import SIGNAL_NAMES
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-import _dist_worker as worker  # noqa: E402
+import _dist_worker as worker
 
 
 def mean_signals(t: int) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def test_packing_layout() -> None:
 def test_single_process_is_untouched() -> None:
     # Not initialised: observe() does no collective and sees its local values.
     assert not torch.distributed.is_initialized()
-    opt, sched = worker.make(False)
-    assert sched._sync.world_size() == 1
+    _, sched = worker.make(False)
+    assert sched.signal_world_size == 1
     with pytest.raises(TypeError, match="sync_signals"):
         worker.make(False, sync_signals="yes")
