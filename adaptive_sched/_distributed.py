@@ -73,7 +73,9 @@ class SignalSync:
     (it is a collective): call ``observe`` once per optimizer step on every rank.
 
     Host mode: the packed tensor is float64 on ``device`` (the parameters'
-    device, so NCCL gets a CUDA tensor); one ``.tolist()`` reads the result.
+    device, so NCCL gets a CUDA tensor; the current CUDA device when the
+    parameters are on the CPU and the group is NCCL only); one ``.tolist()``
+    reads the result.
     Device mode: float32 on ``device``, built, reduced and unpacked with tensor
     operations only (no host synchronisation); since the pattern of supplied
     signals must be known on the host without a sync and must be the same on
@@ -107,6 +109,9 @@ class SignalSync:
         if self._world is None:
             # -1 when this rank is not in ``group``: it then keeps its local signals.
             self._world = max(dist.get_world_size(self.group), 1)
+            if not self.device_mode and self.device.type == "cpu" and dist.get_backend(self.group) == "nccl":
+                # Host mode with parameters on the CPU (e.g. offloaded) and an NCCL-only group.
+                self.device = torch.device("cuda", torch.cuda.current_device())
         return self._world
 
     def __call__(self, values: list[Any]) -> list[Any]:
