@@ -32,8 +32,18 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 def run_ranks(args: Sequence[str], world_size: int = 2, timeout: float = 120.0) -> list[str]:
     """Run ``python args...`` as ``world_size`` torch.distributed ranks (env:// rendezvous); return their outputs.
 
-    Raises AssertionError (with every rank's output) if a rank fails or the timeout passes.
+    Raises AssertionError (with every rank's output) if a rank fails or the timeout passes. If the
+    free port was taken between finding it and binding it, the run is retried once on another one.
     """
+    try:
+        return _run_ranks(args, world_size, timeout)
+    except AssertionError as err:
+        if "address already in use" not in str(err).lower():
+            raise
+        return _run_ranks(args, world_size, timeout)
+
+
+def _run_ranks(args: Sequence[str], world_size: int, timeout: float) -> list[str]:
     port = free_port()
     procs = []
     for rank in range(world_size):
