@@ -46,11 +46,13 @@ import lightning.pytorch as pl
 import torch
 from torch.optim import Optimizer
 
+from adaptive_sched._distributed import pack_rows, unpack_rows
+from adaptive_sched._signals import SIGNAL_NAMES
 from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 __all__ = ["AdaptiveSchedulerCallback"]
 
-_OBSERVE_ARG = {"loss": "loss", "reward": "R", "grad_norm": "grad_norm", "kl": "kl"}
+_OBSERVE_ARG = {name: "R" if name == "reward" else name for name in SIGNAL_NAMES}
 SIGNALS: tuple[str, ...] = tuple(_OBSERVE_ARG)
 _STATE_KEYS = frozenset({"pending", "consumed", "skipped"})
 
@@ -95,10 +97,13 @@ class AdaptiveSchedulerCallback(pl.Callback):
     passed as NaN (held, and counted in ``State.skipped``).
 
     **Several processes** (DDP and the like): each rank's ``training_step``
-    returns its local values, so the callback averages each signal over the
-    ranks (one all-reduce of a 4x3 tensor per optimizer step) before
-    ``observe``: every rank's controller sees the same signals and sets the
-    same lr.
+    returns its local values, and each signal is averaged over the ranks that
+    observed it (one all-reduce of a small packed tensor per optimizer step)
+    before the update: every rank's controller sees the same signals and sets
+    the same lr. On torch.distributed the scheduler's ``observe`` does it; when
+    the scheduler does not average itself (``sync_signals=False``, or a
+    strategy not on torch.distributed) the callback averages through
+    ``trainer.strategy.reduce``, in the same layout.
 
     **Checkpoints.** The scheduler is saved and restored by Lightning with
     the optimizers. This callback's own state (values of micro-batches not yet
@@ -222,7 +227,9 @@ class AdaptiveSchedulerCallback(pl.Callback):
         pending, self._pending = self._pending, {}
         self._observed_at = n
         signals = {name: _mean(vals) for name, vals in pending.items()}
-        if trainer.world_size > 1:
+        if trainer.world_size > 1 and self.scheduler.signal_world_size == 1:
+            # The scheduler does not average over torch.distributed ranks itself (opted out,
+            # or a strategy not on torch.distributed): average here, in the same layout.
             signals = _mean_over_ranks(trainer, pl_module, signals)
         self.scheduler.observe(**{_OBSERVE_ARG[name]: v for name, v in signals.items()})
 
@@ -257,22 +264,15 @@ def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) ->
     """Each signal averaged over the ranks' finite values (one all-reduce), so every rank sets the same lr.
 
     Every rank runs ``on_train_batch_end`` after the same optimizer step, so
-    the collective is matched. A signal no rank supplied stays absent; one
-    that ranks supplied but none finitely becomes NaN (not observed, counted).
+    the collective is matched. The layout and the rule are the torch
+    adapter's (:mod:`adaptive_sched._distributed`): a signal no rank supplied
+    stays absent; one that ranks supplied but none finitely becomes NaN (not
+    observed, counted).
     """
-    rows = []
-    for name in SIGNALS:
-        v = signals.get(name)
-        present = v is not None
-        finite = present and math.isfinite(v)  # type: ignore[arg-type]
-        rows.append([v if finite else 0.0, 1.0 if finite else 0.0, 1.0 if present else 0.0])
-    t = torch.tensor(rows, dtype=torch.float32, device=pl_module.device)  # float32: what the core reads
+    # float64: the host path reads Python floats; the mean of equal values is exact.
+    t = torch.tensor(pack_rows([signals.get(name) for name in SIGNALS]), dtype=torch.float64, device=pl_module.device)
     t = trainer.strategy.reduce(t, reduce_op="sum")
-    out: dict[str, float] = {}
-    for name, (total, n_finite, n_present) in zip(SIGNALS, t.tolist()):
-        if n_present > 0:
-            out[name] = total / n_finite if n_finite > 0 else math.nan
-    return out
+    return {name: v for name, v in zip(SIGNALS, unpack_rows(t.tolist())) if v is not None}
 
 
 def _as_float(name: str, value: Any) -> float:

@@ -26,6 +26,7 @@ from adaptive_sched import _scalar
 from adaptive_sched._checkpoint import check_entry, state_from_dict, state_to_dict
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
 from adaptive_sched._core import SIGNAL_LIMIT, Hparams, State, init, signal_usage
+from adaptive_sched._distributed import SignalSync
 from adaptive_sched._hostpath import HostController, flatten_state
 from adaptive_sched._signals import SIGNAL_NAMES, from_keywords
 
@@ -195,6 +196,22 @@ class AdaptiveScheduler(LRScheduler):
     ``lr_rule == "grad_norm"``, the one rule that reads it; otherwise
     ``model`` is ignored. An explicit ``grad_norm=`` always takes precedence.
 
+    **Several processes** (DDP, FSDP, Accelerate, ``torchrun``). When
+    ``torch.distributed`` is initialised and ``process_group`` (default: the
+    default group) has more than one rank, :meth:`observe` averages its
+    signals over the ranks with one ``all_reduce`` of one small packed tensor
+    (:mod:`adaptive_sched._distributed`) before the update, so every rank sets
+    the identical lr and momentum. A signal that is ``None``/NaN on some ranks
+    is averaged over the ranks that have a finite value; NaN on every rank
+    that supplied it is "not observed". ``observe`` is then a collective:
+    call it on every rank, once per optimizer step (:meth:`step` is not: its
+    signal-less update is the same on every rank). Device mode keeps the
+    all-reduce on device without a host sync; there every signal an active
+    rule reads is passed to the update (NaN when no rank observed it, which
+    ``State.skipped`` counts) and signals no rule reads are dropped. Every
+    rank holds the same state, so rank 0's :meth:`state_dict` restores every
+    rank. ``sync_signals=False`` opts out (each rank uses its local signals).
+
     **Bad input.** ``None``, NaN and +-inf signals are "not observed" (the
     core's rule): hyperparameters hold and stay finite and within bounds.
     Finite values beyond ``SIGNAL_LIMIT`` (a Python ``1e40``, a float64
@@ -228,6 +245,10 @@ class AdaptiveScheduler(LRScheduler):
         ``config_kwargs``.
       device_mode: run the controller on the optimizer's device with no host
         synchronisation (see above). Default: host mode.
+      sync_signals: when ``torch.distributed`` is initialised with more than
+        one rank, average each :meth:`observe`'s signals over the ranks (see
+        "Several processes"). ``False``: every rank uses its local signals.
+      process_group: the group to average over (default: the default group).
       **config_kwargs: :class:`adaptive_sched.Config` fields (``lr_rule=``,
         ``min_lr=``, ...).
 
@@ -245,6 +266,8 @@ class AdaptiveScheduler(LRScheduler):
         config: Config | None = None,
         *,
         device_mode: bool = False,
+        sync_signals: bool = True,
+        process_group: Any = None,
         **config_kwargs: Any,
     ) -> None:
         # LRScheduler.__init__ is deliberately not called (see the class docstring).
@@ -284,6 +307,13 @@ class AdaptiveScheduler(LRScheduler):
         # signal-less first update would set (clock-driven rules, i.e. warmup and
         # cyclical, start where they should), without advancing the controller.
         self._hp: Any = self._ctl.compiled(_NONE)(list(self._ctl.flat), *_NO_SIGNALS)
+        # Several processes: observe() averages its signals over the ranks (adaptive_sched._distributed).
+        if not isinstance(sync_signals, bool):
+            raise TypeError(f"AdaptiveScheduler(sync_signals=...) must be a bool, got {sync_signals!r}")
+        uses = signal_usage(config)[0]
+        self._sync = SignalSync(
+            sync_signals, process_group, _first_param(optimizer).device, device_mode, [uses[n] for n in SIGNAL_NAMES]
+        )
 
         # Step bookkeeping (see "When the controller advances").
         self._counter = _StepCounter()
@@ -447,6 +477,15 @@ class AdaptiveScheduler(LRScheduler):
     def device_mode(self) -> bool:
         """Whether the controller runs on the optimizer's device (see the class docstring)."""
         return self._device_mode
+
+    @property
+    def signal_world_size(self) -> int:
+        """How many ranks :meth:`observe` averages its signals over (1: local signals only).
+
+        More than 1 when ``sync_signals`` is on and ``torch.distributed`` is
+        initialised with several ranks in ``process_group``.
+        """
+        return self._sync.world_size()
 
     @property
     def base_lrs(self) -> list[float]:
@@ -622,6 +661,7 @@ class AdaptiveScheduler(LRScheduler):
         else:
             # Python floats and None pass straight through (the hot path).
             values = [v if v is None or type(v) is float else _host_signal(lb, v) for lb, v in zip(labels, values)]
+        values = self._sync(values)  # mean over the ranks when torch.distributed runs several (one all-reduce)
         fn = self._ctl.compiled(tuple(v is not None for v in values))
         flat = self._ctl.flat
         if replace:

@@ -13,6 +13,7 @@ import optax
 from adaptive_sched._config import Config
 from adaptive_sched._core import Hparams, Signals, State, init, signal_usage, update
 from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._spmd import pmean_signals
 
 __all__ = [
     "AdaptiveHyperparamsState",
@@ -99,6 +100,7 @@ def inject_hyperparams(
     *,
     schedule: optax.Schedule | None = None,
     static_args: str | tuple[str, ...] = (),
+    axis_name: Any = None,
 ) -> Callable[..., optax.GradientTransformationExtraArgs]:
     """Wrap an optax optimizer factory so the controller sets its lr (and momentum).
 
@@ -138,6 +140,11 @@ def inject_hyperparams(
         ``lr_t = clip(schedule(t) * lr_scale_t, min_lr, max_lr)``, with ``t``
         the number of updates so far.
       static_args: forwarded to :func:`optax.inject_hyperparams`.
+      axis_name: inside ``jax.shard_map``/``jax.pmap``, the mapped axis (or
+        tuple of axes) to average the signals over with ``lax.psum`` before
+        the update (:func:`adaptive_sched.optax.pmean_signals`), so every
+        device sets the same hyperparameters from the global signals. Leave
+        it ``None`` under plain ``jit`` (global view) and on one device.
 
     Returns:
       A function taking the factory's other arguments and returning an
@@ -200,6 +207,7 @@ def inject_hyperparams(
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
             signals = _signals(updates, config, value, extra_args)
+            signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
             controller, hp, cfg = _step_controller(config, state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
             hyperparams["learning_rate"] = _scheduled_lr(hp, cfg, schedule, state.controller.step)
@@ -224,7 +232,7 @@ def _scheduled_lr(hp: Hparams, cfg: Config, schedule: optax.Schedule | None, cou
 
 
 def scale_by_controller(
-    config: Config, *, schedule: optax.Schedule | None = None
+    config: Config, *, schedule: optax.Schedule | None = None, axis_name: Any = None
 ) -> optax.GradientTransformationExtraArgs:
     """Scale updates by the controller's ``lr / base_lr``, for any optax chain.
 
@@ -243,6 +251,9 @@ def scale_by_controller(
     With ``schedule`` (an optax schedule giving the base lr per step), the
     scale is ``clip(schedule(t) * lr_scale_t, min_lr, max_lr) / base_lr``, so
     the chain's optimizer should still use ``learning_rate=config.base_lr``.
+
+    ``axis_name``: as in :func:`inject_hyperparams` (signals averaged over a
+    ``shard_map``/``pmap`` axis).
 
     Raises:
       ValueError: if ``config.momentum_rule`` is not ``"none"`` (scaling updates
@@ -273,6 +284,7 @@ def scale_by_controller(
     ) -> tuple[Any, ScaleByControllerState]:
         del params
         signals = _signals(updates, config, value, extra_args)
+        signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
         controller, hp, cfg = _step_controller(config, state.controller, signals)
         if schedule is not None:
             lr = _scheduled_lr(hp, cfg, schedule, state.controller.step)

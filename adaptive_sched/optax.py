@@ -4,10 +4,16 @@
   writes its ``learning_rate`` (and ``b1``/``momentum``) every step.
 * :func:`scale_by_controller` scales the updates of any chain by ``lr / base_lr``.
 
-Both take the loss as the optax-standard extra argument ``value=`` and the
+* :func:`multi_steps` is ``optax.MultiSteps`` (gradient accumulation) whose
+  inner update reads the mean of the micro-steps' signals.
+* :func:`pmean_signals` averages signals over a ``shard_map``/``pmap`` axis
+  (the transformations do it themselves with ``axis_name=``).
+
+Both transformations take the loss as the optax-standard extra argument ``value=`` and the
 reward as ``reward=`` (plus optional ``kl=`` and ``grad_norm=``).
 """
 
+from adaptive_sched._multisteps import MultiStepsSignalsState, multi_steps
 from adaptive_sched._optax import (
     AdaptiveHyperparamsState,
     ScaleByControllerState,
@@ -15,11 +21,15 @@ from adaptive_sched._optax import (
     momentum_arg,
     scale_by_controller,
 )
+from adaptive_sched._spmd import pmean_signals
 
 __all__ = [
     "AdaptiveHyperparamsState",
+    "MultiStepsSignalsState",
     "ScaleByControllerState",
     "inject_hyperparams",
     "momentum_arg",
+    "multi_steps",
+    "pmean_signals",
     "scale_by_controller",
 ]

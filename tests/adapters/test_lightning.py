@@ -166,8 +166,9 @@ def test_signals_are_averaged_over_ranks() -> None:
     from adaptive_sched.adapters import lightning as adapter
 
     assert adapter.SIGNALS == ("loss", "reward", "grad_norm", "kl")
-    # The other rank: loss 3, reward NaN (supplied, not finite), no grad_norm, no kl; rows (sum, n_finite, n_present).
-    other = torch.tensor([[3.0, 1.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    # The other rank: loss 3, reward NaN (supplied, not finite), no grad_norm, no kl; rows sum, n_finite,
+    # n_present (adaptive_sched._distributed's layout, shared with the torch adapter).
+    other = torch.tensor([[3.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
 
     class Strategy:
         def reduce(self, t: Any, reduce_op: str) -> Any:
@@ -180,3 +181,38 @@ def test_signals_are_averaged_over_ranks() -> None:
     out = adapter._mean_over_ranks(trainer, module, {"loss": 1.0, "reward": math.nan})
     assert out["loss"] == 2.0 and math.isnan(out["reward"])  # supplied by both ranks, finite on none
     assert "kl" not in out and "grad_norm" not in out  # no rank supplied them: not observed
+
+
+def test_no_second_all_reduce_when_the_scheduler_averages_itself() -> None:
+    """On torch.distributed the scheduler's observe() averages; the callback must not reduce too."""
+    from types import SimpleNamespace
+
+    from adaptive_sched.adapters.lightning import AdaptiveSchedulerCallback
+    from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = AdaptiveScheduler(opt, lr_rule="loss_decay")
+    seen: list[list[Any]] = []
+
+    class TwoRanks:  # stands in for the scheduler's torch.distributed averaging
+        def world_size(self) -> int:
+            return 2
+
+        def __call__(self, values: list[Any]) -> list[Any]:
+            seen.append(list(values))
+            return values
+
+    reduced: list[Any] = []
+    strategy = SimpleNamespace(reduce=lambda t, reduce_op: reduced.append(t) or t)
+    trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=1, strategy=strategy, callback_metrics={})
+    module = SimpleNamespace(automatic_optimization=True, device=torch.device("cpu"))
+    cb = AdaptiveSchedulerCallback(sched)
+    local = sched._sync  # torch.distributed not initialised: world size 1
+    for own_average in (True, False):
+        sched._sync = TwoRanks() if own_average else local
+        p.grad = torch.ones(2)
+        opt.step()
+        cb.on_train_batch_end(trainer, module, torch.tensor(2.0), None, 0)  # type: ignore[arg-type]
+    assert len(seen) == 1 and seen[0][0] == 2.0  # the scheduler averaged the first step...
+    assert len(reduced) == 1  # ...and the callback reduced only the second one
