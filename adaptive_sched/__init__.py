@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from adaptive_sched._config import (
+    ANNEAL_RULES,
     KL_RULES,
     LR_RULES,
     MOMENTUM_RULES,
@@ -22,6 +23,7 @@ from adaptive_sched._config import (
     Config,
 )
 from adaptive_sched._core import EmaState, Hparams, Signals, State, init, update
+from adaptive_sched._recommended import recommended
 from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANNEAL_RULES",
     "AdaptiveScheduler",
     "Config",
     "EmaState",
@@ -43,6 +46,7 @@ __all__ = [
     "State",
     "config_grid",
     "init",
+    "recommended",
     "state_from_dict",
     "state_to_dict",
     "sweep",

@@ -18,6 +18,7 @@ from adaptive_sched import _pytree, _rules
 __all__ = [
     "CORE_KNOBS",
     "FIELD_CHECKS",
+    "ANNEAL_RULES",
     "KL_RULES",
     "LR_RULES",
     "MOMENTUM_RULES",
@@ -122,6 +123,7 @@ LR_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["lr_rule"])
 MOMENTUM_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["momentum_rule"])
 REWARD_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["reward_rule"])
 KL_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["kl_rule"])
+ANNEAL_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["anneal_rule"])
 
 RULE_FIELDS: Mapping[str, tuple[str, ...]] = _LiveMap(lambda: _D.rule_fields)
 """Rule field -> allowed rule names (``"none"`` first), from the registry."""
@@ -201,6 +203,7 @@ class Config:
         momentum_rule: str
         reward_rule: str
         kl_rule: str
+        anneal_rule: str
 
         def __getattr__(self, name: str) -> Any: ...
 

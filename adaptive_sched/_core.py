@@ -223,6 +223,7 @@ class _Obs(NamedTuple):
     prev_hat: Any  # smoothed value before this step
     var_hat: Any  # bias-corrected variance after this step
     ema: EmaState
+    x: Any = 0.0  # this step's raw value, clipped to +-SIGNAL_LIMIT (0 if not observed)
 
 
 def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> _Obs:
@@ -255,6 +256,7 @@ def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> _Obs
         prev_hat=prev_hat,
         var_hat=var_hat,
         ema=EmaState(mean=mean, var=var, decay_pow=pow_, ref=ref),
+        x=xs,
     )
 
 
@@ -277,7 +279,7 @@ def _held(xp: Any, ema: EmaState) -> _Obs:
     # Python False lets the host-path compiler prune every rule that reads this
     # signal; array namespaces need an array (torch's where rejects a bool).
     never = False if getattr(xp, "IS_SCALAR", False) else xp.logical_and(has_prev, xp.logical_not(has_prev))
-    return _Obs(ok=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema)
+    return _Obs(ok=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema, x=hat)
 
 
 # --------------------------------------------------------------------------- the step

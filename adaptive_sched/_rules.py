@@ -354,6 +354,7 @@ for _fam in (
     Family("momentum", "momentum rule, from the smoothed loss"),
     Family("reward", "reward-driven lr rule"),
     Family("kl", "KL-driven lr rule", title="KL"),
+    Family("anneal", "horizon-free annealing of the lr by a stationarity test on the loss"),
 ):
     FAMILIES[_fam.name] = _fam
 
@@ -367,6 +368,9 @@ TREND_THRESHOLD = knob(
 DECAY_K = knob("decay_k", 1e-3, _nonneg, "``k`` of ``loss_decay``.")
 VARIANCE_K = knob("variance_k", 1.0, _nonneg, "strength of the loss ``variance`` rule.")
 GRAD_NORM_POWER = knob("grad_norm_power", 1.0, _nonneg, "exponent ``p`` of the ``grad_norm`` rule.")
+GRAD_NORM_REF_BETA = knob(
+    "grad_norm_ref_beta", 0.99, _beta, "EMA decay of the ``grad_norm`` rule's slow reference norm, in [0, 1)."
+)
 CYCLE_LENGTH = knob("cycle_length", 1000.0, _ge1, "period of the ``cyclical`` rule, in update calls (>= 1).")
 MOMENTUM_A = knob("momentum_a", 1.0, _positive, "``a`` of the ``exp`` momentum rule (> 0).")
 MOMENTUM_GAIN = knob("momentum_gain", 1.0, _nonneg, "gain of the ``relative`` momentum rule (>= 0).")
@@ -385,11 +389,28 @@ REWARD_VARIANCE_K = knob("reward_variance_k", 1.0, _nonneg, "strength of the rew
 KL_TARGET = knob("kl_target", 0.1, _positive, "KL the ``target`` rule steers towards (> 0).")
 KL_GAIN = knob("kl_gain", 0.1, _nonneg, "log-lr change per step per unit of clipped relative KL error.")
 KL_CLIP = knob("kl_clip", 0.2, _positive, "clip of the relative KL error ``KL/target - 1`` (> 0).")
+_flag = (lambda v: (v == 0) | (v == 1), "0 or 1")
+ANNEAL_MIN_SAMPLES = knob(
+    "anneal_min_samples", 30.0, _ge1, "observations at the current lr before the first test (``n_min``, >= 1)."
+)
+ANNEAL_TEST_EVERY = knob("anneal_test_every", 5.0, _ge1, "observations between tests once ``n >= n_min`` (>= 1).")
+ANNEAL_WINDOW_POWER = knob(
+    "anneal_window_power", 1.0, _nonneg,
+    "``c`` of the growing window: observation ``i`` of ``n`` weighs ``(i/n)^c`` (0: plain OLS).",
+)
+ANNEAL_Z_DROP = knob(
+    "anneal_z_drop", 1.0, _nonneg, "one-sided z of the stationarity test: cut unless ``T < -t_q(z)`` (>= 0)."
+)
+ANNEAL_DROP = knob("anneal_drop", 0.7, _down, "lr factor when the test finds no significant progress (in (0, 1]).")
+ANNEAL_UP = knob("anneal_up", 2.0, _up, "lr factor per growth test passed before the first cut (>= 1).")
+ANNEAL_Z_UP = knob("anneal_z_up", 1.645, _nonneg, "z of the growth test: grow only if ``T < -t_q(z_up)`` (>= 0).")
+ANNEAL_GROW = knob("anneal_grow", 1.0, _flag, "1 to allow the growth phase before the first cut, 0 to disable.")
 
 for _k in (
     TREND_UP, TREND_DOWN, TREND_THRESHOLD, DECAY_K, VARIANCE_K, GRAD_NORM_POWER, CYCLE_LENGTH,
     MOMENTUM_A, MOMENTUM_GAIN, REWARD_CENTER, REWARD_SPAN, REWARD_UP, REWARD_DOWN, REWARD_THRESHOLD,
-    REWARD_VARIANCE_K, KL_TARGET, KL_GAIN, KL_CLIP,
+    REWARD_VARIANCE_K, KL_TARGET, KL_GAIN, KL_CLIP, GRAD_NORM_REF_BETA, ANNEAL_MIN_SAMPLES,
+    ANNEAL_TEST_EVERY, ANNEAL_WINDOW_POWER, ANNEAL_Z_DROP, ANNEAL_DROP, ANNEAL_UP, ANNEAL_Z_UP, ANNEAL_GROW,
 ):  # fmt: skip
     KNOBS[_k.name] = _k
 
@@ -452,16 +473,28 @@ def loss_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
 
 
 def grad_norm(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
-    """Grad norm: ``eta = base * (g_ref / g^_t)^p`` with ``g_ref`` the first smoothed gradient norm.
+    """Grad norm: ``eta = base * (g_slow / g^_t)^p``, the smoothed norm against a slow EMA of itself.
 
-    Scale free: the lr falls when gradients grow (explosions) and rises as they
-    shrink, as in normalised gradient descent (Hazan et al., 2015, "Beyond
-    Convexity: Stochastic Quasi-Convex Optimization").
+    ``g^_t`` is the norm's bias-corrected EMA (decay ``ema_beta``) and
+    ``g_slow`` a bias-corrected EMA with the slower decay ``grad_norm_ref_beta``
+    (Kingma & Ba, 2015, Sec. 3), kept in the rule's slots. The lr falls on a
+    transient rise of the norm (explosions) and recovers as the slow average
+    catches up, as in normalised gradient descent (Hazan et al., 2015, "Beyond
+    Convexity: Stochastic Quasi-Convex Optimization"); a drift of the norm over
+    the run (RL: the policy leaves its starting point and the norm grows
+    several-fold) no longer ratchets the lr down, as the first smoothed norm
+    did as reference. Scale free.
     """
+    b = knobs.ref_beta
+    x = xp.clip(obs.x, 0.0, SIGNAL_LIMIT)
+    slow = xp.where(obs.ok, b * ctx.slots["slow"] + (1.0 - b) * x, ctx.slots["slow"])
+    pow_ = xp.where(obs.ok, ctx.slots["slow_pow"] * b, ctx.slots["slow_pow"])
+    seen = obs.ema.decay_pow < 1.0
+    slow_hat = slow / xp.where(seen, 1.0 - pow_, 1.0)
     lg = xp.log(xp.clip(obs.hat, _TINY, SIGNAL_LIMIT))
-    lref = xp.log(xp.clip(obs.ema.ref, _TINY, SIGNAL_LIMIT))
+    lref = xp.log(xp.clip(slow_hat, _TINY, SIGNAL_LIMIT))
     out = knobs.power * (lref - lg)
-    return xp.where(obs.ema.decay_pow < 1.0, out, 0.0)
+    return xp.where(seen, out, 0.0), {"slow": slow, "slow_pow": pow_}
 
 
 def cyclical(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> tuple[Any, Any]:
@@ -559,6 +592,97 @@ def kl_target(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     return xp.where(obs.ok, inc, 0.0)
 
 
+# --------------------------------------------------------------------------- anneal rules
+
+
+def _or(xp: Any, a: Any, b: Any) -> Any:
+    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
+
+
+ANNEAL_SLOTS = ("n", "w", "w2", "mt", "my", "ctt", "cty", "cyy", "growing", "prev_slope", "tstat")
+
+
+def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
+    r"""Slope test: cut the lr by ``drop`` once the loss shows no significant downward slope at the current lr.
+
+    SASA/SLOPE (Lang, Zhang & Xiao, 2019, "Using Statistics to Automate
+    Stochastic Optimization", NeurIPS; the loss-only SLOPE test of the
+    ``microsoft/statopt`` reference code) made horizon-free and O(1). Within a
+    *leg* (the ``n`` observations since the lr last changed, ``i = 1..n``) the
+    rule fits ``y_i ~ a + b*i`` to the raw loss by weighted least squares with
+    weights ``w_i = (i/n)^c`` (a growing window, the O(1) analogue of SLOPE's
+    leaky bucket that keeps the most recent fraction of the samples), updated
+    with forgetting ``rho_n = ((n-1)/n)^c`` as (West, 1979, CACM 22(9))
+    ``W = rho*W + 1``, ``t_bar += (n - t_bar)/W``, ``C_ty = rho*C_ty + (n - t_bar_old)(y - y_bar)``
+    and likewise ``C_tt``, ``C_yy``. With Kish's effective sample size
+    ``n_e = W^2 / sum w_i^2``:
+
+    ``b = C_ty/C_tt``, ``s^2 = (C_yy - b*C_ty)/W * n_e/(n_e - 2)``,
+    ``T = b / sqrt(s^2 * W / (n_e * C_tt))``.
+
+    A test runs when ``n >= n_min`` and ``n mod k = 0`` (``anneal_min_samples``,
+    ``anneal_test_every``), against the Student-t quantile with ``n_e - 2``
+    degrees of freedom (Cornish-Fisher: ``t_q(z) = z*(1 + (z^2 + 1)/(4*(n_e - 2)))``):
+
+    * *anneal*: ``T > -t_q(z_drop)`` (progress is within noise: the iterates are
+      stationary at this lr): ``eta <- eta * drop`` and the leg restarts;
+    * *grow* (before the first cut only, when ``anneal_grow = 1``; the warm-up
+      role of SALSA, Zhang et al., 2020, without its line search):
+      ``T < -t_q(z_up)`` and the slope at least as steep as at the previous
+      growth: ``eta <- eta * up`` and the leg restarts; significant progress
+      that is not steeper ends the growth phase;
+    * otherwise the lr holds.
+
+    So the lr never falls faster than one ``drop`` per ``n_min`` observations,
+    and needs no total step count. On a stationary stream the first test cuts
+    with probability about ``Phi(z_drop)``; a loss falling clearly faster than
+    its noise is never cut. Non-finite losses are not observed.
+    """
+    sl = ctx.slots
+    ok = obs.ok
+    y = obs.x
+    n = sl["n"] + 1.0
+    rho = xp.where(n > 1.0, xp.exp(knobs.window_power * xp.log(xp.clip((n - 1.0) / n, _TINY, 1.0))), 0.0)
+    w = rho * sl["w"] + 1.0
+    w2 = rho * rho * sl["w2"] + 1.0
+    dt = n - sl["mt"]
+    dy = y - sl["my"]
+    mt = sl["mt"] + dt / w
+    my = sl["my"] + dy / w
+    ctt = rho * sl["ctt"] + dt * (n - mt)
+    cty = rho * sl["cty"] + dt * (y - my)
+    cyy = rho * sl["cyy"] + dy * (y - my)
+
+    ne = w * w / xp.clip(w2, _TINY, 1e30)
+    dof = xp.clip(ne - 2.0, 1.0, 1e30)
+    ctt_s = xp.clip(ctt, _TINY, 1e30)
+    b = cty / ctt_s
+    rss = xp.clip(cyy - b * cty, 0.0, 1e30)
+    sigma2 = rss / xp.clip(w, _TINY, 1e30) * ne / dof
+    se = xp.sqrt(xp.clip(sigma2 * w / (xp.clip(ne, _TINY, 1e30) * ctt_s), _TINY, 1e30))
+    tstat = xp.clip(b / se, -1e30, 1e30)  # a perfectly flat leg (rss = 0, b = 0) has T = 0: stationary
+    tq_drop = knobs.z_drop * (1.0 + (knobs.z_drop * knobs.z_drop + 1.0) / (4.0 * dof))
+    tq_up = knobs.z_up * (1.0 + (knobs.z_up * knobs.z_up + 1.0) / (4.0 * dof))
+
+    due = xp.logical_and(n >= knobs.min_samples, n - knobs.test_every * xp.floor(n / knobs.test_every) < 0.5)
+    test = xp.logical_and(ok, due)
+    stationary = xp.logical_and(test, tstat > -tq_drop)
+    growing = sl["growing"] > 0.5
+    strong = xp.logical_and(xp.logical_and(test, tstat < -tq_up), growing)
+    steeper = b <= sl["prev_slope"]
+    grow_now = xp.logical_and(xp.logical_and(strong, steeper), knobs.grow > 0.5)
+    stop_growing = _or(xp, _or(xp, stationary, xp.logical_and(strong, xp.logical_not(steeper))), knobs.grow < 0.5)
+    change = _or(xp, stationary, grow_now)
+    inc = xp.where(stationary, xp.log(knobs.drop), xp.where(grow_now, xp.log(knobs.up), 0.0))
+
+    fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy}
+    new = {k: xp.where(ok, xp.where(change, 0.0, v), sl[k]) for k, v in fresh.items()}
+    new["growing"] = xp.where(xp.logical_and(ok, stop_growing), 0.0, sl["growing"])
+    new["prev_slope"] = xp.where(xp.logical_and(ok, grow_now), b, sl["prev_slope"])
+    new["tstat"] = xp.where(test, tstat, sl["tstat"])
+    return xp.where(ok, inc, 0.0), new
+
+
 for _rule in (
     Rule("lr", "loss_decay", "increment", "loss", loss_decay, {"k": DECAY_K},
          formula='`η_{t+1} = η_t / (1 + k·max(ℓ̂_t, 0))` (`decay_k`)'),
@@ -567,8 +691,9 @@ for _rule in (
          formula='`η ← η·up` if `ℓ̂_t < ℓ̂_{t-1} − thr·|ℓ̂_{t-1}|`, else `η·down` (`trend_up/down/threshold`)'),
     Rule("lr", "variance", "factor", "loss", loss_variance, {"k": VARIANCE_K}, variance=True,
          formula='`η = base / (1 + k·σ̂_t/|ℓ̂_t|)` (`variance_k`)'),
-    Rule("lr", "grad_norm", "factor", "grad_norm", grad_norm, {"power": GRAD_NORM_POWER},
-         formula='`η = base·(ĝ_ref/ĝ_t)^p`, `ĝ_ref` the first smoothed norm (`grad_norm_power`)'),
+    Rule("lr", "grad_norm", "factor", "grad_norm", grad_norm, {"power": GRAD_NORM_POWER, "ref_beta": GRAD_NORM_REF_BETA},
+         slots=(Slot("slow"), Slot("slow_pow", init=1.0)),
+         formula='`η = base·(ĝ_slow/ĝ_t)^p`, `ĝ_slow` a slow EMA of the norm (`grad_norm_power`, `grad_norm_ref_beta`)'),
     Rule("lr", "cyclical", "clock", None, cyclical, {"length": CYCLE_LENGTH},
          formula='SGDR: `η = min + (max−min)(1+cos(π·p_t))/2`, `p_t = ((t−1) mod T)/T`; smoothing restarts each cycle (`cycle_length`)'),
     Rule("momentum", "inverse", "momentum", "loss", momentum_inverse,
@@ -589,6 +714,11 @@ for _rule in (
          formula='`η = base / (1 + k·σ̂_R/span)` (`reward_variance_k`, `reward_span`)'),
     Rule("kl", "target", "increment", "kl", kl_target, {"target": KL_TARGET, "gain": KL_GAIN, "clip": KL_CLIP},
          formula='`η ← η·exp(−gain·clip(KL̂/target − 1, −c, c))` (`kl_target`, `kl_gain`, `kl_clip`; Ziegler et al. 2019)'),
+    Rule("anneal", "slope", "increment", "loss", anneal_slope,
+         {"min_samples": ANNEAL_MIN_SAMPLES, "test_every": ANNEAL_TEST_EVERY, "window_power": ANNEAL_WINDOW_POWER,
+          "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
+         slots=tuple(Slot(k, init=1.0 if k == "growing" else 0.0) for k in ANNEAL_SLOTS),
+         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once `n ≥ n_min`: `η ← η·drop` if `T > −t_q(z_drop)` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)'),
 ):  # fmt: skip
     RULES[_rule.key] = _rule
 

@@ -15,7 +15,7 @@ def test_defaults_are_valid_and_derived_bounds() -> None:
     cfg = A.Config(base_lr=0.02)
     assert cfg.min_lr == pytest.approx(2e-5)
     assert cfg.max_lr == pytest.approx(0.2)
-    assert cfg.rules == ("none", "none", "none", "none")
+    assert cfg.rules == ("none",) * len(RULE_FIELDS)
 
 
 def test_every_numeric_field_has_a_check_and_a_default() -> None:

@@ -198,10 +198,30 @@ def test_variance_rule_lowers_lr_under_noise_only() -> None:
     assert lrs(noisy)[-1] < 0.8e-3
 
 
-def test_grad_norm_rule_normalises_by_smoothed_norm() -> None:
-    cfg = A.Config(lr_rule="grad_norm", ema_beta=0.0, grad_norm_power=1.0)
-    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in (2.0, 4.0, 1.0, 0.0)], _scalar)
-    np.testing.assert_allclose(lrs(hps), [1e-3, 5e-4, 2e-3, 1e-2], rtol=1e-12)  # last: clamped at max
+def test_grad_norm_rule_normalises_by_a_slow_ema_of_the_norm() -> None:
+    # Hand computation: g^_t = g_t (ema_beta=0); g_slow the bias-corrected EMA with decay b.
+    b = 0.9
+    cfg = A.Config(lr_rule="grad_norm", ema_beta=0.0, grad_norm_power=1.0, grad_norm_ref_beta=b)
+    norms = (2.0, 4.0, 1.0, 0.0)
+    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in norms], _scalar)
+    expected, m = [], 0.0
+    for n, g in enumerate(norms, 1):
+        m = b * m + (1 - b) * g
+        slow = m / (1 - b**n)
+        expected.append(min(1e-3 * slow / max(g, 1e-30), 1e-2))  # last: g = 0, clamped at max_lr
+    np.testing.assert_allclose(lrs(hps), expected, rtol=1e-6)
+
+
+def test_grad_norm_rule_damps_a_spike_and_forgets_a_drift() -> None:
+    cfg = A.Config(lr_rule="grad_norm", grad_norm_power=1.0)
+    drift = [1.0 * 1.01**t for t in range(600)]  # the norm grows ~400x over the run (RL)
+    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in drift], _scalar)
+    assert lrs(hps)[-1] > 0.5e-3  # follows the drift: no ratchet towards min_lr
+    spike = [1.0] * 200 + [10.0] * 3 + [1.0] * 400
+    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in spike], _scalar)
+    lr = lrs(hps)
+    assert min(lr[200:210]) < 0.5e-3  # a 10x spike cuts the lr
+    assert lr[-1] == pytest.approx(1e-3, rel=0.05)  # and it recovers
 
 
 def test_reward_scaling_maps_center_plus_minus_span() -> None:

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import optax
 
 import adaptive_sched
+from adaptive_sched._recommended import RECOMMENDED_RULES
 from adaptive_sched.bench._tasks import Task, eval_params, read_hparams
 
 __all__ = [
@@ -60,7 +61,8 @@ LR_BOUNDS: tuple[float, float] = (0.01, 10.0)
 """Our configs use ``min_lr = base * 0.01`` and ``max_lr = base * 10`` at every grid point."""
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "ours": {"lr_rule": "trend", "reward_rule": "trend", "ema_reward_beta": 0.9},
+    "ours": dict(RECOMMENDED_RULES),
+    "ours-quickstart": {"lr_rule": "trend", "reward_rule": "trend", "ema_reward_beta": 0.9},
     "ours-variance": {"lr_rule": "variance"},
     "ours-momentum": {"lr_rule": "trend", "momentum_rule": "relative"},
     "ours-gradnorm": {"lr_rule": "grad_norm"},
@@ -71,8 +73,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Our named presets: ``Config`` keyword arguments (the lr bounds come from the grid).
 
-``ours`` is the seed README's quickstart (lr ``trend`` + reward ``trend``,
-``ema_reward_beta=0.9``; on tasks without a reward it is the loss trend rule).
+``ours`` is :func:`adaptive_sched.recommended` (the stationarity-test
+annealing rule times the grad-norm guard); ``ours-quickstart`` is the seed
+README's quickstart (lr ``trend`` + reward ``trend``, ``ema_reward_beta=0.9``;
+on tasks without a reward it is the loss trend rule), the bench's ``ours``
+before the recommended configuration existed.
 ``ours-reward-scaling`` also gets ``reward_center``/``reward_span`` = the middle
 and half-width of the task's reward range, and ``ours-kl`` gets the task's
 ``kl_target`` (:func:`preset_config`).
@@ -88,11 +93,10 @@ the recommended configuration changes."""
 def recommended_config(base_lr: Any) -> adaptive_sched.Config:
     """The recommended configuration at ``base_lr`` (may be traced): the bench's :data:`RECOMMENDED` preset.
 
-    Today the seed README's quickstart (``PRESETS["ours"]`` with the bench's
-    :data:`LR_BOUNDS`); it will be ``adaptive_sched.recommended(base_lr=base_lr)``.
+    ``adaptive_sched.recommended(base_lr=base_lr)``, whose default bounds are the
+    bench's :data:`LR_BOUNDS` (``base/100 .. 10*base``).
     """
-    lo, hi = LR_BOUNDS
-    return adaptive_sched.Config(base_lr=base_lr, min_lr=base_lr * lo, max_lr=base_lr * hi, **PRESETS[RECOMMENDED])
+    return adaptive_sched.recommended(base_lr=base_lr)
 
 
 def describe_config(config: adaptive_sched.Config) -> str:
@@ -119,7 +123,8 @@ def describe_config(config: adaptive_sched.Config) -> str:
 
 
 PRESET_FAMILY: dict[str, str] = {
-    "ours": "the recommended configuration (recommended_config)",
+    "ours": "the recommended configuration (adaptive_sched.recommended)",
+    "ours-quickstart": "loss + reward trend (the seed's quickstart)",
     "ours-variance": "loss-driven",
     "ours-momentum": "loss-driven (+momentum)",
     "ours-gradnorm": "grad-norm-driven",

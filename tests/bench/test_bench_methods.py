@@ -19,8 +19,8 @@ from adaptive_sched.bench._tasks import get_task  # noqa: E402
 def test_methods_per_task_family() -> None:
     sup = get_task("logreg", "tiny")
     names = [m.name for m in _methods.get_methods(sup)]
-    assert names[:5] == ["ours", "ours-variance", "ours-momentum", "ours-gradnorm", "ours-cosine"]
-    assert names[5:] == list(_methods.PEER_NAMES)
+    assert names[:6] == ["ours", "ours-quickstart", "ours-variance", "ours-momentum", "ours-gradnorm", "ours-cosine"]
+    assert names[6:] == list(_methods.PEER_NAMES)
     assert not any(n in names for n in ("ours-reward-trend", "ours-reward-scaling", "ours-kl"))
     with pytest.raises(ValueError, match="method name='ours-kl' is invalid for task 'logreg'"):
         _methods.get_methods(sup, ["ours-kl"])
@@ -38,8 +38,9 @@ def test_presets_resolve_per_task_and_bounds_follow_the_grid(tiny_policy: object
     assert cfg.max_lr == pytest.approx(0.02 * _methods.LR_BOUNDS[1])
     assert _methods.preset_config("ours-kl", length, 0.02).kl_target == pytest.approx(length.details["kl_target"])
     assert "ours-cosine" in names
-    quick = _methods.preset_config("ours", length, 0.02)
+    quick = _methods.preset_config("ours-quickstart", length, 0.02)
     assert (quick.lr_rule, quick.reward_rule, quick.ema_reward_beta) == ("trend", "trend", 0.9)
+    assert _methods.preset_config("ours", length, 0.02) == adaptive_sched.recommended(base_lr=0.02)
     with pytest.raises(ValueError, match="preset name='fast'"):
         _methods.preset_config("fast", length, 0.02)
 
@@ -120,7 +121,9 @@ def test_the_recommended_preset_comes_from_one_place(monkeypatch: pytest.MonkeyP
     assert _methods.RECOMMENDED == "ours"
     assert _methods.preset_config("ours", task, 0.02) == _methods.recommended_config(0.02)
     rows = _methods.method_table(task, _methods.get_methods(task, ["ours"]))
-    assert rows[0]["description"] == "Config(lr_rule='trend', reward_rule='trend', min_lr=lr*0.01, max_lr=lr*10)"
+    assert rows[0]["description"] == (
+        "Config(lr_rule='grad_norm', anneal_rule='slope', min_lr=lr*0.01, max_lr=lr*10, grad_norm_power=0.5)"
+    )
 
     # Swapping the recommended config is one function: the method, its description and the report follow.
     calls: list[object] = []

@@ -1,0 +1,177 @@
+"""The ``anneal_rule="slope"`` stationarity-test rule and :func:`adaptive_sched.recommended`.
+
+Formula checks call the rule's function directly in float64 (NumPy), so the
+running sums can be compared with textbook least squares to 1e-9; behaviour
+checks run the whole controller. jit/eager/NumPy/torch host and device
+agreement and the hostile-stream properties come from the registry-derived
+matrix in ``tests/streams.py`` (every rule, this one included).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+
+import adaptive_sched as A
+from adaptive_sched import _rules
+
+RULE = _rules.RULES["anneal.slope"]
+DEFAULTS = A.Config(anneal_rule="slope")
+
+
+class _Obs(NamedTuple):
+    ok: Any
+    x: Any
+
+
+def run_rule(stream: list[float], **knobs: float) -> tuple[dict[str, Any], list[float]]:
+    """The rule's function alone, in float64, over ``stream``: (final slots, increments)."""
+    cfg = DEFAULTS.replace(**{f"anneal_{k}": v for k, v in knobs.items()})
+    kn = _rules.knobs_of(RULE, cfg)
+    kn = _rules._Knobs({k: np.float64(getattr(kn, k)) for k in RULE.knobs})
+    slots = {s.name: np.float64(s.init) for s in RULE.slots}
+    incs = []
+    for t, y in enumerate(stream, 1):
+        ok = np.isfinite(y)
+        obs = _Obs(ok=ok, x=np.float64(y) if ok else np.float64(0.0))
+        inc, slots = RULE.fn(np, obs, kn, _rules.RuleContext(cfg, np.float64(t), slots))
+        incs.append(float(inc))
+    return slots, incs
+
+
+def test_unweighted_statistic_is_the_ols_t_statistic() -> None:
+    """window_power=0: T is the textbook OLS slope / standard error (hand computation by scipy)."""
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    y = 2.0 - 0.01 * np.arange(1, 13) + 0.05 * rng.standard_normal(12)
+    slots, incs = run_rule(y.tolist(), window_power=0.0, min_samples=12.0, test_every=1.0, grow=0.0, z_drop=0.0)
+    fit = stats.linregress(np.arange(1, 13), y)
+    assert fit.slope / fit.stderr < 0  # the test below must take the "progress" branch
+    assert float(slots["tstat"]) == pytest.approx(fit.slope / fit.stderr, rel=1e-9)
+
+
+def test_weighted_sums_are_weighted_least_squares() -> None:
+    """window_power=c: the running sums give the WLS slope with weights (i/n)^c, and Kish's n_e."""
+    rng = np.random.default_rng(1)
+    n, c = 40, 1.5
+    y = 1.0 - 0.02 * np.arange(1, n + 1) + 0.1 * rng.standard_normal(n)
+    slots, _ = run_rule(y.tolist(), window_power=c, min_samples=1e9)
+    t = np.arange(1, n + 1, dtype=float)
+    w = (t / n) ** c
+    tm, ym = np.average(t, weights=w), np.average(y, weights=w)
+    slope = np.sum(w * (t - tm) * (y - ym)) / np.sum(w * (t - tm) ** 2)
+    assert float(slots["cty"] / slots["ctt"]) == pytest.approx(slope, rel=1e-9)
+    assert float(slots["w"]) == pytest.approx(w.sum(), rel=1e-9)
+    assert float(slots["w2"]) == pytest.approx((w**2).sum(), rel=1e-9)
+    assert float(slots["cyy"]) == pytest.approx(np.sum(w * (y - ym) ** 2), rel=1e-9)
+
+
+def test_noisy_constant_loss_is_cut_at_the_first_test_with_the_promised_confidence() -> None:
+    """A stationary stream: no test before n_min, and the first test cuts with probability ~Phi(z_drop)."""
+    n_min, z = int(DEFAULTS.anneal_min_samples), float(DEFAULTS.anneal_z_drop)
+    cut_first = 0
+    for seed in range(200):
+        rng = random.Random(seed)
+        _, incs = run_rule([3.0 + 0.2 * rng.gauss(0, 1) for _ in range(n_min)])
+        assert all(v == 0.0 for v in incs[:-1])
+        cut_first += incs[-1] == pytest.approx(math.log(DEFAULTS.anneal_drop))
+    promised = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))  # Phi(z_drop): 0.84 at z = 1
+    assert cut_first / 200 >= promised - 0.07
+
+
+def test_steadily_falling_loss_is_never_cut() -> None:
+    rng = random.Random(0)
+    stream = [5.0 - 0.01 * i + 0.05 * rng.gauss(0, 1) for i in range(400)]
+    _, incs = run_rule(stream, grow=0.0)
+    assert min(incs) == 0.0 and max(incs) == 0.0
+
+
+def test_growth_raises_by_up_while_progress_steepens_and_never_cuts_a_clean_descent() -> None:
+    stream = [5.0 - 0.01 * i + 0.001 * ((-1) ** i) for i in range(200)]
+    _, incs = run_rule(stream)
+    ups = [v for v in incs if v > 0]
+    assert ups and all(v == pytest.approx(math.log(DEFAULTS.anneal_up)) for v in ups)
+    assert min(incs) >= 0.0
+
+
+def test_cuts_come_at_most_once_per_min_samples() -> None:
+    rng = random.Random(3)
+    _, incs = run_rule([rng.gauss(0, 1) for _ in range(600)])
+    cuts = [i for i, v in enumerate(incs) if v < 0]
+    assert len(cuts) >= 10
+    assert min(np.diff(cuts)) >= DEFAULTS.anneal_min_samples
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_loss_is_not_observed(bad: float) -> None:
+    rng = random.Random(4)
+    stream = [1.0 + 0.1 * rng.gauss(0, 1) for _ in range(17)]
+    before, _ = run_rule(stream)
+    after, incs = run_rule([*stream, bad])
+    assert incs[-1] == 0.0
+    assert {k: float(v) for k, v in after.items()} == {k: float(v) for k, v in before.items()}
+
+
+def test_controller_cuts_a_plateau_within_the_promised_steps_and_holds_a_descent() -> None:
+    """Through the whole controller (host path floats): the lr falls on a plateau, holds on a clean descent."""
+    rng = random.Random(7)
+    cfg = A.Config(anneal_rule="slope", anneal_grow=0.0, base_lr=1e-2, min_lr=1e-5)
+    state = A.init(cfg)
+    for _ in range(int(cfg.anneal_min_samples)):
+        state, hp = A.update(state, A.Signals(loss=2.0 + 0.1 * rng.gauss(0, 1)))
+    plateau_lr = float(hp.lr)
+    state = A.init(cfg)
+    for i in range(300):
+        state, hp = A.update(state, A.Signals(loss=5.0 - 0.01 * i + 0.01 * rng.gauss(0, 1)))
+    assert float(hp.lr) == pytest.approx(1e-2)
+    # one cut (x0.7) at step n_min with probability ~Phi(z_drop); this seed's stream is cut
+    assert plateau_lr == pytest.approx(1e-2 * cfg.anneal_drop, rel=1e-5)
+
+
+def test_knobs_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"anneal_drop=1\.5 is invalid: must be a number in \(0, 1\]"):
+        A.Config(anneal_rule="slope", anneal_drop=1.5)
+    with pytest.raises(ValueError, match=r"anneal_grow=0\.5 is invalid: must be 0 or 1"):
+        A.Config(anneal_rule="slope", anneal_grow=0.5)
+    with pytest.raises(ValueError, match=r"anneal_rule='sasa' is invalid: must be one of none, slope"):
+        A.Config(anneal_rule="sasa")
+
+
+def test_recommended_is_a_config_with_bounds_from_the_base_lr() -> None:
+    cfg = A.recommended(3e-4)
+    assert isinstance(cfg, A.Config)
+    assert cfg.anneal_rule == "slope" and cfg.lr_rule == "grad_norm"
+    assert cfg.base_lr == 3e-4
+    assert cfg.min_lr == pytest.approx(3e-6) and cfg.max_lr == pytest.approx(3e-3)
+    assert A.recommended(3e-4, max_lr=1e-3).max_lr == 1e-3
+    assert A.recommended(1e-3, anneal_drop=0.5).anneal_drop == 0.5
+    with pytest.raises(ValueError, match=r"recommended\(base_lr=-1\) is invalid"):
+        A.recommended(-1)
+    with pytest.raises(ValueError, match=r"recommended\(base_lr=True\) is invalid"):
+        A.recommended(True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="anneal_drop"):
+        A.recommended(1e-3, anneal_drop=2.0)
+
+
+def test_recommended_is_accepted_by_every_front_door() -> None:
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    torch = pytest.importorskip("torch")
+    import jax.numpy as jnp
+
+    cfg = A.recommended(1e-2)
+    tx = A.optax.inject_hyperparams(optax.adam, cfg)()
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    _, state = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0))
+    assert float(optax.tree.get(state, "learning_rate")) == pytest.approx(1e-2)
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=1e-2)
+    sched = A.AdaptiveScheduler(opt, cfg)
+    assert sched.get_last_lr() == [pytest.approx(1e-2)]
+    vmapped = jax.vmap(lambda lr: A.init(A.recommended(lr), xp=jnp).config.max_lr)(jnp.array([1e-3, 1e-2]))
+    np.testing.assert_allclose(np.asarray(vmapped), [1e-2, 1e-1], rtol=1e-6)
