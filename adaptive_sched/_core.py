@@ -201,20 +201,24 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     def i32(v: Any) -> Any:
         return xp.asarray(v, dtype=xp.int32, device=device) if xp is not _scalar else int(v)
 
+    # Every leaf is its own array (never one object shared by several leaves):
+    # JAX refuses to donate a buffer twice (jax.jit(..., donate_argnums=...)).
     cfg = config._map(f32)
-    zero, one = f32(0.0), f32(1.0)
-    ema = EmaState(mean=zero, var=zero, decay_pow=one, ref=zero)
-    momentum = xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum)
+
+    def ema() -> EmaState:
+        return EmaState(mean=f32(0.0), var=f32(0.0), decay_pow=f32(1.0), ref=f32(0.0))
+
+    momentum = xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum)  # a new array
     return State(
         config=cfg,
         step=i32(0),
         skipped=i32(0),
-        log_scale=zero,
+        log_scale=f32(0.0),
         current_momentum=f32(momentum),
-        loss=ema,
-        reward=ema,
-        grad_norm=ema,
-        kl=ema,
+        loss=ema(),
+        reward=ema(),
+        grad_norm=ema(),
+        kl=ema(),
     )
 
 

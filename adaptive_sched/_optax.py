@@ -259,7 +259,9 @@ def scale_by_controller(
         del params
         controller = _init_controller(config)
         one = jnp.ones((), jnp.float32)
-        hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=controller.current_momentum, lr_scale=one)
+        # A copy of the momentum: a leaf shared with the controller could not be donated.
+        momentum = jnp.array(controller.current_momentum, copy=True)
+        hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=momentum, lr_scale=one)
         return ScaleByControllerState(controller=controller, hparams=hp)
 
     def update_fn(
