@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from adaptive_sched._config import Config
-from adaptive_sched._core import Hparams, Signals, State, init, update
+from adaptive_sched._core import _LOSS_LR_RULES, Hparams, Signals, State, init, update
 
 __all__ = [
     "AdaptiveHyperparamsState",
@@ -68,10 +69,86 @@ def _global_norm(updates: Any) -> jax.Array:
     return optax.tree.norm(optax.tree.cast(updates, jnp.float32))
 
 
-def _signals(updates: Any, config: Config, value: Any, reward: Any, grad_norm: Any, kl: Any) -> Signals:
-    if grad_norm is None and config.lr_rule == "grad_norm":
-        grad_norm = _global_norm(updates)
-    return Signals(loss=value, reward=reward, grad_norm=grad_norm, kl=kl)
+# Keywords of the torch door (and near misses) that optax users may pass by habit:
+# optax.chain forwards unknown extra args silently, so the signal would be lost.
+_WRONG_KEYWORDS = {"loss": "value", "R": "reward"}
+
+
+def _read_signals(config: Config) -> dict[str, str]:
+    """The update keywords whose signal an active rule reads, with the rule that reads it."""
+    read = {}
+    if config.lr_rule in _LOSS_LR_RULES:
+        read["value"] = f"lr_rule={config.lr_rule!r}"
+    elif config.momentum_rule != "none":
+        read["value"] = f"momentum_rule={config.momentum_rule!r}"
+    if config.reward_rule != "none":
+        read["reward"] = f"reward_rule={config.reward_rule!r}"
+    if config.kl_rule != "none":
+        read["kl"] = f"kl_rule={config.kl_rule!r}"
+    return read
+
+
+def _check_signal(name: str, v: Any) -> None:
+    """Refuse non-scalar signals with a message naming the update keyword (at trace time)."""
+    if v is None:
+        return
+    if isinstance(v, (list, tuple, dict, str, bytes)):
+        raise TypeError(
+            f"update({name}=...) must be a scalar (a 0-d array or a Python number), got a "
+            f"{type(v).__name__}: {v!r:.60}"
+        )
+    shape = getattr(v, "shape", ())
+    if shape != ():
+        raise ValueError(
+            f"update({name}=...) must be a scalar (shape ()), got shape {tuple(shape)}; "
+            "reduce it first (e.g. the batch mean)."
+        )
+
+
+class _SignalReader:
+    """Builds :class:`Signals` from an update's keywords; loud on misuse.
+
+    * a torch-door keyword (``loss=``, ``R=``) for a signal an active rule reads,
+      with the optax keyword missing: ``TypeError`` naming the right keyword;
+    * a signal an active rule reads that is never given: one ``UserWarning`` per
+      transformation (at trace time under ``jax.jit``, so never per step);
+    * a non-scalar signal: ``TypeError``/``ValueError`` naming the keyword.
+
+    Other unknown extra args are ignored, as optax's transformations do
+    (``optax.chain`` forwards every extra arg to every transformation).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.read = _read_signals(config)
+        self.warned = False
+
+    def __call__(
+        self, updates: Any, value: Any, reward: Any, grad_norm: Any, kl: Any, extra_args: dict[str, Any]
+    ) -> Signals:
+        given = {"value": value, "reward": reward, "grad_norm": grad_norm, "kl": kl}
+        for wrong, right in _WRONG_KEYWORDS.items():
+            if wrong in extra_args and right in self.read and given[right] is None:
+                raise TypeError(
+                    f"update({wrong}=...) is not a signal of the optax front door: {self.read[right]} reads "
+                    f"{right}=; pass update(..., {right}={wrong}) instead ({wrong}= is the torch adapter's keyword)."
+                )
+        for name, v in given.items():
+            _check_signal(name, v)
+        missing = [name for name in self.read if given[name] is None]
+        if missing and not self.warned:
+            self.warned = True
+            what = ", ".join(f"{n}= ({self.read[n]})" for n in missing)
+            warnings.warn(
+                f"adaptive_sched.optax: update() was called without {what}; the rule holds and the lr it "
+                "drives will not move. Pass the signal on every update, e.g. tx.update(grads, state, params, "
+                "value=loss). (Warned once per transformation.)",
+                UserWarning,
+                stacklevel=3,
+            )
+        if grad_norm is None and self.config.lr_rule == "grad_norm":
+            grad_norm = _global_norm(updates)
+        return Signals(loss=value, reward=reward, grad_norm=grad_norm, kl=kl)
 
 
 def _init_controller(config: Config) -> State:
@@ -115,6 +192,13 @@ def inject_hyperparams(
     2. runs :func:`adaptive_sched.update`, which sets this step's lr and momentum;
     3. applies the inner optimizer with them (``value`` and any other extra
        args are forwarded to it; inner transformations that take none ignore them).
+
+    Misuse is loud: ``loss=`` or ``R=`` (the torch adapter's keywords) for a
+    signal an active rule reads raise ``TypeError`` naming ``value=`` /
+    ``reward=``; a signal an active rule reads that never arrives gives one
+    ``UserWarning`` (at trace time under ``jax.jit``); a list or a non-scalar
+    array as a signal raises. Other unknown extra args are ignored, as every
+    optax transformation does.
 
     Example::
 
@@ -181,6 +265,7 @@ def inject_hyperparams(
                 )
             kwargs[mom_name] = jnp.asarray(config.base_momentum, jnp.float32)
         inner = injected(**kwargs)
+        read_signals = _SignalReader(config)
 
         def init_fn(params: Any) -> AdaptiveHyperparamsState:
             return AdaptiveHyperparamsState(
@@ -198,7 +283,7 @@ def inject_hyperparams(
             kl: Any = None,
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
-            signals = _signals(updates, config, value, reward, grad_norm, kl)
+            signals = read_signals(updates, value, reward, grad_norm, kl, extra_args)
             controller, hp, cfg = _step_controller(config, state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
             hyperparams["learning_rate"] = _scheduled_lr(hp, cfg, schedule, state.controller.step)
@@ -255,6 +340,8 @@ def scale_by_controller(
             "use momentum_rule='none' or adaptive_sched.optax.inject_hyperparams."
         )
 
+    read_signals = _SignalReader(config)
+
     def init_fn(params: Any) -> ScaleByControllerState:
         del params
         controller = _init_controller(config)
@@ -275,8 +362,8 @@ def scale_by_controller(
         kl: Any = None,
         **extra_args: Any,
     ) -> tuple[Any, ScaleByControllerState]:
-        del params, extra_args
-        signals = _signals(updates, config, value, reward, grad_norm, kl)
+        del params
+        signals = read_signals(updates, value, reward, grad_norm, kl, extra_args)
         controller, hp, cfg = _step_controller(config, state.controller, signals)
         if schedule is not None:
             lr = _scheduled_lr(hp, cfg, schedule, state.controller.step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -63,3 +64,63 @@ def test_core_state_from_init_can_be_donated() -> None:
     for loss in (3.0, 2.0, 1.0):
         state, hp = step(state, jnp.float32(loss))
     assert float(hp.lr) == pytest.approx(1e-2 * 1.1 * 1.1)  # two improvements
+
+
+# --------------------------------------------------------------------------- misuse
+
+
+@pytest.mark.parametrize("door", ["inject_hyperparams", "scale_by_controller"])
+def test_torch_keywords_are_refused_naming_the_optax_ones(door: str) -> None:
+    tx = _front_doors(LOSS_CFG)[door]
+    params = _params()
+    state = tx.init(params)
+    with pytest.raises(TypeError, match=r"value="):
+        tx.update(params, state, params, loss=jnp.float32(1.0))
+    rcfg = A.Config(reward_rule="trend", base_lr=1e-2, max_lr=0.1)
+    tx = _front_doors(rcfg)[door]
+    with pytest.raises(TypeError, match=r"reward="):
+        tx.update(params, tx.init(params), params, R=jnp.float32(1.0))
+
+
+def test_unknown_extra_args_are_ignored_as_optax_does() -> None:
+    # optax.chain forwards every extra arg to every transformation; each one
+    # ignores those it does not know (optax.with_extra_args_support).
+    tx = _front_doors(LOSS_CFG)["inject_hyperparams"]
+    params = _params()
+    tx.update(params, tx.init(params), params, value=jnp.float32(1.0), some_other_arg=3)
+    # "loss" next to "value" may be meant for another transformation in the chain.
+    tx.update(params, tx.init(params), params, value=jnp.float32(1.0), loss=2.0)
+
+
+@pytest.mark.parametrize("door", ["inject_hyperparams", "scale_by_controller"])
+def test_a_loss_rule_without_value_warns_once_at_trace_time(door: str) -> None:
+    tx = _front_doors(LOSS_CFG)[door]
+    params = _params()
+    state = tx.init(params)
+    step = jax.jit(lambda s: tx.update(params, s, params)[1])
+    with pytest.warns(UserWarning, match=r"value=") as rec:
+        for _ in range(3):
+            state = step(state)
+    assert len([w for w in rec if "value=" in str(w.message)]) == 1
+    # eager use: still once per transformation, not per step
+    with pytest.warns(UserWarning, match=r"value=") as rec:
+        tx2 = _front_doors(LOSS_CFG)[door]
+        s = tx2.init(params)
+        for _ in range(3):
+            s = tx2.update(params, s, params)[1]
+    assert len([w for w in rec if "value=" in str(w.message)]) == 1
+    # no warning when no rule reads the loss, or when it is passed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tx3 = _front_doors(A.Config(lr_rule="cyclical", base_lr=1e-2, max_lr=0.1))[door]
+        tx3.update(params, tx3.init(params), params)
+        tx4 = _front_doors(LOSS_CFG)[door]
+        tx4.update(params, tx4.init(params), params, value=1.0)
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0], (1.0,), "1.0", np.ones(3, np.float32)])
+def test_non_scalar_value_is_refused_clearly(bad: Any) -> None:
+    tx = _front_doors(LOSS_CFG)["inject_hyperparams"]
+    params = _params()
+    with pytest.raises((TypeError, ValueError), match=r"value="):
+        tx.update(params, tx.init(params), params, value=bad)
