@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import warnings
+import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from adaptive_sched._config import Config
@@ -35,10 +38,14 @@ class AdaptiveHyperparamsState(NamedTuple):
       inner_state: the wrapped ``optax.inject_hyperparams`` state; its
         ``hyperparams`` dict holds the lr (and momentum) the controller set, so
         ``optax.tree.get(state, "learning_rate")`` reads the current lr.
+      rules_id: int32 fingerprint of the config's rule names (see
+        ``_rules_fingerprint``, a CRC-32); an update refuses a state made under
+        another rule set (e.g. a checkpoint restored into another config).
     """
 
     controller: State
     inner_state: optax.InjectStatefulHyperparamsState
+    rules_id: Any
 
 
 class ScaleByControllerState(NamedTuple):
@@ -49,10 +56,12 @@ class ScaleByControllerState(NamedTuple):
         ``config=None`` (as in :class:`AdaptiveHyperparamsState`).
       hparams: the :class:`~adaptive_sched.Hparams` of the last update
         (``optax.tree.get(state, "lr_scale")`` reads the current scale).
+      rules_id: as in :class:`AdaptiveHyperparamsState`.
     """
 
     controller: State
     hparams: Hparams
+    rules_id: Any
 
 
 def momentum_arg(factory: Callable[..., Any]) -> str | None:
@@ -149,6 +158,67 @@ class _SignalReader:
         if grad_norm is None and self.config.lr_rule == "grad_norm":
             grad_norm = _global_norm(updates)
         return Signals(loss=value, reward=reward, grad_norm=grad_norm, kl=kl)
+
+
+def _rules_fingerprint(config: Config) -> int:
+    """A 31-bit fingerprint of ``config``'s rule names (CRC-32; knob values are not part of it).
+
+    The optax states store it as an int32 leaf, so a checkpoint restored into a
+    transformation with another rule set (the state's leaves fit, their meaning
+    does not) is refused at the first update instead of running silently.
+    """
+    return zlib.crc32("/".join(config.rules).encode()) & 0x7FFFFFFF
+
+
+def _describe_fingerprint(fp: int) -> str:
+    from adaptive_sched._config import RULE_FIELDS
+
+    for rules in itertools.product(*RULE_FIELDS.values()):
+        if zlib.crc32("/".join(rules).encode()) & 0x7FFFFFFF == fp:
+            return ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, rules))
+    return f"an unknown rule set (fingerprint {fp})"
+
+
+def _mismatch(found: Any, config: Config) -> str:
+    from adaptive_sched._config import RULE_FIELDS
+
+    bad = sorted({int(v) for v in np.ravel(np.asarray(found))} - {_rules_fingerprint(config)})
+    made_by = "; ".join(_describe_fingerprint(fp) for fp in bad)
+    ours = ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, config.rules))
+    return (
+        f"this adaptive_sched optax state was made under another rule set ({made_by}) than this "
+        f"transformation's config ({ours}); e.g. a checkpoint restored into another config. Restore "
+        "it into a transformation built with the config it was saved under."
+    )
+
+
+def _checked_rules_id(found: Any, config: Config) -> jax.Array:
+    """The state's ``rules_id`` after refusing one that is not ``config``'s.
+
+    Eagerly a ``ValueError``; under ``jax.jit`` the comparison runs on the
+    device and only a mismatch calls back to the host to raise (the callback is
+    in an untaken ``lax.cond`` branch otherwise, and a ``pure_callback`` keeps
+    the fast dispatch path that an effectful ``jax.debug.callback`` loses).
+    """
+    expected = _rules_fingerprint(config)
+    if not isinstance(found, jax.core.Tracer):
+        if np.any(np.asarray(found) != expected):
+            raise ValueError(_mismatch(found, config))
+        return jnp.asarray(found, jnp.int32)
+
+    def refuse(v: Any) -> Any:
+        if np.any(np.asarray(v) != expected):
+            raise ValueError(_mismatch(v, config))
+        return np.asarray(v, np.int32)
+
+    found = jnp.asarray(found, jnp.int32)
+    out = jax.ShapeDtypeStruct(found.shape, jnp.int32)
+    return jax.lax.cond(
+        found != expected,
+        lambda v: jax.pure_callback(refuse, out, v, vmap_method="expand_dims"),
+        lambda v: v,
+        found,
+    )
 
 
 def _init_controller(config: Config) -> State:
@@ -269,7 +339,9 @@ def inject_hyperparams(
 
         def init_fn(params: Any) -> AdaptiveHyperparamsState:
             return AdaptiveHyperparamsState(
-                controller=_init_controller(config), inner_state=inner.init(params)
+                controller=_init_controller(config),
+                inner_state=inner.init(params),
+                rules_id=jnp.asarray(_rules_fingerprint(config), jnp.int32),
             )
 
         def update_fn(
@@ -283,6 +355,7 @@ def inject_hyperparams(
             kl: Any = None,
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
+            rules_id = _checked_rules_id(state.rules_id, config)
             signals = read_signals(updates, value, reward, grad_norm, kl, extra_args)
             controller, hp, cfg = _step_controller(config, state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
@@ -293,7 +366,7 @@ def inject_hyperparams(
             if value is not None:
                 extra_args["value"] = value
             updates, inner_state = inner.update(updates, inner_state, params, **extra_args)
-            return updates, AdaptiveHyperparamsState(controller=controller, inner_state=inner_state)
+            return updates, AdaptiveHyperparamsState(controller=controller, inner_state=inner_state, rules_id=rules_id)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -349,7 +422,9 @@ def scale_by_controller(
         # A copy of the momentum: a leaf shared with the controller could not be donated.
         momentum = jnp.array(controller.current_momentum, copy=True)
         hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=momentum, lr_scale=one)
-        return ScaleByControllerState(controller=controller, hparams=hp)
+        return ScaleByControllerState(
+            controller=controller, hparams=hp, rules_id=jnp.asarray(_rules_fingerprint(config), jnp.int32)
+        )
 
     def update_fn(
         updates: Any,
@@ -363,12 +438,13 @@ def scale_by_controller(
         **extra_args: Any,
     ) -> tuple[Any, ScaleByControllerState]:
         del params
+        rules_id = _checked_rules_id(state.rules_id, config)
         signals = read_signals(updates, value, reward, grad_norm, kl, extra_args)
         controller, hp, cfg = _step_controller(config, state.controller, signals)
         if schedule is not None:
             lr = _scheduled_lr(hp, cfg, schedule, state.controller.step)
             hp = hp._replace(lr=lr, lr_scale=lr / cfg.base_lr)
         updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
-        return updates, ScaleByControllerState(controller=controller, hparams=hp)
+        return updates, ScaleByControllerState(controller=controller, hparams=hp, rules_id=rules_id)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -124,3 +124,37 @@ def test_non_scalar_value_is_refused_clearly(bad: Any) -> None:
     params = _params()
     with pytest.raises((TypeError, ValueError), match=r"value="):
         tx.update(params, tx.init(params), params, value=bad)
+
+
+# --------------------------------------------------------------------------- restore into another config
+
+
+def _restore_as(state: Any, target: Any) -> Any:
+    """What Orbax does: the saved leaves put into the target's tree structure."""
+    leaves = jax.tree.leaves(state)
+    treedef = jax.tree.structure(target)
+    assert treedef.num_leaves == len(leaves)
+    return jax.tree.unflatten(treedef, leaves)
+
+
+@pytest.mark.parametrize("door", ["inject_hyperparams", "scale_by_controller"])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_state_restored_under_another_rule_set_is_refused(door: str, jit: bool) -> None:
+    params = _params()
+    tx_a = _front_doors(LOSS_CFG)[door]
+    other = A.Config(lr_rule="loss_decay", decay_k=0.1, base_lr=1e-2, max_lr=0.1)
+    tx_b = _front_doors(other)[door]
+    saved = tx_a.update(params, tx_a.init(params), params, value=jnp.float32(1.0))[1]
+    restored = _restore_as(saved, tx_b.init(params))
+
+    def upd(s: Any) -> Any:
+        return tx_b.update(params, s, params, value=jnp.float32(1.0))[1]
+
+    fn = jax.jit(upd) if jit else upd
+    with pytest.raises(Exception, match=r"rule set|config") as info:
+        jax.block_until_ready(fn(restored))
+    assert "trend" in str(info.value) or jit  # eager: names what the state was made by
+    # the same rule set (other knob values) restores fine
+    tx_c = _front_doors(LOSS_CFG.replace(trend_up=1.2))[door]
+    ok = _restore_as(saved, tx_c.init(params))
+    jax.block_until_ready(tx_c.update(params, ok, params, value=jnp.float32(1.0)))
