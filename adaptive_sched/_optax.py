@@ -119,8 +119,9 @@ class _SignalReader:
 
     * a torch-door keyword (``loss=``, ``R=``) for a signal an active rule reads,
       with the optax keyword missing: ``TypeError`` naming the right keyword;
-    * a signal an active rule reads that is never given: one ``UserWarning`` per
-      transformation (at trace time under ``jax.jit``, so never per step);
+    * a loss rule (or momentum rule) whose loss (``value=``) is not given: one
+      ``UserWarning`` per transformation (at trace time under ``jax.jit``, so
+      never per step);
     * a non-scalar signal: ``TypeError``/``ValueError`` naming the keyword.
 
     Other unknown extra args are ignored, as optax's transformations do
@@ -144,14 +145,14 @@ class _SignalReader:
                 )
         for name, v in given.items():
             _check_signal(name, v)
-        missing = [name for name in self.read if given[name] is None]
-        if missing and not self.warned:
+        # Only the loss: a reward/KL rule without its signal is a legitimate setup (the
+        # seed quickstart's reward rule on a supervised task simply holds).
+        if value is None and "value" in self.read and not self.warned:
             self.warned = True
-            what = ", ".join(f"{n}= ({self.read[n]})" for n in missing)
             warnings.warn(
-                f"adaptive_sched.optax: update() was called without {what}; the rule holds and the lr it "
-                "drives will not move. Pass the signal on every update, e.g. tx.update(grads, state, params, "
-                "value=loss). (Warned once per transformation.)",
+                f"adaptive_sched.optax: update() was called without value= but {self.read['value']} reads the "
+                "loss; that rule holds and the lr (or momentum) it drives will not move. Pass the loss on every "
+                "update: tx.update(grads, state, params, value=loss). (Warned once per transformation.)",
                 UserWarning,
                 stacklevel=3,
             )
@@ -265,7 +266,7 @@ def inject_hyperparams(
 
     Misuse is loud: ``loss=`` or ``R=`` (the torch adapter's keywords) for a
     signal an active rule reads raise ``TypeError`` naming ``value=`` /
-    ``reward=``; a signal an active rule reads that never arrives gives one
+    ``reward=``; a loss rule whose ``value=`` never arrives gives one
     ``UserWarning`` (at trace time under ``jax.jit``); a list or a non-scalar
     array as a signal raises. Other unknown extra args are ignored, as every
     optax transformation does.
