@@ -346,6 +346,8 @@ class AdaptiveScheduler(LRScheduler):
         if self._device_mode:
             return [v.clone() for v in self._last_lr]
         lr, _, lr_scale = self._hp
+        if lr_scale == 1.0:  # identity: each group's own base lr, bit for bit
+            return list(self._base_lrs)
         ref = self._ref_lr
         return [lr if b == ref else b * lr_scale for b in self._base_lrs]
 
@@ -489,8 +491,13 @@ class AdaptiveScheduler(LRScheduler):
         if len(groups) != len(base_lrs):
             self._adopt_groups(groups)
             base_lrs = self._base_lrs
+        # The controller computes in float32 (as device mode and JAX do): lr is a float32
+        # value. lr_scale == 1 (e.g. every rule "none") writes each group's own base lr,
+        # bit for bit, instead of its float32 rounding.
         if len(groups) == 1:  # the common case, without the loop (group 0's base lr is the reference)
             g = groups[0]
+            if lr_scale == 1.0:
+                lr = base_lrs[0]
             if type(g["lr"]) is float or not isinstance(g["lr"], torch.Tensor):
                 g["lr"] = lr
             else:
@@ -498,7 +505,7 @@ class AdaptiveScheduler(LRScheduler):
         else:
             ref = self._ref_lr
             for g, b in zip(groups, base_lrs):
-                v = lr if b == ref else b * lr_scale
+                v = b if lr_scale == 1.0 else (lr if b == ref else b * lr_scale)
                 if type(g["lr"]) is float or not isinstance(g["lr"], torch.Tensor):
                     g["lr"] = v
                 else:

@@ -196,7 +196,7 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
         xp = array_api_compat.array_namespace(xp.asarray(0.0))
 
     def f32(v: Any) -> Any:
-        return xp.asarray(v, dtype=xp.float32, device=device) if xp is not _scalar else float(v)
+        return xp.asarray(v, dtype=xp.float32, device=device) if xp is not _scalar else _scalar.float32(v)
 
     def i32(v: Any) -> Any:
         return xp.asarray(v, dtype=xp.int32, device=device) if xp is not _scalar else int(v)
@@ -276,6 +276,20 @@ def _variance_step(xp: Any, var: Any, xs: Any, hat: Any, beta: Any) -> Any:
     return beta * var + (1.0 - beta) * dev * dev
 
 
+def _log_knob(xp: Any, v: Any) -> Any:
+    """``log`` of a config knob: on the host when the knob is a Python number.
+
+    Front doors that hold concrete knobs (the optax front door, the torch
+    adapter's host and device modes) then share one value, ``log`` in float64
+    rounded once to float32, instead of each backend's own float32 ``log``
+    (XLA, torch and libm differ by an ulp on some inputs, and these constants
+    accumulate in ``log_scale``). Traced knobs (a ``vmap`` over configs) use ``xp.log``.
+    """
+    if isinstance(v, (int, float)):
+        return _scalar.log(_scalar.float32(v))
+    return xp.log(v)
+
+
 def _held(xp: Any, ema: EmaState) -> _Obs:
     """The view of a signal that was not supplied this step."""
     has_prev = ema.decay_pow < 1.0
@@ -309,7 +323,7 @@ def trend_step(xp: Any, obs: _Obs, up: Any, down: Any, threshold: Any, maximize:
     else:
         improved = obs.hat < obs.prev_hat - margin
     active = xp.logical_and(obs.ok, obs.has_prev)
-    step = xp.where(improved, xp.log(up), xp.log(down))
+    step = xp.where(improved, _log_knob(xp, up), _log_knob(xp, down))
     return xp.where(active, step, 0.0)
 
 
@@ -384,7 +398,7 @@ def cyclical_lr(xp: Any, t: Any, cfg: Config) -> tuple[Any, Any]:
     lr = cfg.min_lr + (cfg.max_lr - cfg.min_lr) * 0.5 * (1.0 + xp.cos(math.pi * phase))
     lr = xp.clip(lr, cfg.min_lr, cfg.max_lr)
     restart = xp.logical_and(pos < 1.0, t > 1.0)
-    return xp.log(lr) - xp.log(cfg.base_lr), restart
+    return xp.log(lr) - _log_knob(xp, cfg.base_lr), restart
 
 
 def momentum_value(xp: Any, rule: str, obs: _Obs, cfg: Config) -> Any:
@@ -447,8 +461,8 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
     to_f32 = _caster(xp, state.step)
 
     def f32_signal(v: Any) -> Any:
-        # Python floats need no pre-clip: _observe clips finite values in float64.
-        return xp.asarray(v, dtype=xp.float32) if scalar else to_f32(_preclip(v))
+        # Finite float64 values beyond float32's range are clipped before the cast (not dropped).
+        return xp.asarray(_preclip(v), dtype=xp.float32) if scalar else to_f32(_preclip(v))
 
     t_int = state.step + 1
     t = xp.astype(t_int, xp.float32)
@@ -525,8 +539,8 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
     # log(1) == 0 exactly, so the identity config stays bit exact.
     log_stateless = log_stateless + xp.log(xp.clip(warm, _TINY, 1.0))
 
-    log_lo = xp.log(cfg.min_lr) - xp.log(cfg.base_lr)
-    log_hi = xp.log(cfg.max_lr) - xp.log(cfg.base_lr)
+    log_lo = _log_knob(xp, cfg.min_lr) - _log_knob(xp, cfg.base_lr)
+    log_hi = _log_knob(xp, cfg.max_lr) - _log_knob(xp, cfg.base_lr)
     log_stateless = xp.clip(log_stateless, log_lo - 1.0, log_hi + 1.0)  # finite, bounded
     if lr_rule in _STATEFUL_LR_RULES or reward_rule == "trend" or kl_rule == "target":
         log_scale = xp.clip(state.log_scale + inc, log_lo - log_stateless, log_hi - log_stateless)

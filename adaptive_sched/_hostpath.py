@@ -27,7 +27,7 @@ from typing import Any
 
 from adaptive_sched import _scalar
 from adaptive_sched._config import Config
-from adaptive_sched._core import EmaState, Signals, State, init, update_with
+from adaptive_sched._core import SIGNAL_LIMIT, EmaState, Signals, State, init, update_with
 
 __all__ = ["HostController", "STATE_FIELDS", "compile_update", "flatten_state", "unflatten_state"]
 
@@ -151,17 +151,20 @@ def _graph_of(*xs: Any) -> _Graph | None:
 
 _MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt, "cos": math.cos,
          "floor": math.floor, "isfinite": math.isfinite, "abs": abs}  # fmt: skip
+# Constant folding uses the scalar namespace's float32 semantics (results rounded to float32).
+_FOLD = {**_MATH, **{f: getattr(_scalar, f) for f in ("exp", "log", "log1p", "sqrt", "cos")}}
+_TRANSCENDENTAL = ("exp", "log", "log1p", "cos")
 
 
 class _SymNamespace:
     """The slice of the Array API the core uses, recording onto the graph (constants fold)."""
 
     IS_SCALAR = True
-    float32 = float
+    float32 = staticmethod(_scalar.float32)
     int32 = int
 
     def _call(self, fname: str, x: Any) -> Any:
-        return _MATH[fname](x) if _is_const(x) else x.graph.emit(fname, x)
+        return _FOLD[fname](x) if _is_const(x) else x.graph.emit(fname, x)
 
     def exp(self, x: Any) -> Any:
         return self._call("exp", x)
@@ -192,7 +195,7 @@ class _SymNamespace:
         return x if isinstance(x, Sym) or dtype is None else dtype(x)
 
     def astype(self, x: Any, dtype: Any) -> Any:
-        return dtype(x) if _is_const(x) else x.graph.emit(dtype.__name__, x)
+        return dtype(x) if _is_const(x) else x.graph.emit("int" if dtype is int else "float", x)
 
     def where(self, cond: Any, x1: Any, x2: Any) -> Any:
         if _is_const(cond):
@@ -234,7 +237,9 @@ _PY_TEMPLATES = {
 }
 _TORCH_TEMPLATES = {
     "neg": "(-{0})",
-    **{f: f"torch.{f}({{0}})" for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite", "abs")},
+    **{f: f"torch.{f}({{0}})" for f in ("sqrt", "floor", "isfinite", "abs")},
+    # float64, rounded once to float32: what host mode computes (see adaptive_sched._scalar)
+    **{f: f"torch.{f}({{0}}.double()).float()" for f in _TRANSCENDENTAL},
     "float": "{0}.to(torch.float32)",
     "int": "{0}.to(torch.int32)",
     "where": "torch.where({0}, {1}, {2})",
@@ -242,8 +247,21 @@ _TORCH_TEMPLATES = {
     "and": "torch.logical_and({0}, {1})",
     "not": "torch.logical_not({0})",
 }
+_SIGNAL_LIMIT_F32 = _scalar.round_f32(SIGNAL_LIMIT)
+
+
+def _signal_f32(v: float, _b: Any = _scalar._BUF, _lim: float = _SIGNAL_LIMIT_F32) -> float:
+    """A Python-float signal as float32: finite values clipped to +-SIGNAL_LIMIT first (NaN/inf kept)."""
+    if -_lim <= v <= _lim:
+        _b[0] = v
+        return _b[0]
+    if v != v or v == math.inf or v == -math.inf:
+        return v
+    return _lim if v > 0 else -_lim
+
+
 _GLOBALS: dict[str, Any] = {f"_{f}": _MATH[f] for f in ("exp", "log", "log1p", "sqrt", "cos", "floor", "isfinite")}
-_GLOBALS.update(_NAN=math.nan, _INF=math.inf)
+_GLOBALS.update(_NAN=math.nan, _INF=math.inf, _B=_scalar._BUF, _sig=_signal_f32)
 
 
 def _lit(x: Any) -> str:
@@ -251,10 +269,35 @@ def _lit(x: Any) -> str:
         return x.name
     if isinstance(x, (bool, int)):
         return repr(x)
-    x = float(x)
+    x = _scalar.round_f32(float(x))  # every constant is a float32 value, as the array backends see it
     if math.isfinite(x):
         return repr(x)
     return "_NAN" if math.isnan(x) else ("_INF" if x > 0 else "(-_INF)")
+
+
+def _kinds(nodes: list[tuple[str, str, tuple[Any, ...]]], n_inputs: int) -> dict[str, str]:
+    """Each value's kind: ``"i"`` (int), ``"f"`` (float32 value) or ``"b"`` (bool)."""
+    kind = {f"s{i}": ("i" if i < 2 else "f") for i in range(n_inputs)}
+    kind.update({f"x_{name}": "f" for name in Signals._fields})
+
+    def k(a: Any) -> str:
+        if isinstance(a, Sym):
+            return kind[a.name]
+        return "b" if isinstance(a, bool) else ("i" if isinstance(a, int) else "f")
+
+    for name, op, args in nodes:
+        ks = [k(a) for a in args]
+        if op in ("<", "<=", ">", ">=", "isfinite", "and", "not"):
+            kind[name] = "b"
+        elif op in ("int", "floor"):
+            kind[name] = "i"
+        elif op in ("float", *_TRANSCENDENTAL, "sqrt"):
+            kind[name] = "f"
+        elif op == "where":
+            kind[name] = "f" if "f" in ks[1:] else ks[1]
+        else:  # + - * / neg abs clip
+            kind[name] = "f" if "f" in ks else ks[0]
+    return kind
 
 
 def _render(op: str, args: tuple[Any, ...], templates: dict[str, str]) -> str:
@@ -309,7 +352,24 @@ def compile_update(
 
     templates = _TORCH_TEMPLATES if target == "torch" else _PY_TEMPLATES
     body = [f"    s{i} = S[{i}]" for i in range(len(inputs)) if f"s{i}" in live or inputs[i] in results]
-    body += [f"    {name} = {_render(op, args, templates)}" for name, op, args in g.nodes if name in live]
+    if target == "torch":
+        body += [f"    {name} = {_render(op, args, templates)}" for name, op, args in g.nodes if name in live]
+    else:
+        # float32 semantics on Python floats: every float-valued + - * /, sqrt and
+        # transcendental result is rounded to float32 (through a one-slot array('f'));
+        # signals are clipped and rounded on entry. Comparisons, where, clip, neg and
+        # abs return one of their (float32) inputs exactly and need no rounding.
+        kind = _kinds(g.nodes, len(inputs))
+        body += ["    _b = _B"]
+        body += [f"    {n} = _sig({n})" for n, p in zip(sig_names, present) if p]
+        for name, op, args in g.nodes:
+            if name not in live:
+                continue
+            expr = _render(op, args, templates)
+            if kind[name] == "f" and op in (*_BINARY[:4], "sqrt", *_TRANSCENDENTAL):
+                body.append(f"    _b[0] = {expr}; {name} = _b[0]")
+            else:
+                body.append(f"    {name} = {expr}")
     for i, (inp, out) in enumerate(zip(inputs, outputs)):
         if out is not inp:
             value = _lit(out)
@@ -361,6 +421,8 @@ class HostController:
         self._target = target
         self._state_config = state.config  # as the target holds it, for unflatten_state
         self.flat: list[Any] = flatten_state(state)
+        if target == "python":  # plain floats (float32 values): fast, and pickle as floats
+            self.flat = [int(v) if i < 2 else float(v) for i, v in enumerate(self.flat)]
         self._fns: dict[tuple[bool, bool, bool, bool], HostUpdate] = {}
 
     def compiled(self, present: tuple[bool, bool, bool, bool]) -> HostUpdate:

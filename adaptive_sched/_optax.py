@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from adaptive_sched import _scalar
 from adaptive_sched._config import Config
 from adaptive_sched._core import _LOSS_LR_RULES, Hparams, Signals, State, init, update
 
@@ -231,8 +232,17 @@ def _init_controller(config: Config) -> State:
 
 
 def _step_controller(config: Config, controller: State, signals: Signals) -> tuple[State, Hparams, Config]:
-    """One controller update with the transformation's config re-attached."""
-    cfg = config._map(lambda v: jnp.asarray(v, jnp.float32))
+    """One controller update with the transformation's config re-attached.
+
+    Concrete knobs (Python numbers) go in as float32-valued Python scalars
+    (:class:`adaptive_sched._scalar.F32`): expressions of knobs alone (``1 - beta``,
+    ``log(trend_up)``) are then computed once on the host with the same float32
+    semantics as the torch adapter's host and device modes, and XLA folds them in
+    as constants. Traced knobs (a ``vmap`` over configs) stay float32 arrays.
+    """
+    cfg = config._map(
+        lambda v: _scalar.float32(v) if isinstance(v, (int, float)) else jnp.asarray(v, jnp.float32)
+    )
     new, hp = update(controller._replace(config=cfg), signals)
     return new._replace(config=None), hp, cfg
 
