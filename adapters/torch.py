@@ -27,7 +27,7 @@ from adaptive_sched._checkpoint import check_entry, state_from_dict, state_to_di
 from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
 from adaptive_sched._core import SIGNAL_LIMIT, Hparams, State, init, signal_usage
 from adaptive_sched._distributed import SignalSync
-from adaptive_sched._hostpath import HostController, flatten_state
+from adaptive_sched._hostpath import HostController, as_python, flatten_state
 from adaptive_sched._signals import SIGNAL_NAMES, from_keywords
 
 __all__ = ["AdaptiveScheduler", "FORMAT_VERSION"]
@@ -169,18 +169,21 @@ class AdaptiveScheduler(LRScheduler):
     live.
 
     * Host mode (default, ``device_mode=False``): the state is Python floats
-      (computed in float64) and the update is the core's ``update`` traced
-      once per pattern of supplied signals into straight-line Python
-      (:mod:`adaptive_sched._hostpath`, bit-identical to
+      holding float32 values (every arithmetic result is rounded to float32,
+      see "Numeric semantics" in the README) and the update is the core's
+      ``update`` traced once per pattern of supplied signals into
+      straight-line Python (:mod:`adaptive_sched._hostpath`, bit-identical to
       ``update(init(config, xp=adaptive_sched._scalar), ...)``); a tensor
-      signal costs one ``.item()``. Python float lrs are replaced, tensor lrs
-      are filled in place. In both modes :meth:`get_last_lr` returns each
+      signal costs one ``.item()``. Python float lrs are replaced (by the
+      float32 lr; with ``lr_scale == 1``, e.g. every rule ``"none"``, by each
+      group's base lr bit for bit), tensor lrs are filled in place. In both modes :meth:`get_last_lr` returns each
       group's lr in the group's own type (floats, or 0-d tensor copies).
     * Device mode (``device_mode=True``): the state is 0-d float32/int32
       tensors on the device of the optimizer's first parameter, and the update
-      is the same trace emitted as torch operations (equal to the core's
-      ``update`` on array-api-compat's torch namespace up to float32 rounding:
-      config constants are folded in float64); signals stay tensors (Python
+      is the same trace emitted as torch operations, bit for bit equal to
+      host mode (state and hparams: the same float32 constants, ``exp``/``log``/
+      ``log1p``/``cos`` computed in float64 and rounded as host mode does);
+      signals stay tensors (Python
       numbers are filled on the device, without a copy); :meth:`observe` never
       synchronises with the host. Because writing a Python float into ``param_groups`` needs the
       value on the host, device mode *requires* every group's ``lr`` (and,
@@ -544,6 +547,8 @@ class AdaptiveScheduler(LRScheduler):
     def _get_closed_form_lr(self) -> list[Any]:
         """Each group's lr in closed form: ``base_lr_i * lr_scale`` of the last update (torch's hook)."""
         lr, _, lr_scale = self._hp
+        if not self._device_mode and lr_scale == 1.0:  # as _apply_host writes it
+            return list(self._base_lrs)
         return [lr if b == self._ref_lr else lr_scale * b for b in self._base_lrs]
 
     def _update_lr(self, epoch: int | None = None) -> None:
@@ -680,7 +685,8 @@ class AdaptiveScheduler(LRScheduler):
         g = groups[0]
         cur = g["lr"]
         if type(cur) is float and cur == self._plain0 and len(groups) == 1 and not self._momentum_on:
-            g["lr"] = self._plain0 = hp[0]
+            # the float32 lr; lr_scale == 1 writes the base lr bit for bit (see _apply_host)
+            g["lr"] = self._plain0 = hp[0] if hp[2] != 1.0 else self._ref_lr
         else:
             self._apply_host(hp[0], hp[1], hp[2])
 
@@ -736,17 +742,24 @@ class AdaptiveScheduler(LRScheduler):
         w, ws, chained = self._w, self._ws, self._chained
         if self._plain0 is not None:  # catch up with the fast path's writes
             w[0] = self._plain0
-            ws[0] = self._plain0 / self._ref_lr  # lr_scale = lr / base_lr, as the core computes it
+            # the lr_scale that came with it, as the core computes it: float32(lr / float32(base_lr))
+            # (1 for the base lr itself, written bit for bit when lr_scale == 1)
+            p = self._plain0
+            ws[0] = 1.0 if p == self._ref_lr else _scalar.round_f32(p / _scalar.round_f32(self._ref_lr))
         if len(groups) != len(w):
             self._adopt_groups(groups)
         ref = self._ref_lr
         tens, ver = self._tens, self._ver
         v: Any
+        # The controller computes in float32 (as device mode and JAX do): lr is a float32
+        # value. lr_scale == 1 (e.g. every rule "none") writes each group's own base lr,
+        # bit for bit, instead of its float32 rounding.
+        identity = lr_scale == 1.0
         for i, (g, b) in enumerate(zip(groups, self._base_lrs)):
             cur = g["lr"]
             if isinstance(cur, torch.Tensor):
                 if absolute or (not chained[i] and cur is tens[i] and cur._version == ver[i]):
-                    v = lr if b == ref else b * lr_scale
+                    v = b if identity else (lr if b == ref else b * lr_scale)
                     cur.fill_(v)
                     chained[i] = False
                 else:  # changed by someone else (chainable form), without a host sync
@@ -756,7 +769,7 @@ class AdaptiveScheduler(LRScheduler):
                 tens[i], ver[i] = cur, cur._version
             else:
                 if absolute or (not chained[i] and cur == w[i]):
-                    v = lr if b == ref else b * lr_scale
+                    v = b if identity else (lr if b == ref else b * lr_scale)
                     chained[i] = False
                 else:  # changed by someone else: apply this update as a factor on top
                     v = cur * (lr_scale / ws[i])
@@ -1000,7 +1013,7 @@ class AdaptiveScheduler(LRScheduler):
         """A controller dict as this mode holds it: the flat list of the state's scalars."""
         if self._device_mode:
             return flatten_state(state_from_dict(d, xp=self._xp, device=self._device))
-        return flatten_state(state_from_dict(d, xp=_scalar))  # Python ints and floats
+        return as_python(self._config, flatten_state(state_from_dict(d, xp=_scalar)))  # Python ints and floats
 
     def _check_same_config(self, controller: Any) -> None:
         if not isinstance(controller, dict):

@@ -38,19 +38,23 @@ def state_to_dict(state: State) -> dict[str, Any]:
     active rules' extra slots (if any). Rule names are strings; everything else keeps its dtype,
     so a save/load round trip is bit exact.
     """
+
+    def plain(v: Any) -> Any:  # the scalar namespace's float32 floats are stored as plain floats
+        return float(v) if type(v) is _scalar.F32 else v
+
     out: dict[str, Any] = {"format_version": FORMAT_VERSION}
     for name in RULE_FIELDS:
         out[f"config.{name}"] = getattr(state.config, name)
     for name in NUMERIC_FIELDS:
-        out[f"config.{name}"] = getattr(state.config, name)
+        out[f"config.{name}"] = plain(getattr(state.config, name))
     for name in _INTS + _FLOATS:
-        out[name] = getattr(state, name)
+        out[name] = plain(getattr(state, name))
     for sig in SIGNAL_NAMES:
         ema: EmaState = getattr(state, sig)
         for field in EmaState._fields:
-            out[f"{sig}.{field}"] = getattr(ema, field)
+            out[f"{sig}.{field}"] = plain(getattr(ema, field))
     for key, value in state.rule_state.items():
-        out[f"rule_state.{key}"] = value
+        out[f"rule_state.{key}"] = plain(value)
     return out
 
 
@@ -103,7 +107,7 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
 
     def conv(value: Any, dtype: str) -> Any:
         if xp is _scalar:
-            return int(value) if dtype == "int32" else float(value)
+            return int(value) if dtype == "int32" else _scalar.float32(value)
         arr = xp.asarray(value, device=device) if device is not None else xp.asarray(value)
         return xp.astype(arr, getattr(xp, dtype))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pathlib
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "sweep scheduler knobs x seeds of a bench task as one compiled program",
     ),
 }
+
+
+def output_dir(text: str) -> pathlib.Path:
+    """argparse type for ``--out``: a directory that exists or can be created (not an existing file)."""
+    path = pathlib.Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"--out={text!r} exists and is not a directory")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ import numpy as np
 
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._config import Config
-from adaptive_sched._rules import SIGNAL_LIMIT, RuleContext, knobs_of, slot_key
+from adaptive_sched._rules import SIGNAL_LIMIT, RuleContext, knobs_of, log_knob, slot_key
 from adaptive_sched._signals import SIGNAL_NAMES, Signals, beta_field
 
 __all__ = ["EmaState", "Hparams", "SIGNAL_LIMIT", "Signals", "State", "init", "update"]
@@ -201,17 +201,22 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
         xp = array_api_compat.array_namespace(xp.asarray(0.0))
 
     def f32(v: Any) -> Any:
-        return xp.asarray(v, dtype=xp.float32, device=device) if xp is not _scalar else float(v)
+        return xp.asarray(v, dtype=xp.float32, device=device) if xp is not _scalar else _scalar.float32(v)
 
     def i32(v: Any) -> Any:
         return xp.asarray(v, dtype=xp.int32, device=device) if xp is not _scalar else int(v)
 
+    # Every leaf is its own array (never one object shared by several leaves):
+    # JAX refuses to donate a buffer twice (jax.jit(..., donate_argnums=...)).
     cfg = config._map(f32)
-    zero, one = f32(0.0), f32(1.0)
-    ema = EmaState(mean=zero, var=zero, decay_pow=one, ref=zero)
-    momentum = xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum)
+
+    def ema() -> EmaState:
+        return EmaState(mean=f32(0.0), var=f32(0.0), decay_pow=f32(1.0), ref=f32(0.0))
+
+    momentum = xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum)  # a new array
+    # each slot its own array too (one call per slot)
     slots = {key: (i32 if slot.dtype == "int32" else f32)(slot.init) for key, slot in _rules.state_slots(cfg)}
-    return State._make([cfg, i32(0), i32(0), zero, f32(momentum), *(ema for _ in SIGNAL_NAMES), slots])
+    return State._make([cfg, i32(0), i32(0), f32(0.0), f32(momentum), *(ema() for _ in SIGNAL_NAMES), slots])
 
 
 class _Obs(NamedTuple):
@@ -328,8 +333,8 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
     to_f32 = _caster(xp, state.step)
 
     def f32_signal(v: Any) -> Any:
-        # Python floats need no pre-clip: _observe clips finite values in float64.
-        return xp.asarray(v, dtype=xp.float32) if scalar else to_f32(_preclip(v))
+        # Finite float64 values beyond float32's range are clipped before the cast (not dropped).
+        return xp.asarray(_preclip(v), dtype=xp.float32) if scalar else to_f32(_preclip(v))
 
     t_int = state.step + 1
     t = xp.astype(t_int, xp.float32)
@@ -387,8 +392,8 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
     # log(1) == 0 exactly, so the identity config stays bit exact.
     log_stateless = log_stateless + xp.log(xp.clip(warm, _rules._TINY, 1.0))
 
-    log_lo = xp.log(cfg.min_lr) - xp.log(cfg.base_lr)
-    log_hi = xp.log(cfg.max_lr) - xp.log(cfg.base_lr)
+    log_lo = log_knob(xp, cfg.min_lr) - log_knob(xp, cfg.base_lr)
+    log_hi = log_knob(xp, cfg.max_lr) - log_knob(xp, cfg.base_lr)
     log_stateless = xp.clip(log_stateless, log_lo - 1.0, log_hi + 1.0)  # finite, bounded
     if any(r.kind == "increment" for r in rules):
         log_scale = xp.clip(state.log_scale + inc, log_lo - log_stateless, log_hi - log_stateless)

@@ -14,6 +14,14 @@ Python function over the state's scalars. There is still exactly one
 implementation of every rule: this module contains no rule logic, and the
 tests check the compiled function against the generic path bit for bit.
 
+Numeric semantics are float32, as in every other front door (see
+:mod:`adaptive_sched._scalar`): constants fold with float32 rounding and are
+emitted as float32 values; the generated Python rounds every float result of
+``+ - * /``, of the int-to-float conversion and of each elementwise function
+whose :data:`adaptive_sched._scalar.UNARY` row says so, and clips and rounds
+the signals on entry. The torch target computes the ``"float64"`` rows in
+float64 and rounds once, so host and device mode agree bit for bit.
+
 Like JAX tracers, symbolic values refuse ``bool()``: any Python branch on a
 traced value in the core would fail loudly here instead of silently freezing
 one branch.
@@ -27,7 +35,14 @@ from typing import Any
 
 from adaptive_sched import _scalar
 from adaptive_sched._config import Config
-from adaptive_sched._core import EmaState, Signals, State, init, update_with
+from adaptive_sched._core import (
+    SIGNAL_LIMIT,
+    EmaState,
+    Signals,
+    State,
+    init,
+    update_with,
+)
 from adaptive_sched._rules import state_slots
 from adaptive_sched._signals import SIGNAL_NAMES
 
@@ -176,29 +191,32 @@ def _graph_of(*xs: Any) -> _Graph | None:
     return None
 
 
-_MATH = _scalar.UNARY  # the one table of elementwise functions
+_MATH = _scalar.UNARY  # the one table of elementwise functions (implementation and rounding)
+# Constant folding uses the scalar namespace's float32 semantics (results rounded as the table says).
+_FOLD = {f: getattr(_scalar, f) for f in _MATH}
+_ROUNDED = tuple(f for f, row in _MATH.items() if row.rounding != "exact")  # float results, rounded
 
 
 class _SymNamespace:
     """The slice of the Array API the core uses, recording onto the graph (constants fold)."""
 
     IS_SCALAR = True
-    float32 = float
+    float32 = staticmethod(_scalar.float32)
     int32 = int
 
     def _call(self, fname: str, x: Any) -> Any:
-        return _MATH[fname](x) if _is_const(x) else x.graph.emit(fname, x)
+        return _FOLD[fname](x) if _is_const(x) else x.graph.emit(fname, x)
 
     def asarray(self, x: Any, dtype: Any = None, device: Any = None) -> Any:
         del device
         return x if isinstance(x, Sym) or dtype is None else dtype(x)
 
     def astype(self, x: Any, dtype: Any) -> Any:
-        return dtype(x) if _is_const(x) else x.graph.emit(dtype.__name__, x)
+        return dtype(x) if _is_const(x) else x.graph.emit("int" if dtype is int else "float", x)
 
     def where(self, cond: Any, x1: Any, x2: Any) -> Any:
         if _is_const(cond):
-            return x1 if cond else x2
+            return _scalar.where(cond, x1, x2)
         if x1 is x2 or (_is_const(x1) and _is_const(x2) and x1 == x2 and type(x1) is type(x2)):
             return x1
         return cond.graph.emit("where", cond, x1, x2)
@@ -238,7 +256,9 @@ _PY_TEMPLATES = {
 }
 _TORCH_TEMPLATES = {
     "neg": "(-{0})",
-    **{f: f"torch.{f}({{0}})" for f in _MATH},
+    **{f: f"torch.{f}({{0}})" for f, row in _MATH.items() if row.rounding != "float64"},
+    # float64, rounded once to float32: what host mode computes (see adaptive_sched._scalar.UNARY)
+    **{f: f"torch.{f}({{0}}.double()).float()" for f, row in _MATH.items() if row.rounding == "float64"},
     "float": "{0}.to(torch.float32)",
     "int": "{0}.to(torch.int32)",
     "where": "torch.where({0}, {1}, {2})",
@@ -246,8 +266,21 @@ _TORCH_TEMPLATES = {
     "and": "torch.logical_and({0}, {1})",
     "not": "torch.logical_not({0})",
 }
-_GLOBALS: dict[str, Any] = {f"_{f}": fn for f, fn in _MATH.items()}
-_GLOBALS.update(_NAN=math.nan, _INF=math.inf)
+_SIGNAL_LIMIT_F32 = _scalar.round_f32(SIGNAL_LIMIT)
+
+
+def _signal_f32(v: float, _b: Any = _scalar._BUF, _lim: float = _SIGNAL_LIMIT_F32) -> float:
+    """A Python-float signal as float32: finite values clipped to +-SIGNAL_LIMIT first (NaN/inf kept)."""
+    if -_lim <= v <= _lim:
+        _b[0] = v
+        return _b[0]
+    if math.isnan(v) or v == math.inf or v == -math.inf:
+        return v
+    return _lim if v > 0 else -_lim
+
+
+_GLOBALS: dict[str, Any] = {f"_{f}": row.fn for f, row in _MATH.items()}  # float64; rounded in the code
+_GLOBALS.update(_NAN=math.nan, _INF=math.inf, _B=_scalar._BUF, _sig=_signal_f32)
 
 
 def _lit(x: Any) -> str:
@@ -255,10 +288,49 @@ def _lit(x: Any) -> str:
         return x.name
     if isinstance(x, (bool, int)):
         return repr(x)
-    x = float(x)
+    x = _scalar.round_f32(float(x))  # every constant is a float32 value, as the array backends see it
     if math.isfinite(x):
         return repr(x)
     return "_NAN" if math.isnan(x) else ("_INF" if x > 0 else "(-_INF)")
+
+
+def _kinds(nodes: list[tuple[str, str, tuple[Any, ...]]], inputs: dict[str, str]) -> dict[str, str]:
+    """Each value's kind: ``"i"`` (int), ``"f"`` (float32 value) or ``"b"`` (bool).
+
+    ``inputs`` gives the kinds of the state's scalars and the signals; an
+    elementwise function's kind is its :data:`adaptive_sched._scalar.UNARY` row's ``result``.
+    """
+    kind = dict(inputs)
+    by_result = {"float": "f", "int": "i", "bool": "b"}
+
+    def k(a: Any) -> str:
+        if isinstance(a, Sym):
+            return kind[a.name]
+        return "b" if isinstance(a, bool) else ("i" if isinstance(a, int) else "f")
+
+    for name, op, args in nodes:
+        ks = [k(a) for a in args]
+        row = _MATH.get(op)
+        if row is not None:
+            kind[name] = ks[0] if row.result == "input" else by_result[row.result]
+        elif op in ("<", "<=", ">", ">=", "and", "not"):
+            kind[name] = "b"
+        elif op == "int":
+            kind[name] = "i"
+        elif op == "float":
+            kind[name] = "f"
+        elif op == "where":
+            kind[name] = "f" if "f" in ks[1:] else ks[1]
+        else:  # + - * / neg clip
+            kind[name] = "f" if "f" in ks else ks[0]
+    return kind
+
+
+# Ops whose float result host mode rounds to float32: + - * /, the int -> float32
+# conversion (exact below 2**24, rounded above, as astype does) and every elementwise
+# function whose UNARY row is not "exact". Comparisons, where, clip and neg return one
+# of their (float32) inputs exactly.
+_ROUND_OPS = frozenset((*_BINARY[:4], "float", *_ROUNDED))
 
 
 def _render(op: str, args: tuple[Any, ...], templates: dict[str, str]) -> str:
@@ -315,7 +387,28 @@ def compile_update(
 
     templates = _TORCH_TEMPLATES if target == "torch" else _PY_TEMPLATES
     body = [f"    s{i} = S[{i}]" for i in range(len(inputs)) if f"s{i}" in live or inputs[i] in results]
-    body += [f"    {name} = {_render(op, args, templates)}" for name, op, args in g.nodes if name in live]
+    if target == "torch":
+        body += [f"    {name} = {_render(op, args, templates)}" for name, op, args in g.nodes if name in live]
+    else:
+        # float32 semantics on Python floats: every float-valued result of _ROUND_OPS is
+        # rounded to float32 (through a one-slot array('f')); signals are clipped and
+        # rounded on entry.
+        fields = state_fields(config)
+        kind = _kinds(
+            g.nodes,
+            {**{f"s{i}": ("i" if dt == "int32" else "f") for i, (_, dt) in enumerate(fields)},
+             **dict.fromkeys(sig_names, "f")},
+        )  # fmt: skip
+        body += ["    _b = _B"]
+        body += [f"    {n} = _sig({n})" for n, p in zip(sig_names, present) if p]
+        for name, op, args in g.nodes:
+            if name not in live:
+                continue
+            expr = _render(op, args, templates)
+            if kind[name] == "f" and op in _ROUND_OPS:
+                body.append(f"    _b[0] = {expr}; {name} = _b[0]")
+            else:
+                body.append(f"    {name} = {expr}")
     for i, (inp, out) in enumerate(zip(inputs, outputs)):
         if out is not inp:
             value = _lit(out)
@@ -367,6 +460,8 @@ class HostController:
         self._target = target
         self._state_config = state.config  # as the target holds it, for unflatten_state
         self.flat: list[Any] = flatten_state(state)
+        if target == "python":  # plain ints and floats (float32 values): fast, and pickle as floats
+            self.flat = as_python(config, self.flat)
         self._fns: dict[tuple[bool, ...], HostUpdate] = {}
 
     def compiled(self, present: tuple[bool, ...]) -> HostUpdate:
@@ -390,7 +485,14 @@ class HostController:
         return fn(self.flat, *values)
 
     def unflatten(self, flat: list[Any]) -> State:
-        """A flat list of this controller's scalars (e.g. a saved copy of :attr:`flat`) as a State."""
+        """A flat list of this controller's scalars (e.g. a saved copy of :attr:`flat`) as a State.
+
+        For ``target="python"`` the floats come back as :class:`adaptive_sched._scalar.F32`
+        (as ``init(config, xp=adaptive_sched._scalar)`` makes them), so the generic core
+        continues from this state with the same float32 arithmetic.
+        """
+        if self._target == "python":
+            flat = [v if type(v) is int else _scalar.float32(v) for v in flat]
         return unflatten_state(self._state_config, list(flat))
 
     @property

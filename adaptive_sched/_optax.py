@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import itertools
+import warnings
+import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from adaptive_sched._config import Config
+from adaptive_sched import _rules, _scalar
+from adaptive_sched._config import RULE_FIELDS, Config
 from adaptive_sched._core import Hparams, Signals, State, init, signal_usage, update
 from adaptive_sched._signals import SIGNAL_NAMES
 from adaptive_sched._spmd import pmean_signals
@@ -36,10 +41,14 @@ class AdaptiveHyperparamsState(NamedTuple):
       inner_state: the wrapped ``optax.inject_hyperparams`` state; its
         ``hyperparams`` dict holds the lr (and momentum) the controller set, so
         ``optax.tree.get(state, "learning_rate")`` reads the current lr.
+      rules_id: int32 fingerprint of the config's rule names (see
+        ``_rules_fingerprint``, a CRC-32); an update refuses a state made under
+        another rule set (e.g. a checkpoint restored into another config).
     """
 
     controller: State
     inner_state: optax.InjectStatefulHyperparamsState
+    rules_id: Any
 
 
 class ScaleByControllerState(NamedTuple):
@@ -50,10 +59,12 @@ class ScaleByControllerState(NamedTuple):
         ``config=None`` (as in :class:`AdaptiveHyperparamsState`).
       hparams: the :class:`~adaptive_sched.Hparams` of the last update
         (``optax.tree.get(state, "lr_scale")`` reads the current scale).
+      rules_id: as in :class:`AdaptiveHyperparamsState`.
     """
 
     controller: State
     hparams: Hparams
+    rules_id: Any
 
 
 def momentum_arg(factory: Callable[..., Any]) -> str | None:
@@ -70,13 +81,165 @@ def _global_norm(updates: Any) -> jax.Array:
     return optax.tree.norm(optax.tree.cast(updates, jnp.float32))
 
 
-def _signals(updates: Any, config: Config, value: Any, extra_args: dict[str, Any]) -> Signals:
-    """The Signals from ``value`` (the loss, optax's convention) and the extra arguments named as the
-    other Signals fields (popped from ``extra_args``, so the inner optimizer does not see them)."""
-    named = {n: extra_args.pop(n, None) for n in SIGNAL_NAMES if n != "loss"}
-    if named.get("grad_norm") is None and signal_usage(config)[0]["grad_norm"]:
-        named["grad_norm"] = _global_norm(updates)
-    return Signals(loss=value, **named)
+# The optax keyword of each signal: the loss arrives as optax's standard extra arg
+# ``value=``, every other signal under its Signals field name.
+def _keyword(signal: str) -> str:
+    return "value" if signal == "loss" else signal
+
+
+# The torch door's keywords that are not optax's (observe(loss=..., R=...)): optax users
+# may pass them by habit, and optax.chain forwards unknown extra args silently, so the
+# signal would be lost. torch keyword -> the optax keyword of the same signal.
+_TORCH_KEYWORDS = {"loss": _keyword("loss"), "R": _keyword("reward")}
+
+
+def _read_signals(config: Config) -> dict[str, str]:
+    """The update keywords whose signal an active rule reads, with (the first) rule that reads it.
+
+    Derived from the registry: ``{"value": "lr_rule='trend'", "reward": ...}``.
+    """
+    read: dict[str, str] = {}
+    for rule in _rules.active_rules(config):
+        if rule.signal is not None:
+            read.setdefault(_keyword(rule.signal), f"{_rules.FAMILIES[rule.family].field}={rule.name!r}")
+    return read
+
+
+def _check_signal(name: str, v: Any) -> None:
+    """Refuse non-scalar signals with a message naming the update keyword (at trace time)."""
+    if v is None:
+        return
+    if isinstance(v, (list, tuple, dict, str, bytes)):
+        raise TypeError(
+            f"update({name}=...) must be a scalar (a 0-d array or a Python number), got a "
+            f"{type(v).__name__}: {v!r:.60}"
+        )
+    shape = getattr(v, "shape", ())
+    if shape != ():
+        raise ValueError(
+            f"update({name}=...) must be a scalar (shape ()), got shape {tuple(shape)}; "
+            "reduce it first (e.g. the batch mean)."
+        )
+
+
+class _SignalReader:
+    """Builds :class:`Signals` from an update's keywords; loud on misuse.
+
+    The loss is ``value=`` (optax's convention); every other signal is the
+    extra arg named as its :class:`~adaptive_sched.Signals` field (popped from
+    ``extra_args``, so the inner optimizer does not see it). The gradient norm
+    is the global norm of ``updates`` when a rule reads it and none is given.
+
+    * a torch-door keyword (``loss=``, ``R=``) for a signal an active rule reads,
+      with the optax keyword missing: ``TypeError`` naming the right keyword;
+    * a rule reading the loss (lr or momentum rule) while ``value=`` is not
+      given: one ``UserWarning`` per transformation (at trace time under
+      ``jax.jit``, so never per step); a reward/KL rule without its signal is
+      a legitimate setup (it holds) and does not warn;
+    * a non-scalar signal: ``TypeError``/``ValueError`` naming the keyword.
+
+    Other unknown extra args are ignored, as optax's transformations do
+    (``optax.chain`` forwards every extra arg to every transformation).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.read = _read_signals(config)
+        self.wants_grad_norm = signal_usage(config)[0]["grad_norm"]
+        self.warned = False
+
+    def __call__(self, updates: Any, value: Any, extra_args: dict[str, Any]) -> Signals:
+        given = {"value": value, **{n: extra_args.pop(n, None) for n in SIGNAL_NAMES if n != "loss"}}
+        for wrong, right in _TORCH_KEYWORDS.items():
+            if wrong in extra_args and right in self.read and given[right] is None:
+                raise TypeError(
+                    f"update({wrong}=...) is not a signal of the optax front door: {self.read[right]} reads "
+                    f"{right}=; pass update(..., {right}={wrong}) instead ({wrong}= is the torch adapter's keyword)."
+                )
+        for name, v in given.items():
+            _check_signal(name, v)
+        loss_kw = _keyword("loss")
+        if value is None and loss_kw in self.read and not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"adaptive_sched.optax: update() was called without value= but {self.read[loss_kw]} reads the "
+                "loss; that rule holds and the lr (or momentum) it drives will not move. Pass the loss on every "
+                "update: tx.update(grads, state, params, value=loss). (Warned once per transformation.)",
+                UserWarning,
+                stacklevel=3,
+            )
+        if given["grad_norm"] is None and self.wants_grad_norm:
+            given["grad_norm"] = _global_norm(updates)
+        return Signals(*(given[_keyword(n)] for n in SIGNAL_NAMES))
+
+
+def _rules_text(rules: tuple[str, ...]) -> str:
+    """``"lr_rule=trend/kl_rule=target"``: the active rules with their Config fields (``"none"`` left out)."""
+    return "/".join(f"{f}={r}" for f, r in zip(RULE_FIELDS, rules) if r != "none")
+
+
+def _fingerprint(rules: tuple[str, ...]) -> int:
+    return zlib.crc32(_rules_text(rules).encode()) & 0x7FFFFFFF
+
+
+def _rules_fingerprint(config: Config) -> int:
+    """A 31-bit fingerprint of ``config``'s rule set (CRC-32; knob values are not part of it).
+
+    Derived from the registry's rule fields (``Config.rules``): the active
+    rules with their fields, so a family added later (its rule ``"none"``)
+    leaves existing fingerprints as they are. The optax states store it as an
+    int32 leaf, so a checkpoint restored into a transformation with another
+    rule set (the state's leaves fit, their meaning does not) is refused at
+    the first update instead of running silently.
+    """
+    return _fingerprint(config.rules)
+
+
+def _describe_fingerprint(fp: int) -> str:
+    for rules in itertools.product(*RULE_FIELDS.values()):
+        if _fingerprint(rules) == fp:
+            return ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, rules))
+    return f"an unknown rule set (fingerprint {fp})"
+
+
+def _mismatch(found: Any, config: Config) -> str:
+    bad = sorted({int(v) for v in np.ravel(np.asarray(found))} - {_rules_fingerprint(config)})
+    made_by = "; ".join(_describe_fingerprint(fp) for fp in bad)
+    ours = ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, config.rules))
+    return (
+        f"this adaptive_sched optax state was made under another rule set ({made_by}) than this "
+        f"transformation's config ({ours}); e.g. a checkpoint restored into another config. Restore "
+        "it into a transformation built with the config it was saved under."
+    )
+
+
+def _checked_rules_id(found: Any, config: Config) -> jax.Array:
+    """The state's ``rules_id`` after refusing one that is not ``config``'s.
+
+    Eagerly a ``ValueError``; under ``jax.jit`` the comparison runs on the
+    device and only a mismatch calls back to the host to raise (the callback is
+    in an untaken ``lax.cond`` branch otherwise, and a ``pure_callback`` keeps
+    the fast dispatch path that an effectful ``jax.debug.callback`` loses).
+    """
+    expected = _rules_fingerprint(config)
+    if not isinstance(found, jax.core.Tracer):
+        if np.any(np.asarray(found) != expected):
+            raise ValueError(_mismatch(found, config))
+        return jnp.asarray(found, jnp.int32)
+
+    def refuse(v: Any) -> Any:
+        if np.any(np.asarray(v) != expected):
+            raise ValueError(_mismatch(v, config))
+        return np.asarray(v, np.int32)
+
+    found = jnp.asarray(found, jnp.int32)
+    out = jax.ShapeDtypeStruct(found.shape, jnp.int32)
+    return jax.lax.cond(
+        found != expected,
+        lambda v: jax.pure_callback(refuse, out, v, vmap_method="expand_dims"),
+        lambda v: v,
+        found,
+    )
 
 
 def _init_controller(config: Config) -> State:
@@ -88,8 +251,17 @@ def _init_controller(config: Config) -> State:
 
 
 def _step_controller(config: Config, controller: State, signals: Signals) -> tuple[State, Hparams, Config]:
-    """One controller update with the transformation's config re-attached."""
-    cfg = config._map(lambda v: jnp.asarray(v, jnp.float32))
+    """One controller update with the transformation's config re-attached.
+
+    Concrete knobs (Python numbers) go in as float32-valued Python scalars
+    (:class:`adaptive_sched._scalar.F32`): expressions of knobs alone (``1 - beta``,
+    ``log(trend_up)``) are then computed once on the host with the same float32
+    semantics as the torch adapter's host and device modes, and XLA folds them in
+    as constants. Traced knobs (a ``vmap`` over configs) stay float32 arrays.
+    """
+    cfg = config._map(
+        lambda v: _scalar.float32(v) if isinstance(v, (int, float)) else jnp.asarray(v, jnp.float32)
+    )
     new, hp = update(controller._replace(config=cfg), signals)
     return new._replace(config=None), hp, cfg
 
@@ -121,6 +293,13 @@ def inject_hyperparams(
     2. runs :func:`adaptive_sched.update`, which sets this step's lr and momentum;
     3. applies the inner optimizer with them (``value`` and any other extra
        args are forwarded to it; inner transformations that take none ignore them).
+
+    Misuse is loud: ``loss=`` or ``R=`` (the torch adapter's keywords) for a
+    signal an active rule reads raise ``TypeError`` naming ``value=`` /
+    ``reward=``; a loss rule whose ``value=`` never arrives gives one
+    ``UserWarning`` (at trace time under ``jax.jit``); a list or a non-scalar
+    array as a signal raises. Other unknown extra args are ignored, as every
+    optax transformation does.
 
     Example::
 
@@ -192,10 +371,13 @@ def inject_hyperparams(
                 )
             kwargs[mom_name] = jnp.asarray(config.base_momentum, jnp.float32)
         inner = injected(**kwargs)
+        read_signals = _SignalReader(config)
 
         def init_fn(params: Any) -> AdaptiveHyperparamsState:
             return AdaptiveHyperparamsState(
-                controller=_init_controller(config), inner_state=inner.init(params)
+                controller=_init_controller(config),
+                inner_state=inner.init(params),
+                rules_id=jnp.asarray(_rules_fingerprint(config), jnp.int32),
             )
 
         def update_fn(
@@ -206,7 +388,8 @@ def inject_hyperparams(
             value: Any = None,
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
-            signals = _signals(updates, config, value, extra_args)
+            rules_id = _checked_rules_id(state.rules_id, config)
+            signals = read_signals(updates, value, extra_args)
             signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
             controller, hp, cfg = _step_controller(config, state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
@@ -217,7 +400,7 @@ def inject_hyperparams(
             if value is not None:
                 extra_args["value"] = value
             updates, inner_state = inner.update(updates, inner_state, params, **extra_args)
-            return updates, AdaptiveHyperparamsState(controller=controller, inner_state=inner_state)
+            return updates, AdaptiveHyperparamsState(controller=controller, inner_state=inner_state, rules_id=rules_id)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -267,12 +450,18 @@ def scale_by_controller(
             "use momentum_rule='none' or adaptive_sched.optax.inject_hyperparams."
         )
 
+    read_signals = _SignalReader(config)
+
     def init_fn(params: Any) -> ScaleByControllerState:
         del params
         controller = _init_controller(config)
         one = jnp.ones((), jnp.float32)
-        hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=controller.current_momentum, lr_scale=one)
-        return ScaleByControllerState(controller=controller, hparams=hp)
+        # A copy of the momentum: a leaf shared with the controller could not be donated.
+        momentum = jnp.array(controller.current_momentum, copy=True)
+        hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=momentum, lr_scale=one)
+        return ScaleByControllerState(
+            controller=controller, hparams=hp, rules_id=jnp.asarray(_rules_fingerprint(config), jnp.int32)
+        )
 
     def update_fn(
         updates: Any,
@@ -283,13 +472,14 @@ def scale_by_controller(
         **extra_args: Any,
     ) -> tuple[Any, ScaleByControllerState]:
         del params
-        signals = _signals(updates, config, value, extra_args)
+        rules_id = _checked_rules_id(state.rules_id, config)
+        signals = read_signals(updates, value, extra_args)
         signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
         controller, hp, cfg = _step_controller(config, state.controller, signals)
         if schedule is not None:
             lr = _scheduled_lr(hp, cfg, schedule, state.controller.step)
             hp = hp._replace(lr=lr, lr_scale=lr / cfg.base_lr)
         updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
-        return updates, ScaleByControllerState(controller=controller, hparams=hp)
+        return updates, ScaleByControllerState(controller=controller, hparams=hp, rules_id=rules_id)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

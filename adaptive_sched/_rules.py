@@ -31,6 +31,11 @@ and return, by kind:
 * ``"momentum"``: the momentum value (clipped to the bounds by the core and
   held while the signal is not observed).
 
+Numbers are float32 in every front door (see :mod:`adaptive_sched._scalar`):
+take the ``log`` of a knob with :func:`log_knob` (computed once on the host when
+the knob is concrete), and if a rule needs an elementwise function the core
+does not call yet, add its row to :data:`adaptive_sched._scalar.UNARY`.
+
 A rule with ``slots`` returns ``(output, {slot: new_value})``; ``ctx.slots``
 holds the current values. Slots live in ``State.rule_state`` under
 ``"<family>.<rule>.<slot>"`` and travel through the host path, checkpoints and
@@ -50,6 +55,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from adaptive_sched import _scalar
+
 __all__ = [
     "FAMILIES",
     "KINDS",
@@ -60,6 +67,7 @@ __all__ = [
     "Slot",
     "active_rules",
     "knob",
+    "log_knob",
     "register",
     "registered",
     "rule_names",
@@ -417,6 +425,23 @@ for _k in (
 # --------------------------------------------------------------------------- shared rule math
 
 
+def log_knob(xp: Any, v: Any) -> Any:
+    """``log`` of a config knob (or of any value that depends on knobs only): on the host when it is a number.
+
+    Rules should take the log of a knob through this. Front doors that hold
+    concrete knobs (the optax front door, the torch adapter's host and device
+    modes) then share one value, ``log`` in float64 rounded once to float32,
+    instead of each backend's own float32 ``log`` (XLA, torch and libm differ
+    by an ulp on some inputs, and these constants accumulate in
+    ``log_scale``). Traced knobs (a ``vmap`` over configs) use ``xp.log``.
+    """
+    if isinstance(v, (int, float)):
+        host: Any = _scalar  # its elementwise functions come from _scalar.UNARY (invisible to type checkers)
+        return host.log(_scalar.float32(v))
+    return xp.log(v)
+
+
+
 def trend_step(xp: Any, obs: Any, up: Any, down: Any, threshold: Any, maximize: bool) -> Any:
     """``eta <- eta * up`` if the smoothed signal improved, else ``eta * down`` (log-increment).
 
@@ -432,7 +457,7 @@ def trend_step(xp: Any, obs: Any, up: Any, down: Any, threshold: Any, maximize: 
     else:
         improved = obs.hat < obs.prev_hat - margin
     active = xp.logical_and(obs.ok, obs.has_prev)
-    step = xp.where(improved, xp.log(up), xp.log(down))
+    step = xp.where(improved, log_knob(xp, up), log_knob(xp, down))
     return xp.where(active, step, 0.0)
 
 
@@ -513,7 +538,7 @@ def cyclical(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> tuple[Any, Any]
     lr = cfg.min_lr + (cfg.max_lr - cfg.min_lr) * 0.5 * (1.0 + xp.cos(math.pi * phase))
     lr = xp.clip(lr, cfg.min_lr, cfg.max_lr)
     restart = xp.logical_and(pos < 1.0, t > 1.0)
-    return xp.log(lr) - xp.log(cfg.base_lr), restart
+    return xp.log(lr) - log_knob(xp, cfg.base_lr), restart
 
 
 # --------------------------------------------------------------------------- momentum rules
@@ -673,7 +698,7 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     grow_now = xp.logical_and(xp.logical_and(strong, steeper), knobs.grow > 0.5)
     stop_growing = _or(xp, _or(xp, stationary, xp.logical_and(strong, xp.logical_not(steeper))), knobs.grow < 0.5)
     change = _or(xp, stationary, grow_now)
-    inc = xp.where(stationary, xp.log(knobs.drop), xp.where(grow_now, xp.log(knobs.up), 0.0))
+    inc = xp.where(stationary, log_knob(xp, knobs.drop), xp.where(grow_now, log_knob(xp, knobs.up), 0.0))
 
     fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy}
     new = {k: xp.where(ok, xp.where(change, 0.0, v), sl[k]) for k, v in fresh.items()}

@@ -12,35 +12,166 @@ semantics for 0-d inputs, except that nothing here ever returns NaN where the
 array versions would: the core sanitises its inputs before it calls ``log``,
 ``sqrt`` or ``exp`` (``math`` raises where arrays would produce inf/NaN, which
 makes a sanitisation gap loud in the tests instead of silent).
+
+Numeric semantics: float32, like every other front door. Values are
+:class:`F32`, a ``float`` whose arithmetic (``+ - * /``) rounds each result to
+the nearest float32 (round-to-nearest-even), so an expression gives exactly
+the float32 result that NumPy, torch or XLA compute: for ``+ - * /`` and
+``sqrt`` of float32 inputs, the float64 result rounded once to float32 *is*
+the correctly rounded float32 result (53 >= 2 * 24 + 2, so the double rounding
+is innocuous). The elementwise functions are rounded as their row of
+:data:`UNARY` says (``exp``, ``log``, ``log1p`` and ``cos``: computed in
+float64 and rounded once, the correctly rounded float32 value in all but
+astronomically rare cases). Rounding uses a one-slot ``array('f')`` (CPython
+converts a double to a C float on assignment: IEEE round to nearest, overflow
+to inf), measured the fastest way to round in pure Python.
 """
 
 from __future__ import annotations
 
 import builtins
 import math
-from typing import Any
+from array import array
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-UNARY: dict[str, Any] = {
-    "exp": math.exp,
-    "log": math.log,
-    "log1p": math.log1p,
-    "sqrt": math.sqrt,
-    "cos": math.cos,
-    "floor": math.floor,
-    "isfinite": math.isfinite,
-    "abs": builtins.abs,
+_BUF = array("f", [0.0])
+
+
+def round_f32(x: float) -> float:
+    """``x`` rounded to the nearest float32 (a plain Python float; overflow gives +-inf)."""
+    _BUF[0] = x
+    return _BUF[0]
+
+
+class Unary(NamedTuple):
+    """One elementwise function of the core (a row of :data:`UNARY`).
+
+    Attributes:
+      fn: the Python implementation (float64 for floats).
+      rounding: how its float result becomes a float32 value, identically in
+        every front door:
+
+        * ``"float64"``: float32 implementations are not correctly rounded
+          (``exp``, ``log``, ...): host mode rounds ``fn``'s float64 result
+          once, device mode computes in float64 and rounds the same way.
+        * ``"float32"``: IEEE correctly rounded in float32 (``sqrt``): host
+          mode rounds ``fn``'s float64 result (the same value), device mode
+          runs the native float32 op.
+        * ``"exact"``: nothing to round: the result is exact (``abs``) or not
+          a float (``floor`` gives an int, ``isfinite`` a bool).
+      result: what it returns: ``"float"`` (a float32 value), ``"int"``,
+        ``"bool"`` or ``"input"`` (the kind of its argument).
+    """
+
+    fn: Callable[[Any], Any]
+    rounding: str
+    result: str = "float"
+
+
+UNARY: dict[str, Unary] = {
+    "exp": Unary(math.exp, "float64"),
+    "log": Unary(math.log, "float64"),
+    "log1p": Unary(math.log1p, "float64"),
+    "cos": Unary(math.cos, "float64"),
+    "sqrt": Unary(math.sqrt, "float32"),
+    "floor": Unary(math.floor, "exact", "int"),
+    "isfinite": Unary(math.isfinite, "exact", "bool"),
+    "abs": Unary(builtins.abs, "exact", "input"),
 }
-"""The elementwise functions the core may call: name -> Python implementation.
+"""The elementwise functions the core may call: name -> :class:`Unary` (implementation, rounding).
 
-This is the one table to extend when a rule needs a new elementwise function:
-the host-path compiler (:mod:`adaptive_sched._hostpath`) records, folds and
-emits every entry (as ``torch.<name>`` for the torch target), and this module
-exposes each as ``_scalar.<name>``. The name must be the Array API's.
+This is the one table to extend when a rule needs a new elementwise function
+(one line: its Python implementation and how its result is rounded): this
+module exposes each as ``_scalar.<name>`` (rounded as the row says), and the
+host-path compiler (:mod:`adaptive_sched._hostpath`) records, folds and emits
+every entry (as ``torch.<name>`` for the torch target, in float64 where the
+row says so). The name must be the Array API's.
 """
 
-globals().update(UNARY)
+
+class F32(float):
+    """A Python float holding a float32 value; ``+ - * /`` round their result to float32.
+
+    A plain ``float`` operand is first rounded to float32, as NumPy, torch and
+    JAX convert a Python scalar next to a float32 array; ``int`` operands are
+    taken as they are (exact below 2**24). Operations with anything else (e.g.
+    the host-path tracer's symbols) are left to the other operand.
+    """
+
+    __slots__ = ()
+
+    def __add__(self, o: Any) -> Any:
+        r = float.__add__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __radd__(self, o: Any) -> Any:
+        r = float.__radd__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __sub__(self, o: Any) -> Any:
+        r = float.__sub__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __rsub__(self, o: Any) -> Any:
+        r = float.__rsub__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __mul__(self, o: Any) -> Any:
+        r = float.__mul__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __rmul__(self, o: Any) -> Any:
+        r = float.__rmul__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __truediv__(self, o: Any) -> Any:
+        r = float.__truediv__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __rtruediv__(self, o: Any) -> Any:
+        r = float.__rtruediv__(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    def __neg__(self) -> F32:
+        return F32(-float(self))
+
+    def __abs__(self) -> F32:
+        return F32(float.__abs__(self))
+
+    def __reduce__(self) -> Any:  # pickles as a plain float
+        return (float, (float(self),))
+
+
+def float32(x: Any) -> F32:
+    """``x`` as a float32 value (:class:`F32`)."""
+    return F32(round_f32(float(x)))
+
+
+def _const(x: Any) -> Any:
+    """A plain Python float (a constant of the rule code) as the float32 value arrays would use."""
+    return F32(round_f32(x)) if type(x) is float else x
+
+
+def _namespace_function(name: str, row: Unary) -> Callable[[Any], Any]:
+    fn = row.fn
+    if row.rounding == "exact":
+        return fn
+
+    def rounded(x: Any) -> F32:
+        return F32(round_f32(fn(x)))
+
+    rounded.__name__ = rounded.__qualname__ = name
+    rounded.__doc__ = f"``{name}(x)`` rounded to float32 (see UNARY)."
+    return rounded
+
+
+globals().update({name: _namespace_function(name, row) for name, row in UNARY.items()})
 
 __all__ = [
+    "F32",
+    "UNARY",
+    "Unary",
     "asarray",
     "astype",
     "clip",
@@ -48,13 +179,13 @@ __all__ = [
     "int32",
     "logical_and",
     "logical_not",
+    "round_f32",
     "where",
 ]
 __all__ += list(UNARY)
 
 IS_SCALAR = True  # the core skips its float32 casts for scalar namespaces
 
-float32 = float
 int32 = int
 bool_ = bool
 
@@ -71,16 +202,17 @@ def astype(x: Any, dtype: Any) -> Any:
 
 
 def where(cond: bool, x1: Any, x2: Any) -> Any:
-    return x1 if cond else x2
+    return _const(x1 if cond else x2)
 
 
 def clip(x: float, min: float, max: float) -> float:  # noqa: A002
-    # Array-API argument names.
+    # Array-API argument names. A bound that is a plain float constant (e.g. 1e-12)
+    # comes back as its float32 value, as an array's clip would give it.
     if x < min:
-        return min
+        return _const(min)
     if x > max:
-        return max
-    return x
+        return _const(max)
+    return _const(x)
 
 
 def logical_and(x1: bool, x2: bool) -> bool:

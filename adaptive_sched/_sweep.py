@@ -420,10 +420,17 @@ class SweepResult:
 
         Raises:
           ValueError: if the result does not come from such a grid.
+          ModuleNotFoundError: without matplotlib (the ``bench`` extra installs it).
         """
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Rectangle
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+            from matplotlib.patches import Rectangle
+        except ModuleNotFoundError as e:
+            raise ModuleNotFoundError(
+                "SweepResult.heatmap() needs matplotlib: pip install 'adaptive-sched[bench]' (or matplotlib)",
+                name=e.name,
+            ) from e
 
         varying = [k for k, v in self.grid_values.items() if len(v) > 1]
         if len(varying) != 2:

@@ -22,6 +22,8 @@ import os
 import sys
 from typing import Any
 
+from adaptive_sched._cli import output_dir
+
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 _DEFAULT_RULES = {"lr_rule": "trend"}
 
@@ -82,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="default", help="task size: tiny, quick, default or full")
     parser.add_argument("--optimizer", choices=_OPTIMIZERS, default="adam", help="optax optimizer; default adam")
     parser.add_argument("--top", type=int, default=5, help="how many of the best configs to print; default 5")
-    parser.add_argument("--out", default="sweep-results", help="output directory; default ./sweep-results")
+    parser.add_argument(
+        "--out", type=output_dir, default="sweep-results", help="output directory; default ./sweep-results"
+    )
     parser.add_argument("--chunk-size", type=int, default=None, help="configs per compiled call (default: all)")
     parser.add_argument(
         "--memory-budget",

@@ -65,7 +65,9 @@ def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -
                 h = jax.nn.relu(h)
         return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
 
-    def make_run(tx: optax.GradientTransformationExtraArgs) -> Callable[[], Any]:
+    losses: dict[str, Any] = {}
+
+    def make_run(tx: optax.GradientTransformationExtraArgs, name: str) -> Callable[[], Any]:
         state = tx.init(params)
 
         @jax.jit
@@ -78,6 +80,7 @@ def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -
 
             return jax.lax.scan(body, (p, s), None, length=inner_steps)
 
+        losses[name] = np.asarray(run(params, state)[1])
         return lambda: run(params, state)
 
     plain = optax.with_extra_args_support(optax.adamw(QUICKSTART.base_lr, weight_decay=0.01))
@@ -88,7 +91,9 @@ def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -
     )
     adaptive = A.optax.inject_hyperparams(optax.adamw, QUICKSTART)(weight_decay=0.01)
     t = _median_times(
-        {"plain": make_run(plain), "injected": make_run(injected), "adaptive": make_run(adaptive)}, repeats
+        {"plain": make_run(plain, "plain"), "injected": make_run(injected, "injected"),
+         "adaptive": make_run(adaptive, "adaptive")},
+        repeats,
     )
     return {
         "plain_ms_per_step": 1e3 * t["plain"] / inner_steps,
@@ -96,6 +101,8 @@ def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -
         "adaptive_ms_per_step": 1e3 * t["adaptive"] / inner_steps,
         "ratio": t["adaptive"] / t["plain"],
         "ratio_vs_injected": t["adaptive"] / t["injected"],
+        # what the timed programs did: the losses of their inner_steps steps
+        "losses": losses,
     }
 
 

@@ -98,16 +98,20 @@ def _measure(repeats: int, calls: int, train_calls: int, seed: int) -> dict[str,
         for r in rewards:
             step(r)
 
+    last: dict[str, float] = {}
+
     def run_core() -> None:
         fn, flat = host_fn, host_flat
         for r in rewards:
-            fn(flat, None, r, None, None)
+            hp = fn(flat, None, r, None, None)
+        last["core"] = hp[0]
 
     def run_generic() -> None:
         state, update, signals = core_state[0], A.update, A.Signals
         for r in rewards:
-            state, _ = update(state, signals(None, r, None, None))
+            state, hp = update(state, signals(None, r, None, None))
         core_state[0] = state
+        last["generic"] = hp.lr
 
     def run_train() -> None:
         for _ in range(train_calls):
@@ -141,6 +145,9 @@ def _measure(repeats: int, calls: int, train_calls: int, seed: int) -> dict[str,
         "train_step_s": med["train_step"],
         "observe_vs_plateau": vs_plateau,
         "observe_share_of_train_step": share,
+        # The three controllers saw the same stream the same number of times: the
+        # timed calls did the same work (host mode runs the compiled host path).
+        "final_lr": {"observe": sched.get_last_lr()[0], "core": last["core"], "generic": last["generic"]},
     }
 
     rows = [

@@ -48,9 +48,9 @@ def moms(hps: list[A.Hparams]) -> np.ndarray:
 def test_all_none_is_exact_identity_on_hostile_streams(ns: str) -> None:
     cfg = A.Config(base_lr=3.7e-4, base_momentum=0.85)
     hps, state = run(cfg, random_stream(0, 60, hostile=0.5), NAMESPACES[ns])
-    base = np.float32(3.7e-4) if ns == "numpy" else 3.7e-4
-    assert all(h.lr == base for h in hps)  # bit for bit
-    assert all(h.momentum == (np.float32(0.85) if ns == "numpy" else 0.85) for h in hps)
+    # every namespace computes in float32: the base lr as a float32, bit for bit
+    assert all(h.lr == np.float32(3.7e-4) for h in hps)
+    assert all(h.momentum == np.float32(0.85) for h in hps)
     assert all(as_float(h.lr_scale) == 1.0 for h in hps)
 
 
@@ -99,21 +99,21 @@ def test_ema_with_bias_correction_matches_hand_computation() -> None:
         m = beta * m + (1 - beta) * x
         hat = m / (1 - beta**n)
         v = beta * v + (1 - beta) * (x - hat) ** 2
-        assert state.loss.mean == pytest.approx(m, rel=1e-12)
-        assert state.loss.var == pytest.approx(v, rel=1e-12)
-        assert state.loss.decay_pow == pytest.approx(beta**n, rel=1e-12)
-        assert state.loss.ref == pytest.approx(1.0)  # first smoothed value
+        assert state.loss.mean == pytest.approx(m, rel=1e-6)
+        assert state.loss.var == pytest.approx(v, rel=1e-6)
+        assert state.loss.decay_pow == pytest.approx(beta**n, rel=1e-6)
+        assert state.loss.ref == pytest.approx(1.0, rel=1e-5)  # first smoothed value
     # the variance rule reads the bias-corrected values
     hat, var_hat = m / (1 - beta**4), v / (1 - beta**4)
     expected = 1e-3 / (1 + math.sqrt(var_hat) / abs(hat))
     _, hp = A.update(state, A.Signals())
-    assert hp.lr == pytest.approx(expected, rel=1e-12)
+    assert hp.lr == pytest.approx(expected, rel=1e-6)
 
 
 def test_beta_zero_means_no_smoothing() -> None:
     cfg = A.Config(momentum_rule="inverse", ema_beta=0.0)
     hps, _ = run(cfg, [A.Signals(loss=x) for x in (1.0, 3.0, 0.25)], _scalar)
-    np.testing.assert_allclose(moms(hps), [0.5, 0.75, 0.2], rtol=1e-12)
+    np.testing.assert_allclose(moms(hps), [0.5, 0.75, 0.2], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- skipping
@@ -142,7 +142,7 @@ def test_unobserved_signal_holds_hparams_and_counts_skips(ns: str, bad: float | 
 def test_trend_goes_up_on_improvement_and_down_otherwise() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=1.1, trend_down=0.5, trend_threshold=0.0)
     hps, _ = run(cfg, [A.Signals(loss=x) for x in (5.0, 4.0, 3.0, 3.5, 3.5)], _scalar)
-    np.testing.assert_allclose(lrs(hps), 1e-3 * np.array([1, 1.1, 1.21, 0.605, 0.3025]), rtol=1e-12)
+    np.testing.assert_allclose(lrs(hps), 1e-3 * np.array([1, 1.1, 1.21, 0.605, 0.3025]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("losses", [[10.0, 9.5, 9.0, 8.5], [-10.0, -10.5, -11.0, -11.5]])
@@ -152,29 +152,29 @@ def test_trend_is_correct_for_negative_losses_and_rewards(losses: list[float]) -
     # on either side of zero (torch's `best * (1 - threshold)` gets this wrong below 0).
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.01)
     hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], _scalar)
-    assert lrs(hps)[-1] == pytest.approx(8e-3)
+    assert lrs(hps)[-1] == pytest.approx(8e-3, rel=1e-5)
     cfg = A.Config(
         reward_rule="trend", ema_reward_beta=0.0, reward_up=2.0, reward_down=0.5, reward_threshold=0.01
     )
     hps, _ = run(cfg, [A.Signals(reward=-x) for x in losses], _scalar)  # rising reward
-    assert lrs(hps)[-1] == pytest.approx(8e-3)
+    assert lrs(hps)[-1] == pytest.approx(8e-3, rel=1e-5)
     hps, _ = run(cfg, [A.Signals(reward=x) for x in losses], _scalar)  # falling reward
-    assert lrs(hps)[-1] == pytest.approx(1e-3 / 8)
+    assert lrs(hps)[-1] == pytest.approx(1e-3 / 8, rel=1e-5)
 
 
 def test_trend_threshold_counts_small_changes_as_no_improvement() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.1)
     hps, _ = run(cfg, [A.Signals(loss=x) for x in (-10.0, -10.5)], _scalar)  # 5% < 10%
-    assert lrs(hps)[-1] == pytest.approx(5e-4)
+    assert lrs(hps)[-1] == pytest.approx(5e-4, rel=1e-5)
 
 
 def test_stateful_rules_do_not_wind_up_while_clamped() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.0, max_lr=4e-3)
     losses = [100.0 - t for t in range(50)] + [1000.0]  # 49 improvements, then one worsening
     hps, state = run(cfg, [A.Signals(loss=x) for x in losses], _scalar)
-    assert lrs(hps)[-2] == pytest.approx(4e-3)
-    assert lrs(hps)[-1] == pytest.approx(2e-3)  # leaves the bound at once
-    assert state.log_scale == pytest.approx(math.log(2.0))
+    assert lrs(hps)[-2] == pytest.approx(4e-3, rel=1e-5)
+    assert lrs(hps)[-1] == pytest.approx(2e-3, rel=1e-5)  # leaves the bound at once
+    assert state.log_scale == pytest.approx(math.log(2.0), rel=1e-5)
 
 
 def test_loss_decay_formula() -> None:
@@ -186,7 +186,7 @@ def test_loss_decay_formula() -> None:
     for x in losses:
         eta = eta / (1 + k * max(x, 0.0))
         expected.append(eta)
-    np.testing.assert_allclose(lrs(hps), expected, rtol=1e-12)
+    np.testing.assert_allclose(lrs(hps), expected, rtol=1e-6)
 
 
 def test_variance_rule_lowers_lr_under_noise_only() -> None:
@@ -194,7 +194,7 @@ def test_variance_rule_lowers_lr_under_noise_only() -> None:
     flat, _ = run(cfg, [A.Signals(loss=2.0)] * 30, _scalar)
     rng = np.random.default_rng(0)
     noisy, _ = run(cfg, [A.Signals(loss=2.0 + float(rng.normal())) for _ in range(30)], _scalar)
-    assert lrs(flat)[-1] == pytest.approx(1e-3)
+    assert lrs(flat)[-1] == pytest.approx(1e-3, rel=1e-5)
     assert lrs(noisy)[-1] < 0.8e-3
 
 
@@ -229,14 +229,14 @@ def test_reward_scaling_maps_center_plus_minus_span() -> None:
     hps, _ = run(cfg, [A.Signals(reward=r) for r in (-1.5, 0.5, 2.5, 1.5)], _scalar)
     lr = lrs(hps)
     assert lr[0] <= 1e-6 * 1e-3 * 1.0001  # about 0: the floor of the mapping
-    np.testing.assert_allclose(lr[1:], [1e-3, 2e-3, 1.5e-3], rtol=1e-12)
+    np.testing.assert_allclose(lr[1:], [1e-3, 2e-3, 1.5e-3], rtol=1e-6)
 
 
 def test_reward_variance_rule() -> None:
     cfg = A.Config(reward_rule="variance", ema_reward_beta=0.5, reward_span=1.0, reward_variance_k=1.0)
     calm, _ = run(cfg, [A.Signals(reward=1.0)] * 10, _scalar)
     wild, _ = run(cfg, [A.Signals(reward=(-1.0) ** t * 3) for t in range(10)], _scalar)
-    assert lrs(calm)[-1] == pytest.approx(1e-3)
+    assert lrs(calm)[-1] == pytest.approx(1e-3, rel=1e-5)
     assert lrs(wild)[-1] < 0.5e-3
 
 
@@ -244,8 +244,8 @@ def test_kl_target_lowers_lr_when_kl_overshoots_and_raises_it_below() -> None:
     cfg = A.Config(kl_rule="target", ema_kl_beta=0.0, kl_target=0.1, kl_gain=0.1, kl_clip=0.2)
     high, _ = run(cfg, [A.Signals(kl=0.5)] * 5, _scalar)
     low, _ = run(cfg, [A.Signals(kl=0.01)] * 5, _scalar)
-    np.testing.assert_allclose(lrs(high), 1e-3 * np.exp(-0.02 * np.arange(1, 6)), rtol=1e-12)
-    np.testing.assert_allclose(lrs(low), 1e-3 * np.exp(0.02 * np.arange(1, 6)), rtol=1e-12)  # error clipped
+    np.testing.assert_allclose(lrs(high), 1e-3 * np.exp(-0.02 * np.arange(1, 6)), rtol=1e-6)
+    np.testing.assert_allclose(lrs(low), 1e-3 * np.exp(0.02 * np.arange(1, 6)), rtol=1e-6)  # error clipped
 
 
 def test_cyclical_restarts_and_resets_smoothing() -> None:
@@ -254,20 +254,20 @@ def test_cyclical_restarts_and_resets_smoothing() -> None:
     )
     hps, _ = run(cfg, [A.Signals(loss=1.0)] * 9, _scalar)
     half = 1e-4 + (1e-2 - 1e-4) * 0.5
-    np.testing.assert_allclose(lrs(hps)[[0, 2, 4, 8]], [1e-2, half, 1e-2, 1e-2], rtol=1e-12)
+    np.testing.assert_allclose(lrs(hps)[[0, 2, 4, 8]], [1e-2, half, 1e-2, 1e-2], rtol=1e-6)
     assert lrs(hps)[3] < lrs(hps)[2] < lrs(hps)[1] < lrs(hps)[0]
     state = A.init(cfg, xp=_scalar)
     for t in range(5):
         state, _ = A.update(state, A.Signals(loss=1.0))
         if t == 3:
-            assert state.loss.decay_pow == pytest.approx(0.5**4)
-    assert state.loss.decay_pow == pytest.approx(0.5)  # restarted at step 5
+            assert state.loss.decay_pow == pytest.approx(0.5**4, rel=1e-5)
+    assert state.loss.decay_pow == pytest.approx(0.5, rel=1e-5)  # restarted at step 5
 
 
 def test_warmup_is_linear_then_flat() -> None:
     cfg = A.Config(warmup_steps=4.0)
     hps, _ = run(cfg, [A.Signals()] * 6, _scalar)
-    np.testing.assert_allclose(lrs(hps), 1e-3 * np.array([0.25, 0.5, 0.75, 1, 1, 1]), rtol=1e-12)
+    np.testing.assert_allclose(lrs(hps), 1e-3 * np.array([0.25, 0.5, 0.75, 1, 1, 1]), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -286,14 +286,14 @@ def test_warmup_is_linear_then_flat() -> None:
 def test_momentum_rules(rule: str, losses: list[float], expected: float) -> None:
     cfg = A.Config(momentum_rule=rule, ema_beta=0.0, max_momentum=0.99, momentum_gain=0.05)
     hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], _scalar)
-    assert moms(hps)[-1] == pytest.approx(min(max(expected, 0.0), 0.99), rel=1e-9)
+    assert moms(hps)[-1] == pytest.approx(min(max(expected, 0.0), 0.99), rel=1e-6)
 
 
 def test_huge_signals_are_clipped_not_dropped() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.0)
     hps, state = run(cfg, [A.Signals(loss=x) for x in (1e300, 1.0)], _scalar)
     assert int(state.skipped) == 0
-    assert lrs(hps)[-1] == pytest.approx(2e-3)
+    assert lrs(hps)[-1] == pytest.approx(2e-3, rel=1e-5)
 
 
 def test_signals_must_be_scalars() -> None:

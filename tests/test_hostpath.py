@@ -100,7 +100,8 @@ def test_torch_target_matches_the_core_on_torch(combo: tuple[str, str, str, str]
             fns[key] = compile_update(cfg, key, target="torch")[0]
         args = [None if v is None else torch.tensor(v, dtype=torch.float32) for v in sig]
         got = fns[key](flat, *args)
-        # float32 tolerance: the trace folds config constants in float64
+        # float32 tolerance: the generic core on torch takes exp/log/cos in torch's float32; the
+        # trace computes them in float64 and rounds (as host mode does, see test_numeric_semantics)
         for a, b in zip(got, (hp.lr, hp.momentum, hp.lr_scale)):
             assert float(a) == pytest.approx(float(b), rel=2e-5, abs=1e-7)
     assert [x.dtype for x in flat[:3]] == [torch.int32, torch.int32, torch.float32]
@@ -110,3 +111,44 @@ def test_torch_target_matches_the_core_on_torch(combo: tuple[str, str, str, str]
 def test_unknown_target_is_refused() -> None:
     with pytest.raises(ValueError, match=r"compile_update\(target='jax'\) is invalid: must be 'python' or 'torch'"):
         compile_update(A.Config(), (True, False, False, False), target="jax")
+
+
+def test_every_unary_row_is_rounded_as_it_says_in_host_and_device_mode() -> None:
+    # _scalar.UNARY is the one table of elementwise functions: each row's rounding column
+    # decides what the scalar namespace, the host path's constant folding, the generated
+    # Python and the torch target compute. They must give the same float32 values.
+    torch = pytest.importorskip("torch")
+    from adaptive_sched._hostpath import _FOLD, _PY_TEMPLATES, _SYM, _TORCH_TEMPLATES
+
+    for name, row in _scalar.UNARY.items():
+        assert row.rounding in ("float64", "float32", "exact") and row.result in ("float", "int", "bool", "input")
+        assert callable(getattr(_SYM, name)) and name in _PY_TEMPLATES and name in _TORCH_TEMPLATES
+        assert ("double()" in _TORCH_TEMPLATES[name]) == (row.rounding == "float64")
+        for x in (0.3, 1.7, 2.5e-3, 12.0, 88.5, 1e-30):
+            x32 = _scalar.float32(x)
+            host = getattr(_scalar, name)(x32)
+            raw = row.fn(float(x32))
+            if row.rounding == "exact":
+                assert host == raw
+            else:
+                assert type(host) is _scalar.F32 and host == _scalar.round_f32(raw)
+            assert _FOLD[name](x32) == host
+            dev = eval(_TORCH_TEMPLATES[name].format("t"), {"torch": torch, "t": torch.tensor(float(x32))})  # noqa: S307
+            assert float(dev) == float(host), (name, x)
+
+
+def test_large_step_counts_become_float32_as_arrays_convert_them() -> None:
+    # t = float(step + 1) is rounded to float32 above 2**24, in the generic scalar path and
+    # in the generated code alike (and so in device mode).
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xpt
+
+    cfg = config_for(("cyclical", "none", "none", "none"), warmup_steps=0.0)
+    state = A.init(cfg, xp=_scalar)._replace(step=2**24 + 1)
+    host = HostController(cfg, state=state)
+    dev_state = A.init(cfg, xp=xpt)._replace(step=torch.tensor(2**24 + 1, dtype=torch.int32))
+    dev = HostController(cfg, dev_state, target="torch")
+    for _ in range(4):
+        state, hp = A.update(state, A.Signals())
+        assert host.update() == (hp.lr, hp.momentum, hp.lr_scale)
+        assert tuple(float(v) for v in dev.update()) == (hp.lr, hp.momentum, hp.lr_scale)

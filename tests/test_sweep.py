@@ -338,3 +338,12 @@ def test_import_stays_light() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_heatmap_without_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    res = A.sweep(lambda c, k: c.trend_up * c.ema_beta, BASE, {"trend_up": [1.01, 1.1], "ema_beta": [0.1, 0.5]})
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ModuleNotFoundError
+    with pytest.raises(ModuleNotFoundError, match=r"adaptive-sched\[bench\]"):
+        res.heatmap(tmp_path / "h.png")

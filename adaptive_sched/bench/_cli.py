@@ -6,6 +6,8 @@ import argparse
 import pathlib
 import sys
 
+from adaptive_sched._cli import output_dir
+
 __all__ = ["add_arguments", "run"]
 
 # Kept in step with adaptive_sched.bench._tasks.TASK_NAMES (a test checks); importing
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out",
-        type=pathlib.Path,
+        type=output_dir,
         default=pathlib.Path("adaptive-sched-bench"),
         help="output directory, created if needed; report files in it are overwritten "
         "(default: ./adaptive-sched-bench)",

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import adaptive_sched as A
+from adaptive_sched._hostpath import flatten_state
 
 torch = pytest.importorskip("torch")
 
@@ -125,6 +126,8 @@ HUGE = [
     ("numpy-float64", lambda: np.float64(1e40)),
     ("float64-tensor", lambda: torch.tensor(1e40, dtype=torch.float64)),
     ("float64-tensor-1d", lambda: torch.tensor([-3e300], dtype=torch.float64)),
+    ("float32-tensor", lambda: torch.tensor(3e38, dtype=torch.float32)),
+    ("just-above-limit", lambda: SIGNAL_LIMIT + 3e7),  # above 1e15, below the next float32
 ]
 
 
@@ -137,12 +140,14 @@ def test_huge_finite_signals_are_clipped_and_observed_in_both_modes(make: Callab
                                   device_mode=device_mode)
         sched.observe(loss=make(), R=make())
         st = sched.controller_state
-        outcomes.append((int(st.skipped), float(st.loss.ref), float(st.reward.ref), float(st.loss.decay_pow)))
-    (skip_h, loss_h, rew_h, pow_h), (skip_d, loss_d, rew_d, pow_d) = outcomes
+        outcomes.append((int(st.skipped), float(st.loss.ref), float(st.reward.ref), float(st.loss.decay_pow),
+                         [float(v) for v in flatten_state(st)], float(sched.hparams.lr)))
+    (skip_h, loss_h, rew_h, pow_h, *rest_h), (skip_d, loss_d, rew_d, pow_d, *rest_d) = outcomes
     assert skip_h == skip_d == 0  # observed, not dropped
     assert pow_h == pow_d == 0.0  # ema_beta=0: one observation
-    assert abs(loss_h) == pytest.approx(SIGNAL_LIMIT, rel=1e-6) and loss_d == pytest.approx(loss_h, rel=1e-6)
-    assert rew_d == pytest.approx(rew_h, rel=1e-6)
+    # observed as the clipped limit, a float32 value, in both modes: same state and lr bit for bit
+    assert abs(loss_h) == float(np.float32(SIGNAL_LIMIT)) and loss_d == loss_h
+    assert rew_d == rew_h and rest_h == rest_d
 
 
 def test_non_finite_signals_are_skipped_alike_in_both_modes() -> None:
@@ -376,7 +381,8 @@ def test_sequential_lr_starts_the_adaptive_phase_from_the_base_lr(order: str) ->
     # warmup then the clock-driven cyclical rule, which starts its cycle at max_lr
     lrs = run_sequential(order, lr_rule="cyclical", cycle_length=100.0, min_lr=1e-3, max_lr=0.2)
     assert lrs[:3] == pytest.approx([0.01, 0.04, 0.07], rel=1e-12)
-    assert lrs[3] == lrs[4] == pytest.approx(0.2, rel=1e-12) and lrs[4] > lrs[5] > lrs[6]  # step 1 of the cycle
+    # step 1 of the cycle: max_lr, as the float32 value the controller computes in
+    assert lrs[3] == lrs[4] == float(np.float32(0.2)) and lrs[4] > lrs[5] > lrs[6]
 
 
 @pytest.mark.parametrize("device_mode", [False, True], ids=["host", "device"])
@@ -555,4 +561,5 @@ def test_load_state_dict_right_after_add_param_group() -> None:
     sched2 = AdaptiveScheduler(opt2, lr_rule="loss_decay", decay_k=1.0, min_lr=1e-6)
     opt2.add_param_group({"params": params(), "lr": 0.01})
     sched2.load_state_dict(sd)
-    assert sched2.get_last_lr() == sched.get_last_lr() == [0.05, 0.005]
+    # group 0: the controller's float32 lr; group 1: its base lr times lr_scale (0.5 exactly)
+    assert sched2.get_last_lr() == sched.get_last_lr() == [float(np.float32(0.05)), 0.005]

@@ -120,3 +120,18 @@ def test_quick_run_end_to_end(
     else:
         assert "torch-digits-mlp.png" in {p.name for p in pngs}
         assert doc["torch"]["summary"]["digits-mlp"]["best_baseline"] in ("constant", "cosine", "onecycle", "plateau")
+
+
+@pytest.mark.parametrize("command", ["bench", "sweep"])
+def test_out_that_is_an_existing_file_exits_with_one_line(
+    command: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = tmp_path / "report.md"
+    existing.write_text("not a directory")
+    with pytest.raises(SystemExit) as exc:
+        _cli.main([command, "--out", str(existing)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out={str(existing)!r} exists and is not a directory" in err
+    assert "Traceback" not in err
+    assert existing.read_text() == "not a directory"

@@ -27,4 +27,9 @@ def test_bench_core_runs_small() -> None:
     pytest.importorskip("optax")
     out = load_example("bench_core").main(configs=8, steps=50, repeats=1, mlp_repeats=1)
     assert out["core_scan"]["max_rel_diff_vs_hand"] < 1e-5  # same rule, same numbers
-    assert out["mlp_step"]["ratio"] > 0
+    # The timed programs train the same MLP: the injected constant lr is plain adamw,
+    # and the controller's run trains too (its lr differs, so its losses do).
+    losses = out["mlp_step"]["losses"]
+    np.testing.assert_allclose(losses["injected"], losses["plain"], rtol=1e-3)  # float32 drift over 50 steps
+    assert losses["adaptive"][0] == losses["plain"][0]  # same params, same first loss
+    assert losses["adaptive"][-1] < losses["adaptive"][0]

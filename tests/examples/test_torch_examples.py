@@ -22,5 +22,7 @@ def test_bench_torch_overhead_runs_small() -> None:
     assert torch.get_num_threads() == threads  # restored
     for key in ("observe_s", "plateau_s", "core_s", "generic_core_s", "train_step_s"):
         assert 0 < out[key] < 1.0
-    assert out["observe_vs_plateau"] == pytest.approx(out["observe_s"] / out["plateau_s"])
-    assert out["observe_share_of_train_step"] == pytest.approx(out["observe_s"] / out["train_step_s"])
+    # observe() runs exactly the core's update: same stream, same calls, same lr bit for bit.
+    lrs = out["final_lr"]
+    assert lrs["observe"] == lrs["core"] == lrs["generic"]
+    assert lrs["observe"] != 5e-5 and 1e-6 <= lrs["observe"] <= 5e-4  # the reward trend moved it, within bounds
