@@ -1,4 +1,4 @@
-"""Quickstart: the controller sets adamw's lr from the loss trend (optax front door).
+"""Quickstart: the recommended configuration sets adamw's lr from the loss (optax front door).
 
 Trains a small MLP on scikit-learn-free synthetic data with
 ``adaptive_sched.optax.inject_hyperparams(optax.adamw, config)``; the loss goes
@@ -28,14 +28,9 @@ def main(steps: int = 300, seed: int = 0) -> dict[str, list[float]]:
     def loss_fn(p: Any) -> Any:
         return jnp.mean((jnp.tanh(x @ p["w1"]) @ p["w2"] - y) ** 2)
 
-    config = A.Config(
-        lr_rule="trend",  # lr up while the smoothed loss improves, down otherwise
-        momentum_rule="none",
-        base_lr=3e-3,
-        min_lr=1e-5,
-        max_lr=3e-2,
-        ema_beta=0.9,
-    )
+    # The one to start from: anneals by a stationarity test on the loss (no horizon needed)
+    # times a gradient-norm guard; bounds base_lr/100 .. 10*base_lr; any Config field overrides.
+    config = A.recommended(base_lr=3e-3)
     tx = optax.chain(
         optax.clip_by_global_norm(1.0),
         A.optax.inject_hyperparams(optax.adamw, config)(weight_decay=1e-4),

@@ -159,7 +159,7 @@ def test_vmapped_sweep_equals_each_run_on_its_own(result: _sweep.SweepResult) ->
     single = jax.jit(make_train())
     assert len(result.configs) == 12 and result.seeds == SEEDS
     for i, cfg in enumerate(result.configs):
-        assert cfg.rules == (result.points[i]["lr_rule"], "none", "none", "none")
+        assert cfg.rules == A.Config(lr_rule=result.points[i]["lr_rule"]).rules
         assert cfg.trend_up == result.points[i]["trend_up"]
         for j, seed in enumerate(SEEDS):
             alone = single(cfg, jax.random.key(seed))
