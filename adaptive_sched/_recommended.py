@@ -25,9 +25,10 @@ def recommended(base_lr: Any = 1e-3, **overrides: Any) -> Config:
 
     * ``anneal_rule="slope"``: holds the lr while the raw loss falls
       significantly faster than its noise, raises it (x2 per test) while
-      progress keeps steepening before the first cut, and cuts it (x0.7) once a
+      progress keeps steepening before the first cut, and cuts it once a
       t-test on the slope of the loss since the last change finds no
-      significant progress (SASA/SLOPE, Lang, Zhang & Xiao, 2019). It needs no
+      significant progress (x0.6 if the slope is flat or rising, x0.9 if it
+      still leans down; SASA/SLOPE, Lang, Zhang & Xiao, 2019). It needs no
       total step count.
     * ``lr_rule="grad_norm"`` with ``grad_norm_power=0.5``: the lr scales with
       ``sqrt(g_slow / g_t)``, the gradient norm against a slow EMA of itself,

@@ -409,7 +409,13 @@ ANNEAL_WINDOW_POWER = knob(
 ANNEAL_Z_DROP = knob(
     "anneal_z_drop", 1.0, _nonneg, "one-sided z of the stationarity test: cut unless ``T < -t_q(z)`` (>= 0)."
 )
-ANNEAL_DROP = knob("anneal_drop", 0.7, _down, "lr factor when the test finds no significant progress (in (0, 1]).")
+ANNEAL_DROP = knob(
+    "anneal_drop", 0.9, _down,
+    "lr factor when the slope is negative but not significantly so (``-t_q < T < 0``; in (0, 1]).",
+)
+ANNEAL_DROP_FLAT = knob(
+    "anneal_drop_flat", 0.6, _down, "lr factor when the slope is flat or rising (``T >= 0``; in (0, 1])."
+)
 ANNEAL_UP = knob("anneal_up", 2.0, _up, "lr factor per growth test passed before the first cut (>= 1).")
 ANNEAL_Z_UP = knob("anneal_z_up", 1.645, _nonneg, "z of the growth test: grow only if ``T < -t_q(z_up)`` (>= 0).")
 ANNEAL_GROW = knob("anneal_grow", 1.0, _flag, "1 to allow the growth phase before the first cut, 0 to disable.")
@@ -418,7 +424,7 @@ for _k in (
     TREND_UP, TREND_DOWN, TREND_THRESHOLD, DECAY_K, VARIANCE_K, GRAD_NORM_POWER, CYCLE_LENGTH,
     MOMENTUM_A, MOMENTUM_GAIN, REWARD_CENTER, REWARD_SPAN, REWARD_UP, REWARD_DOWN, REWARD_THRESHOLD,
     REWARD_VARIANCE_K, KL_TARGET, KL_GAIN, KL_CLIP, GRAD_NORM_REF_BETA, ANNEAL_MIN_SAMPLES,
-    ANNEAL_TEST_EVERY, ANNEAL_WINDOW_POWER, ANNEAL_Z_DROP, ANNEAL_DROP, ANNEAL_UP, ANNEAL_Z_UP, ANNEAL_GROW,
+    ANNEAL_TEST_EVERY, ANNEAL_WINDOW_POWER, ANNEAL_Z_DROP, ANNEAL_DROP, ANNEAL_DROP_FLAT, ANNEAL_UP, ANNEAL_Z_UP, ANNEAL_GROW,
 ):  # fmt: skip
     KNOBS[_k.name] = _k
 
@@ -628,7 +634,7 @@ ANNEAL_SLOTS = ("n", "w", "w2", "mt", "my", "ctt", "cty", "cyy", "growing", "pre
 
 
 def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
-    r"""Slope test: cut the lr by ``drop`` once the loss shows no significant downward slope at the current lr.
+    r"""Slope test: cut the lr once the loss shows no significant downward slope at the current lr.
 
     SASA/SLOPE (Lang, Zhang & Xiao, 2019, "Using Statistics to Automate
     Stochastic Optimization", NeurIPS; the loss-only SLOPE test of the
@@ -650,7 +656,11 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     degrees of freedom (Cornish-Fisher: ``t_q(z) = z*(1 + (z^2 + 1)/(4*(n_e - 2)))``):
 
     * *anneal*: ``T > -t_q(z_drop)`` (progress is within noise: the iterates are
-      stationary at this lr): ``eta <- eta * drop`` and the leg restarts;
+      stationary at this lr): the lr is cut, by evidence, and the leg restarts:
+      ``eta <- eta * drop_flat`` if ``T >= 0`` (the loss is flat or rising: no
+      sign of progress), else ``eta <- eta * drop`` (it still leans down, within
+      noise: a gentle cut, so the lr stays high while there may be progress,
+      as a cosine schedule does early on);
     * *grow* (before the first cut only, when ``anneal_grow = 1``; the warm-up
       role of SALSA, Zhang et al., 2020, without its line search):
       ``T < -t_q(z_up)`` and the slope at least as steep as at the previous
@@ -658,7 +668,7 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       that is not steeper ends the growth phase;
     * otherwise the lr holds.
 
-    So the lr never falls faster than one ``drop`` per ``n_min`` observations,
+    So the lr never falls faster than one cut per ``n_min`` observations,
     and needs no total step count. On a stationary stream the first test cuts
     with probability about ``Phi(z_drop)``; a loss falling clearly faster than
     its noise is never cut. Non-finite losses are not observed.
@@ -698,7 +708,8 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     grow_now = xp.logical_and(xp.logical_and(strong, steeper), knobs.grow > 0.5)
     stop_growing = _or(xp, _or(xp, stationary, xp.logical_and(strong, xp.logical_not(steeper))), knobs.grow < 0.5)
     change = _or(xp, stationary, grow_now)
-    inc = xp.where(stationary, log_knob(xp, knobs.drop), xp.where(grow_now, log_knob(xp, knobs.up), 0.0))
+    cut = xp.where(tstat >= 0.0, log_knob(xp, knobs.drop_flat), log_knob(xp, knobs.drop))
+    inc = xp.where(stationary, cut, xp.where(grow_now, log_knob(xp, knobs.up), 0.0))
 
     fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy}
     new = {k: xp.where(ok, xp.where(change, 0.0, v), sl[k]) for k, v in fresh.items()}
@@ -741,9 +752,9 @@ for _rule in (
          formula='`η ← η·exp(−gain·clip(KL̂/target − 1, −c, c))` (`kl_target`, `kl_gain`, `kl_clip`; Ziegler et al. 2019)'),
     Rule("anneal", "slope", "increment", "loss", anneal_slope,
          {"min_samples": ANNEAL_MIN_SAMPLES, "test_every": ANNEAL_TEST_EVERY, "window_power": ANNEAL_WINDOW_POWER,
-          "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
+          "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "drop_flat": ANNEAL_DROP_FLAT, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
          slots=tuple(Slot(k, init=1.0 if k == "growing" else 0.0) for k in ANNEAL_SLOTS),
-         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once `n ≥ n_min`: `η ← η·drop` if `T > −t_q(z_drop)` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)'),
+         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once `n ≥ n_min`: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)'),
 ):  # fmt: skip
     RULES[_rule.key] = _rule
 

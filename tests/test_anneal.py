@@ -78,9 +78,36 @@ def test_noisy_constant_loss_is_cut_at_the_first_test_with_the_promised_confiden
         rng = random.Random(seed)
         _, incs = run_rule([3.0 + 0.2 * rng.gauss(0, 1) for _ in range(n_min)])
         assert all(v == 0.0 for v in incs[:-1])
-        cut_first += incs[-1] == pytest.approx(math.log(DEFAULTS.anneal_drop))
+        assert incs[-1] in (0.0, pytest.approx(math.log(DEFAULTS.anneal_drop)),
+                            pytest.approx(math.log(DEFAULTS.anneal_drop_flat)), pytest.approx(math.log(DEFAULTS.anneal_up)))
+        cut_first += incs[-1] < 0
     promised = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))  # Phi(z_drop): 0.84 at z = 1
     assert cut_first / 200 >= promised - 0.07
+
+
+def test_the_cut_is_scaled_by_the_evidence() -> None:
+    """T >= 0 (flat or rising): x drop_flat; -t_q < T < 0 (leaning down within noise): x drop; T <= -t_q: hold."""
+    stats = pytest.importorskip("scipy.stats")
+    t = np.arange(1, 13)
+    rng = np.random.default_rng(2)
+    noise = rng.standard_normal(12)
+    knobs = {"window_power": 0.0, "min_samples": 12.0, "test_every": 1.0, "grow": 0.0}
+    seen = set()
+    for slope in (0.02, -0.005, -0.2):  # T = 4.9, -0.47, -42 with this noise
+        y = 1.0 + slope * t + 0.05 * noise
+        fit = stats.linregress(t, y)
+        big_t = fit.slope / fit.stderr
+        tq = 1.0 * (1.0 + (1.0 + 1.0) / (4.0 * 10))  # Cornish-Fisher t quantile, z_drop = 1, n_e - 2 = 10 dof
+        _, incs = run_rule(y.tolist(), **knobs)
+        if big_t >= 0:
+            expected, case = math.log(DEFAULTS.anneal_drop_flat), "flat"
+        elif big_t > -tq:
+            expected, case = math.log(DEFAULTS.anneal_drop), "leaning"
+        else:
+            expected, case = 0.0, "progress"
+        seen.add(case)
+        assert incs[-1] == pytest.approx(expected)
+    assert seen == {"flat", "leaning", "progress"}  # the streams cover all three cases
 
 
 def test_steadily_falling_loss_is_never_cut() -> None:
@@ -128,8 +155,8 @@ def test_controller_cuts_a_plateau_within_the_promised_steps_and_holds_a_descent
     for i in range(300):
         state, hp = A.update(state, A.Signals(loss=5.0 - 0.01 * i + 0.01 * rng.gauss(0, 1)))
     assert float(hp.lr) == pytest.approx(1e-2)
-    # one cut (x0.7) at step n_min with probability ~Phi(z_drop); this seed's stream is cut
-    assert plateau_lr == pytest.approx(1e-2 * cfg.anneal_drop, rel=1e-5)
+    # one cut at step n_min with probability ~Phi(z_drop); this seed's stream is cut
+    assert plateau_lr in (pytest.approx(1e-2 * cfg.anneal_drop, rel=1e-5), pytest.approx(1e-2 * cfg.anneal_drop_flat, rel=1e-5))
 
 
 def test_knobs_are_validated() -> None:
