@@ -52,7 +52,8 @@ from torch.optim import Optimizer
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from adaptive_sched._config import Config
-from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+from .torch import AdaptiveScheduler
 
 __all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "adaptive_trainer_setup"]
 
@@ -253,7 +254,8 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         else:
             self._snapshot = sched.state_dict()
         self._values_at = n
-        sched.observe(**{_OBSERVE_ARG[name]: _merge(vals) for name, vals in self._values.items()})
+        kwargs: dict[str, Any] = {_OBSERVE_ARG[name]: _merge(vals) for name, vals in self._values.items()}
+        sched.observe(**kwargs)
 
 
 class AdaptiveSetup(NamedTuple):

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -48,7 +48,8 @@ from torch.optim import Optimizer
 
 from adaptive_sched._distributed import pack_rows, unpack_rows
 from adaptive_sched._signals import SIGNAL_NAMES
-from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+from .torch import AdaptiveScheduler
 
 __all__ = ["AdaptiveSchedulerCallback"]
 
@@ -198,7 +199,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
                 f"frequency={cfg.frequency!r}; it needs interval='step', frequency=1 (one controller update "
                 "per optimizer step)."
             )
-        self._attach(cfg.scheduler)
+        self._attach(cast(AdaptiveScheduler, cfg.scheduler))  # the isinstance filter above
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -231,7 +232,8 @@ class AdaptiveSchedulerCallback(pl.Callback):
             # The scheduler does not average over torch.distributed ranks itself (opted out,
             # or a strategy not on torch.distributed): average here, in the same layout.
             signals = _mean_over_ranks(trainer, pl_module, signals)
-        self.scheduler.observe(**{_OBSERVE_ARG[name]: v for name, v in signals.items()})
+        kwargs: dict[str, Any] = {_OBSERVE_ARG[name]: v for name, v in signals.items()}
+        self.scheduler.observe(**kwargs)
 
     def _add(self, name: str, value: Any) -> None:
         v = _as_float(name, value)

@@ -490,8 +490,10 @@ class AdaptiveScheduler(LRScheduler):
         """
         return self._sync.world_size()
 
+    # Read-only on purpose (LRScheduler's is a writable list): the base lrs are fixed at
+    # construction, and LRScheduler.__init__, which assigns them, is not called.
     @property
-    def base_lrs(self) -> list[float]:
+    def base_lrs(self) -> list[float]:  # type: ignore[override]
         """Each param group's base lr (a copy): its lr when every rule leaves the lr alone."""
         return list(self._base_lrs)
 

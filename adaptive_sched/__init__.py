@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 from adaptive_sched._config import (
     ANNEAL_RULES,
     KL_RULES,
@@ -24,7 +25,6 @@ from adaptive_sched._config import (
 )
 from adaptive_sched._core import EmaState, Hparams, Signals, State, init, update
 from adaptive_sched._recommended import recommended
-from adaptive_sched._checkpoint import state_from_dict, state_to_dict
 
 if TYPE_CHECKING:
     from adaptive_sched._sweep import config_grid, sweep

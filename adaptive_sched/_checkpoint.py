@@ -84,7 +84,7 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
         finite, out of bounds or of the wrong dtype or shape (the message names
         the entry).
     """
-    version = _as_int(d.get("format_version", None))
+    version = _as_int(d.get("format_version"))
     if version != FORMAT_VERSION:
         raise ValueError(
             f"state format_version={d.get('format_version')!r} is not supported: "
@@ -214,7 +214,7 @@ def _validate(d: dict[str, Any], rules: tuple[str, ...]) -> None:
             raise ValueError(f"state dict entry 'config.{name}' is invalid: {err}") from None
         knobs[name] = arr
     try:
-        Config(**dict(zip(RULE_FIELDS, rules)), **knobs)  # type: ignore[arg-type]  # the orderings (min_lr <= base_lr, ...)
+        Config(**dict(zip(RULE_FIELDS, rules)), **knobs)  # the orderings (min_lr <= base_lr, ...)
     except ValueError as err:
         raise ValueError(f"state dict config entries are invalid: {err}") from None
     entry("step", integer=True, lo=0, hi=_INT32_MAX)

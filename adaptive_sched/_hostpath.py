@@ -449,7 +449,7 @@ class HostController:
       flat: the state's scalars; the compiled functions update this list in place.
     """
 
-    __slots__ = ("config", "flat", "_target", "_state_config", "_fns")
+    __slots__ = ("_fns", "_state_config", "_target", "config", "flat")
 
     def __init__(self, config: Config, state: State | None = None, target: str = "python") -> None:
         if state is None:

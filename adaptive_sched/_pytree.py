@@ -10,6 +10,7 @@ right after ``import jax`` completes, whichever order the user imports in.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -63,10 +64,8 @@ class _JaxImportHook(importlib.abc.MetaPathFinder):
         return None
 
     def remove(self) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             sys.meta_path.remove(self)
-        except ValueError:
-            pass
 
 
 _hook: _JaxImportHook | None = None

@@ -458,10 +458,7 @@ def trend_step(xp: Any, obs: Any, up: Any, down: Any, threshold: Any, maximize: 
     observation or when the signal is not observed.
     """
     margin = threshold * xp.abs(obs.prev_hat)
-    if maximize:
-        improved = obs.hat > obs.prev_hat + margin
-    else:
-        improved = obs.hat < obs.prev_hat - margin
+    improved = obs.hat > obs.prev_hat + margin if maximize else obs.hat < obs.prev_hat - margin
     active = xp.logical_and(obs.ok, obs.has_prev)
     step = xp.where(improved, log_knob(xp, up), log_knob(xp, down))
     return xp.where(active, step, 0.0)

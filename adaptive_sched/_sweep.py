@@ -166,20 +166,21 @@ def _expand(
         )
 
     knobs = tuple(values)
-    configs, points = [], []
+    grid_configs: list[Config] = []
+    grid_points: list[dict[str, Any]] = []
     for combo in itertools.product(*values.values()):
         point = dict(zip(knobs, combo))
         changes = dict(point)
         changes.update({b: None for b, yes in rederive.items() if yes})
         try:
-            configs.append(base.replace(**changes))
+            grid_configs.append(base.replace(**changes))
         except ValueError as err:
             hint = ""
             if "base_lr" in values and "_lr" in str(err):
                 hint = f" (lr_bounds={lr_bounds!r}: see config_grid's docs on how base_lr moves min_lr/max_lr)"
             raise ValueError(f"grid point {point} gives an invalid Config: {err}{hint}") from None
-        points.append(point)
-    return _Grid(configs=tuple(configs), knobs=knobs, values=values, points=tuple(points))
+        grid_points.append(point)
+    return _Grid(configs=tuple(grid_configs), knobs=knobs, values=values, points=tuple(grid_points))
 
 
 def _plain(v: Any) -> Any:
@@ -531,6 +532,8 @@ def _resolve_devices(devices: Sequence[jax.Device] | int | None) -> list[jax.Dev
                 f"devices={devices!r} is invalid: must be between 1 and the {len(available)} available devices."
             )
         return list(available[: int(devices)])
+    if isinstance(devices, bool):
+        raise TypeError(f"devices={devices!r} is invalid: give an int >= 1, a sequence of devices or None.")
     devs = list(devices)
     if not devs:
         raise ValueError("devices is an empty list: give at least one device (or None for all).")
@@ -632,7 +635,7 @@ def _run_group(
     pieces, pending = [], None
     for i in range(n_chunks):
         sel = take[i * chunk : (i + 1) * chunk]
-        part = jax.device_put(jax.tree.map(lambda a: a[sel], stacked), cfg_sharding)
+        part = jax.device_put(jax.tree.map(lambda a, sel=sel: a[sel], stacked), cfg_sharding)
         out = compiled(part, keys)  # dispatched asynchronously; fetch the previous chunk meanwhile
         if pending is not None:
             pieces.append(jax.device_get(pending))

@@ -33,7 +33,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+import torch
 
 CHARS = "abcdefgh "
 PROMPTS = ["ab", "ba", "ca", "ad", "he", "fg", "eh", "gd"]

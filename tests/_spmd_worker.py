@@ -15,15 +15,15 @@ import chex
 
 chex.set_n_cpu_devices(4)  # before JAX initialises its backends
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
-import adaptive_sched
-from adaptive_sched.optax import inject_hyperparams, pmean_signals, scale_by_controller
+import adaptive_sched  # noqa: E402
+from adaptive_sched.optax import inject_hyperparams, pmean_signals, scale_by_controller  # noqa: E402
 
 STEPS = 6
 N_DEV = 4

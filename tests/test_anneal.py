@@ -48,7 +48,7 @@ def test_unweighted_statistic_is_the_ols_t_statistic() -> None:
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(0)
     y = 2.0 - 0.01 * np.arange(1, 13) + 0.05 * rng.standard_normal(12)
-    slots, incs = run_rule(y.tolist(), window_power=0.0, min_samples=12.0, test_every=1.0, grow=0.0, z_drop=0.0)
+    slots, _incs = run_rule(y.tolist(), window_power=0.0, min_samples=12.0, test_every=1.0, grow=0.0, z_drop=0.0)
     fit = stats.linregress(np.arange(1, 13), y)
     assert fit.slope / fit.stderr < 0  # the test below must take the "progress" branch
     assert float(slots["tstat"]) == pytest.approx(fit.slope / fit.stderr, rel=1e-9)

@@ -20,7 +20,7 @@ def saved() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "key, value, match",
+    ("key", "value", "match"),
     [
         ("log_scale", math.nan, "'log_scale'=nan"),
         ("log_scale", 1e4, "'log_scale'=10000.0"),

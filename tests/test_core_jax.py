@@ -72,7 +72,7 @@ def test_traces_once_over_100_steps(x64: bool) -> None:
             vals[t % 4] = math.nan
         if t % 11 == 0:
             vals[(t + 1) % 4] = math.inf
-        state, hp = step(state, A.Signals(*vals))
+        state, _hp = step(state, A.Signals(*vals))
     assert len(traces) == 1
     assert int(state.step) == 100
 

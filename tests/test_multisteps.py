@@ -11,11 +11,11 @@ jax = pytest.importorskip("jax")
 optax = pytest.importorskip("optax")
 chex = pytest.importorskip("chex")
 
-import jax.numpy as jnp
-from absl.testing import parameterized
+import jax.numpy as jnp  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
 
-import adaptive_sched
-from adaptive_sched.optax import inject_hyperparams, multi_steps
+import adaptive_sched  # noqa: E402
+from adaptive_sched.optax import inject_hyperparams, multi_steps  # noqa: E402
 
 CONFIG = adaptive_sched.Config(lr_rule="loss_decay", reward_rule="scaling", base_lr=0.1)
 K = 4
@@ -105,5 +105,5 @@ class MultiStepsTest(parameterized.TestCase):
     def test_non_scalar_signal_is_refused(self) -> None:
         tx = multi_steps(inner(), K)
         state = tx.init(jnp.zeros(2))
-        with self.assertRaisesRegex(ValueError, r"update\(value=...\) must be a scalar"):
+        with pytest.raises(ValueError, match=r"update\(value=...\) must be a scalar"):
             tx.update(jnp.ones(2), state, jnp.zeros(2), value=jnp.ones(3))

@@ -18,12 +18,12 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
 chex = pytest.importorskip("chex")
 
-import jax.numpy as jnp
-import numpy as np
-from launch import run_script
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from launch import run_script  # noqa: E402
 
-import adaptive_sched
-from adaptive_sched.optax import pmean_signals
+import adaptive_sched  # noqa: E402
+from adaptive_sched.optax import pmean_signals  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -36,7 +36,7 @@ def spmd() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "run,ref", [("shard_map", "reference"), ("pmap", "reference"), ("scale_shard_map", "scale_reference")]
+    ("run", "ref"), [("shard_map", "reference"), ("pmap", "reference"), ("scale_shard_map", "scale_reference")]
 )
 def test_every_device_gets_the_full_batch_lr(spmd: dict[str, Any], run: str, ref: str) -> None:
     per_device = np.array(spmd[run])  # (steps, devices)

@@ -260,7 +260,7 @@ def test_toy_rule_host_and_device_mode_agree_bit_for_bit(toy: Any) -> None:
     from adaptive_sched.adapters.torch import AdaptiveScheduler
 
     cfg = config_for(("toy_peak", "exp", "trend", "target"), toy_rate=0.3, ema_beta=0.0)
-    stream = toy_stream() + [A.Signals(loss=1e40, reward=-1e40), A.Signals(loss=1e15 - 1.0, reward=3e38)]
+    stream = [*toy_stream(), A.Signals(loss=1e40, reward=-1e40), A.Signals(loss=1e15 - 1.0, reward=3e38)]
     host = HostController(cfg)
     dev = HostController(cfg, A.init(cfg, xp=xp), target="torch")
 
@@ -306,7 +306,7 @@ def test_observe_keywords_come_from_signals() -> None:
     assert a.get_last_lr() == b.get_last_lr() and a.get_last_lr()[0] > 1e-3
     with pytest.raises(TypeError, match="both R= and reward=: they are one signal"):
         a.observe(R=1.0, reward=1.0)
-    with pytest.raises(TypeError, match="unknown signal keyword .rewards.; allowed: R, loss, reward, grad_norm, kl"):
+    with pytest.raises(TypeError, match=r"unknown signal keyword .rewards.; allowed: R, loss, reward, grad_norm, kl"):
         a.observe(rewards=1.0)
 
 

@@ -144,6 +144,13 @@ def test_bad_options_raise_before_anything_is_traced(kwargs: dict[str, Any], mes
     assert traces == []
 
 
+def test_devices_true_is_refused_with_the_argument_named() -> None:
+    traces: list[int] = []
+    with pytest.raises(TypeError, match=r"devices=True is invalid: give an int >= 1, a sequence of devices or None"):
+        A.sweep(make_train(traces), BASE, {"trend_up": [1.01]}, seeds=2, devices=True)
+    assert traces == []
+
+
 # --------------------------------------------------------------------------- numbers
 
 

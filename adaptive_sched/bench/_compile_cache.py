@@ -36,6 +36,7 @@ import dataclasses
 import os
 import pathlib
 from collections.abc import Iterator, Mapping
+from typing import Any, cast
 
 __all__ = ["ENV_VAR", "MIN_COMPILE_TIME_S", "CacheStats", "configure", "counting", "default_dir", "resolve_dir"]
 
@@ -89,7 +90,8 @@ def configure(enabled: bool = True, environ: Mapping[str, str] | None = None) ->
     """
     import jax
 
-    path = resolve_dir(enabled, environ, jax.config.jax_compilation_cache_dir)
+    # jax.config's options are dynamic attributes that type checkers cannot see.
+    path = resolve_dir(enabled, environ, cast(Any, jax.config).jax_compilation_cache_dir)
     if path is None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
@@ -135,15 +137,15 @@ def counting(directory: pathlib.Path | None) -> Iterator[CacheStats]:
 
     stats = CacheStats(directory)
 
-    def on_event(event: str, **_: object) -> None:
+    def on_event(event: str, **_: str | int) -> None:
         if event == _HIT:
             stats.hits += 1
         elif event == _WRITE:
             stats.writes += 1
 
-    def on_duration(event: str, duration: float, **_: object) -> None:
+    def on_duration(event: str, duration_secs: float, **_: str | int) -> None:
         if event == "/jax/compilation_cache/compile_time_saved_sec":
-            stats.saved_s += duration
+            stats.saved_s += duration_secs
 
     jax.monitoring.register_event_listener(on_event)
     jax.monitoring.register_event_duration_secs_listener(on_duration)

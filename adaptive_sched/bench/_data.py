@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import re
 import warnings
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import numpy as np
 def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed random (train, test) index split of ``n`` items."""
     perm = np.random.default_rng(seed).permutation(n)
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     return perm[n_test:], perm[:n_test]
 
 
@@ -179,6 +180,6 @@ def sentiment_weights() -> np.ndarray:
     for sign, words in ((1.0, POSITIVE_WORDS), (-1.0, NEGATIVE_WORDS)):
         for word in words:
             padded = f" {word} "
-            for a, b in zip(padded, padded[1:]):
+            for a, b in itertools.pairwise(padded):
                 w[idx[a], idx[b]] += sign
     return (w / np.abs(w).max()).astype(np.float32)

@@ -299,20 +299,20 @@ class SwitchState(NamedTuple):
 
     Attributes:
       inner: every method's optimizer state.
-      index: which method this run applies.
+      selected: which method this run applies (not ``index``, which would shadow ``tuple.index``).
       effective_lr: the lr the selected method used in the last update
         (:func:`adaptive_sched.bench._tasks.read_hparams` of its state).
       effective_momentum: its momentum (NaN where not readable).
     """
 
     inner: tuple[Any, ...]
-    index: jax.Array
+    selected: jax.Array
     effective_lr: jax.Array
     effective_momentum: jax.Array
 
     def eval_params(self, params: Any) -> Any:
         """The selected method's evaluation parameters (schedule-free: its averaged iterate)."""
-        return _select(self.index, [eval_params(s, params) for s in self.inner])
+        return _select(self.selected, [eval_params(s, params) for s in self.inner])
 
 
 def _select(index: jax.Array, options: Sequence[Any]) -> Any:
@@ -346,17 +346,17 @@ def switch(
         updates: Any, state: SwitchState, params: Any = None, **extra_args: Any
     ) -> tuple[Any, SwitchState]:
         outs = [t.update(updates, s, params, **extra_args) for t, s in zip(txs, state.inner)]
-        new_updates = _select(state.index, [u for u, _ in outs])
+        new_updates = _select(state.selected, [u for u, _ in outs])
         states = tuple(s for _, s in outs)
-        lr, mom = _select(state.index, [read_hparams(s) for s in states])
-        return new_updates, SwitchState(states, state.index, lr, mom)
+        lr, mom = _select(state.selected, [read_hparams(s) for s in states])
+        return new_updates, SwitchState(states, state.selected, lr, mom)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def method_table(task: Task, methods: Sequence[Method]) -> list[Mapping[str, str]]:
     """Rows ``{name, family, description}`` for the report, presets resolved for ``task``."""
-    rows = []
+    rows: list[Mapping[str, str]] = []
     for m in methods:
         desc = m.description
         if m.name == RECOMMENDED:

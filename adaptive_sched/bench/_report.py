@@ -36,7 +36,9 @@ def jsonable(x: Any) -> Any:
             return arr.tolist()
         arr = arr.astype(np.float64)
         rounded = np.char.mod("%.6g", arr).astype(np.float64)
-        return np.where(np.isfinite(arr), rounded, None).tolist()
+        out = rounded.astype(object)
+        out[~np.isfinite(arr)] = None
+        return out.tolist()
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
@@ -86,9 +88,9 @@ def write_json(path: pathlib.Path, results: Sequence[TaskResult], summaries: Map
 
 def method_colors(methods: Sequence[str], ours: set[str]) -> dict[str, tuple[str, str]]:
     """A colour and line style per method, the same for a method name in every figure."""
-    from adaptive_sched.bench._methods import PRESETS, PEER_NAMES
+    from adaptive_sched.bench._methods import PEER_NAMES, PRESETS
 
-    out = {}
+    out: dict[str, tuple[str, str]] = {}
     for m in methods:
         if m in ours:
             i = list(PRESETS).index(m) if m in PRESETS else len(out)
@@ -544,7 +546,7 @@ def write_report(
               "decades apart, the whole grid spans 2).", ""]
     if sensitivity_figure:
         lines += [f"![lr sensitivity]({sensitivity_figure})", ""]
-    lines += ["## Torch mirror", ""] + list(torch_section) + [""]
+    lines += ["## Torch mirror", "", *list(torch_section), ""]
     lines += ["## Timing", ""]
     rows = [
         [r.task.name, str(len(r.methods) * len(r.grid) * r.seeds), f"{r.compile_s:.1f}", f"{r.run_s:.1f}"]

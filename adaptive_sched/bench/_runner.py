@@ -78,8 +78,8 @@ def run_task(
     n_steps = task.steps if steps is None else int(steps)
     k, g, s = len(methods), len(grid), seeds
     index = jnp.asarray(np.repeat(np.arange(k), g * s), jnp.int32)
-    lrs = np.tile(np.repeat(np.asarray(grid, np.float64) * task.base_lr, s), k)
-    lrs = jnp.asarray(lrs.astype(np.float32))
+    lrs_host = np.tile(np.repeat(np.asarray(grid, np.float64) * task.base_lr, s), k)
+    lrs = jnp.asarray(lrs_host.astype(np.float32))
     keys = jax.random.split(jax.random.key(seed), s)
     keys = jnp.tile(keys, k * g)
 
@@ -93,7 +93,7 @@ def run_task(
     t1 = time.perf_counter()
     out = jax.block_until_ready(compiled(index, lrs, keys))
     t2 = time.perf_counter()
-    arrays = {name: np.asarray(v).reshape((k, g, s) + v.shape[1:]) for name, v in out.items()}
+    arrays = {name: np.asarray(v).reshape((k, g, s, *v.shape[1:])) for name, v in out.items()}
     return TaskResult(
         task=task,
         methods=[m.name for m in methods],

@@ -141,8 +141,8 @@ class LrWindow(NamedTuple):
 
 
 def lr_window(
-    grid: Sequence[float],
-    means: Sequence[float],
+    grid: Sequence[float] | np.ndarray,
+    means: Sequence[float] | np.ndarray,
     reference: float,
     higher_is_better: bool,
     tolerance: float = 0.05,

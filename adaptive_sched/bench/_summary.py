@@ -63,10 +63,7 @@ def _diverged(res: TaskResult) -> np.ndarray:
     if task.is_rl and task.reward_range is not None:
         margin = _COLLAPSE * (task.reward_range[1] - task.reward_range[0])
     with np.errstate(invalid="ignore"):
-        if task.higher_is_better:
-            worse = a["metric"] < init - margin
-        else:
-            worse = a["metric"] > init + margin
+        worse = a["metric"] < init - margin if task.higher_is_better else a["metric"] > init + margin
     return bad | worse
 
 

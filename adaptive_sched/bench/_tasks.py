@@ -270,8 +270,8 @@ def _train(problem: _Problem, tx: Any, key: jax.Array, steps: int) -> dict[str, 
         params, opt_state = carry
         return carry, (out, problem.evaluate(eval_params(opt_state, params), k_eval))
 
-    carry, (out, curve) = jax.lax.scan(chunked, (params, opt_state), main.reshape((n_chunks, chunk) + main.shape[1:]))
-    out = jax.tree.map(lambda x: x.reshape((n_chunks * chunk,) + x.shape[2:]), out)
+    carry, (out, curve) = jax.lax.scan(chunked, (params, opt_state), main.reshape((n_chunks, chunk, *main.shape[1:])))
+    out = jax.tree.map(lambda x: x.reshape((n_chunks * chunk, *x.shape[2:])), out)
     if rest.shape[0]:
         carry, out_rest = jax.lax.scan(one, carry, rest)
         out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, out_rest)
@@ -632,11 +632,14 @@ def pretrain_policy(size: str = "default") -> dict[str, np.ndarray]:
 def _rl_task(name: str, size: str, policy: Mapping[str, np.ndarray] | None) -> Task:
     s, lm = _data.RL_SIZES[size], _data.LM_SIZES[size]
     ref = dict(pretrain_policy(size) if policy is None else policy)
+    reward_fn: Callable[[jax.Array, jax.Array], jax.Array]
     if name == "rl-sentiment":
         w_np = _data.sentiment_weights()
 
-        def reward_fn(toks: jax.Array, mask: jax.Array) -> jax.Array:
+        def sentiment(toks: jax.Array, mask: jax.Array) -> jax.Array:
             return sentiment_reward(toks, mask, jnp.asarray(w_np))
+
+        reward_fn = sentiment
 
         prompt, rng, desc = _data.PROMPTS[name], (-1.0, 1.0), (
             "fixed bigram sentiment classifier from a "

@@ -69,7 +69,7 @@ class _Sched:
         self.optimizer = optimizer
         self.adaptive = None
         self.plateau = None
-        self.torch_sched = None
+        self.torch_sched: torch.optim.lr_scheduler.LRScheduler | None = None
         self.window: list[float] = []
         lrs = torch.optim.lr_scheduler
         if config is not None:
@@ -118,9 +118,10 @@ def _digits_run(
     ytr, yte = ytr.long(), yte.long()
     gen = torch.Generator().manual_seed(seed)
     hidden = s["hidden"]
-    model = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+    first, last = torch.nn.Linear(64, hidden), torch.nn.Linear(hidden, 10)
+    model = torch.nn.Sequential(first, torch.nn.ReLU(), last)
     with torch.no_grad():
-        for layer in (model[0], model[2]):
+        for layer in (first, last):
             fan_in = layer.weight.shape[1]
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) / math.sqrt(fan_in))
             layer.bias.zero_()
@@ -166,10 +167,11 @@ class _Policy:
 
         with torch.no_grad():
             self.emb.weight.copy_(t("emb"))
-            self.gru.weight_ih_l0.copy_(t("wx", True))
-            self.gru.weight_hh_l0.copy_(t("wh", True))
-            self.gru.bias_ih_l0.copy_(t("bx"))
-            self.gru.bias_hh_l0.copy_(t("bh"))
+            gru = dict(self.gru.named_parameters())
+            gru["weight_ih_l0"].copy_(t("wx", True))
+            gru["weight_hh_l0"].copy_(t("wh", True))
+            gru["bias_ih_l0"].copy_(t("bx"))
+            gru["bias_hh_l0"].copy_(t("bh"))
             self.head.weight.copy_(t("wo", True))
             self.head.bias.copy_(t("bo"))
         self.module = torch.nn.ModuleList([self.emb, self.gru, self.head])
@@ -315,6 +317,7 @@ def run_mirror(
                     if name == "digits-mlp":
                         runs[m].append(_digits_run(m, config, seed, size, base_lr))
                     else:
+                        assert policy is not None  # rl-sentiment, the one RL mirror task, set it above
                         runs[m].append(_rl_run(m, config, seed, size, base_lr, policy))
             out[name] = {
                 "methods": methods,
@@ -382,8 +385,7 @@ def plot(result: Mapping[str, Any], out_dir: pathlib.Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from adaptive_sched.bench._report import band, save_figure
-    from adaptive_sched.bench._report import method_colors
+    from adaptive_sched.bench._report import band, method_colors, save_figure
 
     names = []
     for name, r in result.items():

@@ -14,9 +14,9 @@ import sys
 
 import torch
 from accelerate import Accelerator
-from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 from adaptive_sched import Config
+from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 CONFIG = Config(lr_rule="loss_decay", reward_rule="trend", warmup_steps=3, base_lr=0.1, min_lr=1e-4)
 STEPS = 8

@@ -15,8 +15,9 @@ import time
 
 import torch
 import torch.distributed as dist
-from adaptive_sched.adapters.torch import AdaptiveScheduler
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 ITERS, WARMUP = 400, 50
 

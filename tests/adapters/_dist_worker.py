@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 from adaptive_sched import Config
+from adaptive_sched.adapters.torch import AdaptiveScheduler
 
 CONFIG = Config(lr_rule="trend", reward_rule="scaling", momentum_rule="inverse", base_lr=0.1, base_momentum=0.9)
 STEPS = 8

@@ -13,12 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
-from adaptive_sched.adapters.torch import AdaptiveScheduler
-from launch import run_ranks
+from launch import run_ranks  # noqa: E402
+
+from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-import _accelerate_worker as worker
+import _accelerate_worker as worker  # noqa: E402
 
 
 def one_process() -> list[float]:

@@ -19,6 +19,7 @@ from adaptive_sched.adapters.hf import (  # noqa: E402
 )
 from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
 
+
 def test_the_hub_is_offline() -> None:
     from huggingface_hub import constants
 
@@ -233,7 +234,7 @@ def test_helper_builds_what_the_trainer_would(tmp_path: Path) -> None:
     assert sched.config.base_lr == pytest.approx(3e-3) and float(sched.config.warmup_steps) == 4.0
     assert cb.keys["reward"] == "r" and cb.scheduler is sched
     args.warmup_steps = 0.1  # a ratio needs max_steps
-    with pytest.raises(ValueError, match="warmup_steps=0.1 is a ratio"):
+    with pytest.raises(ValueError, match=r"warmup_steps=0\.1 is a ratio"):
         adaptive_trainer_setup(model, args)
     args.max_steps = 50
     assert float(adaptive_trainer_setup(model, args).scheduler.config.warmup_steps) == 5.0

@@ -151,8 +151,8 @@ def test_logged_keys_and_interval_checks(tmp_path: Path) -> None:
         fit(tmp_path / "e", max_steps=2, module=Tiny(interval="epoch"))
     with pytest.raises(ValueError, match=r"unknown signals \['rewrd'\]"):
         AdaptiveSchedulerCallback(logged_keys={"rewrd": "r"})
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(TypeError, match="got StepLR"):
-        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         AdaptiveSchedulerCallback(torch.optim.lr_scheduler.StepLR(opt, 1))  # type: ignore[arg-type]
     cb2 = AdaptiveSchedulerCallback()
     with pytest.raises(ValueError, match="not an AdaptiveSchedulerCallback state dict"):

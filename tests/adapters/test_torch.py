@@ -119,7 +119,7 @@ def test_constructor_errors_are_clear() -> None:
         AdaptiveScheduler(opt, min_lr=1e-2)  # the optimizer's lr is below min_lr
     with pytest.raises(TypeError, match="Optimizer"):
         AdaptiveScheduler(object())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="expects an adaptive_sched.Config"):
+    with pytest.raises(TypeError, match=r"expects an adaptive_sched\.Config"):
         AdaptiveScheduler(opt, {"lr_rule": "trend"})  # type: ignore[arg-type]
 
 
@@ -575,7 +575,7 @@ def test_checkpoint_between_step_and_observe_resumes_exactly() -> None:
 
 @pytest.mark.parametrize("device_mode", [False, True], ids=["host", "device"])
 def test_state_dict_holds_only_plain_values_and_tensors(device_mode: bool) -> None:
-    _, opt, sched = make_run(device_mode)
+    _, _opt, sched = make_run(device_mode)
     sched.observe(loss=1.0, R=0.2)
 
     def plain(x: Any) -> bool:
@@ -621,7 +621,7 @@ def snapshot(opt: torch.optim.Optimizer, sched: AdaptiveScheduler) -> Any:
 
 
 @pytest.mark.parametrize(
-    "change, match",
+    ("change", "match"),
     [
         (lambda sd: sd["controller"].update({"config.lr_rule": "variance"}), "lr_rule: checkpoint 'variance'"),
         (lambda sd: sd["controller"].update({"config.trend_up": 1.5}), "trend_up: checkpoint 1.5"),

@@ -20,14 +20,14 @@ torch = pytest.importorskip("torch")
 if not torch.distributed.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
-from launch import run_ranks
+from launch import run_ranks  # noqa: E402
 
-from adaptive_sched._distributed import pack_rows, unpack_rows
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._distributed import pack_rows, unpack_rows  # noqa: E402
+from adaptive_sched._signals import SIGNAL_NAMES  # noqa: E402
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-import _dist_worker as worker
+import _dist_worker as worker  # noqa: E402
 
 
 def mean_signals(t: int) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def test_importing_the_cli_is_light() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    ("argv", "message"),
     [
         (["--tasks", "digits-mlp,nope"], "unknown task(s) nope"),
         (["--tasks", ","], "at least one task"),

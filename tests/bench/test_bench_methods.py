@@ -80,12 +80,12 @@ def test_run_task_shapes_and_grid() -> None:
     init = res.arrays["metric_init"]
     np.testing.assert_array_equal(init, np.broadcast_to(init[0, 0], init.shape))
     # compile and run are two disjoint phases of this one call
-    assert 0 < res.compile_s and 0 < res.run_s and res.compile_s + res.run_s <= wall
+    assert res.compile_s > 0 and res.run_s > 0 and res.compile_s + res.run_s <= wall
     with pytest.raises(ValueError, match="seeds=0"):
         run_task(task, methods, (1.0,), seeds=0)
     with pytest.raises(ValueError, match="grid="):
         run_task(task, methods, (1.0, -1.0), seeds=1)
-    with pytest.raises(ValueError, match="methods=()"):
+    with pytest.raises(ValueError, match=r"methods=\(\)"):
         run_task(task, (), (1.0,), seeds=1)
 
 

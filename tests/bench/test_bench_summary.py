@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("jax")
 pytest.importorskip("scipy")
 
-from adaptive_sched.bench._runner import TaskResult  # noqa: E402
-from adaptive_sched.bench._summary import headline, relative_gap_pct, summarize, verdict  # noqa: E402
-from adaptive_sched.bench._tasks import Task  # noqa: E402
+from adaptive_sched.bench._runner import TaskResult
+from adaptive_sched.bench._summary import headline, relative_gap_pct, summarize, verdict
+from adaptive_sched.bench._tasks import Task
 
 
 def _result(is_rl: bool) -> TaskResult:

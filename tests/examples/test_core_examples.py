@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from streams import load_example
+
 
 def test_core_quickstart() -> None:
     out = load_example("core_quickstart").main(steps=150)
