@@ -52,26 +52,14 @@ from torch.optim import Optimizer
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from adaptive_sched._config import Config
+from adaptive_sched._signals import SIGNAL_NAMES
 
-from .torch import AdaptiveScheduler
+from ._callbacks import as_float, mean_of_finite
+from .torch import AdaptiveScheduler, _StepCounter
 
 __all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "adaptive_trainer_setup"]
 
-# observe() keyword for each signal name (the reward is observe(R=...), the seed's public name).
-_OBSERVE_ARG = {"loss": "loss", "reward": "R", "grad_norm": "grad_norm", "kl": "kl"}
-SIGNALS: tuple[str, ...] = tuple(_OBSERVE_ARG)
-
-
-class _OptimizerSteps:
-    """Optimizer step post-hook counting the optimizer steps that really ran (skipped ones never call it)."""
-
-    __slots__ = ("n",)
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        self.n += 1
+SIGNALS: tuple[str, ...] = SIGNAL_NAMES  # observe() takes each by its Signals name
 
 
 class AdaptiveSchedulerCallback(TrainerCallback):
@@ -175,7 +163,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}
         self.skipped: dict[str, int] = {name: 0 for name in SIGNALS}
         # Our own count of optimizer steps that ran (a post-hook: skipped fp16 steps do not count).
-        self._steps = _OptimizerSteps()
+        self._steps = _StepCounter()
         self._hook = scheduler.optimizer.register_step_post_hook(self._steps)
         weakref.finalize(self, self._hook.remove)
         self._values: dict[str, list[float]] = {}  # values merged into the update of step _values_at
@@ -234,7 +222,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         new: dict[str, float] = {}
         for name, key in self.keys.items():
             if key in logs:
-                value = _as_float(key, logs[key])
+                value = as_float(f"logged {key!r}", logs[key])
                 new[name] = value
                 self.consumed[name] += 1
                 if not math.isfinite(value):
@@ -254,7 +242,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         else:
             self._snapshot = sched.state_dict()
         self._values_at = n
-        kwargs: dict[str, Any] = {_OBSERVE_ARG[name]: _merge(vals) for name, vals in self._values.items()}
+        kwargs: dict[str, Any] = {name: mean_of_finite(vals) for name, vals in self._values.items()}
         sched.observe(**kwargs)
 
 
@@ -360,30 +348,6 @@ def adaptive_trainer_setup(
     scheduler = AdaptiveScheduler(optimizer, config, device_mode=device_mode, **config_kwargs)
     callback = AdaptiveSchedulerCallback(scheduler, **(callback_kwargs or {}))
     return AdaptiveSetup(optimizer, scheduler, callback)
-
-
-def _as_float(key: str, value: Any) -> float:
-    """A logged value as a float; ``None`` (TRL's all-NaN metric) becomes NaN ("not observed", counted)."""
-    if value is None:
-        return math.nan
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"logged {key!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
-        return float(value.item())
-    if isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"logged {key!r} must be a number or None, got {type(value).__name__}: {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"logged {key!r} must be a number or None, got {type(value).__name__}: {value!r}") from None
-
-
-def _merge(values: list[float]) -> float:
-    """Several values of one signal within one optimizer step: the mean of the finite ones (NaN if none)."""
-    if len(values) == 1:
-        return values[0]
-    finite = [v for v in values if math.isfinite(v)]
-    return math.fsum(finite) / len(finite) if finite else math.nan
 
 
 def _save_strategy(args: TrainingArguments) -> str:

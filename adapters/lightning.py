@@ -49,6 +49,7 @@ from torch.optim import Optimizer
 from adaptive_sched._distributed import pack_rows, unpack_rows
 from adaptive_sched._signals import SIGNAL_NAMES
 
+from ._callbacks import as_float, mean_of_finite
 from .torch import AdaptiveScheduler
 
 __all__ = ["AdaptiveSchedulerCallback"]
@@ -213,7 +214,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
                 if key in outputs:
                     found[name] = outputs[key]
             if "loss" in found and self.output_keys.get("loss") == "loss" and found["loss"] is not None:
-                found["loss"] = _as_float("loss", found["loss"]) * scale  # undo Lightning's 1/accumulate
+                found["loss"] = as_float("AdaptiveSchedulerCallback: loss", found["loss"]) * scale  # undo Lightning's 1/accumulate
         for name, value in found.items():
             self._add(name, value)
         n = self._steps.n
@@ -227,7 +228,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
         assert self.scheduler is not None
         pending, self._pending = self._pending, {}
         self._observed_at = n
-        signals = {name: _mean(vals) for name, vals in pending.items()}
+        signals = {name: mean_of_finite(vals) for name, vals in pending.items()}
         if trainer.world_size > 1 and self.scheduler.signal_world_size == 1:
             # The scheduler does not average over torch.distributed ranks itself (opted out,
             # or a strategy not on torch.distributed): average here, in the same layout.
@@ -236,7 +237,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
         self.scheduler.observe(**kwargs)
 
     def _add(self, name: str, value: Any) -> None:
-        v = _as_float(name, value)
+        v = as_float(f"AdaptiveSchedulerCallback: {name}", value)
         self.consumed[name] += 1
         if not math.isfinite(v):
             self.skipped[name] += 1
@@ -277,25 +278,3 @@ def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) ->
     return {name: v for name, v in zip(SIGNALS, unpack_rows(t.tolist())) if v is not None}
 
 
-def _as_float(name: str, value: Any) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(
-                f"AdaptiveSchedulerCallback: {name} must be a scalar, got a tensor of shape {tuple(value.shape)}"
-            )
-        return float(value.detach().item())
-    if isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"AdaptiveSchedulerCallback: {name} must be a number, got {type(value).__name__}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"AdaptiveSchedulerCallback: {name} must be a number, got {type(value).__name__}") from None
-
-
-def _mean(values: list[float]) -> float:
-    if len(values) == 1:
-        return values[0]
-    finite = [v for v in values if math.isfinite(v)]
-    return math.fsum(finite) / len(finite) if finite else math.nan

@@ -264,7 +264,7 @@ class Config:
 
     @property
     def rules(self) -> tuple[str, ...]:
-        """The static part: the rule names, one per family: ``(lr_rule, momentum_rule, reward_rule, kl_rule)``."""
+        """The static part: the rule names, one per family in registry order (``lr_rule, momentum_rule, reward_rule, kl_rule, anneal_rule``)."""
         return tuple(getattr(self, n) for n in _D.rule_fields)
 
     def replace(self, **changes: Any) -> Config:

@@ -319,7 +319,7 @@ def test_grpo_each_logged_reward_is_consumed_once(grpo_runs: dict[str, Any]) -> 
     assert [e["step"] for e in rows] == [2, 3, 4, 6]  # 3: the flush before the checkpoint
     rewards = [e["reward"] for e in rows]
     assert rewards[1] is None  # all-None rewards: TRL logs None
-    got = [kw["R"] for kw in seen]
+    got = [kw["reward"] for kw in seen]  # observe(reward=...), the Signals name
     assert len(got) == len(rows)  # one observe per logged row, nothing else
     assert [None if math.isnan(r) else r for r in got] == rewards
     assert [kw["kl"] for kw in seen] == [e["kl"] for e in rows]  # beta > 0: kl logged and fed
