@@ -36,6 +36,8 @@ _NONE = (False,) * len(SIGNAL_NAMES)  # no signal supplied (step(), and the peek
 _NO_SIGNALS = (None,) * len(SIGNAL_NAMES)
 _POSITIONAL = tuple(n for n in SIGNAL_NAMES if n not in ("loss", "reward"))  # observe()'s after loss, R, model
 _GRAD_NORM = SIGNAL_NAMES.index("grad_norm")
+_LOSS = SIGNAL_NAMES.index("loss")
+_REWARD = SIGNAL_NAMES.index("reward")
 
 FORMAT_VERSION = 2
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (the controller part has its own).
@@ -656,20 +658,29 @@ class AdaptiveScheduler(LRScheduler):
             unknown keyword, or both ``R=`` and ``reward=``.
           ValueError: a tensor signal has more than one element.
         """
-        signals["loss"] = loss
-        values, labels = from_keywords("observe()", signals, more, _POSITIONAL, ("R", "reward", R))
+        if signals or more or self._device_mode:
+            signals["loss"] = loss
+            values, labels = from_keywords("observe()", signals, more, _POSITIONAL, ("R", "reward", R))
+            if self._device_mode:
+                conv = self._device_signal
+                values = [conv(label, v) for label, v in zip(labels, values)]
+            else:
+                values = [v if v is None or type(v) is float else _host_signal(lb, v) for lb, v in zip(labels, values)]
+        else:  # host mode's observe(loss=..., R=..., model=...): the hot path, no keyword parsing
+            if loss is not None and type(loss) is not float:
+                loss = _host_signal("loss", loss)
+            if R is not None and type(R) is not float:
+                R = _host_signal("R", R)
+            values = list(_NO_SIGNALS)
+            values[_LOSS] = loss
+            values[_REWARD] = R
         if values[_GRAD_NORM] is None and model is not None and self._wants_grad_norm:
-            values[_GRAD_NORM] = self._model_grad_norm(model)
+            gn = self._model_grad_norm(model)
+            values[_GRAD_NORM] = gn if self._device_mode or gn is None or type(gn) is float else _host_signal("grad_norm", gn)
         n = self._counter.n
         replace = self._before is not None and self._advanced_at == n
-        if self._device_mode:
-            conv = self._device_signal
-            values = [conv(label, v) for label, v in zip(labels, values)]
-        else:
-            # Python floats and None pass straight through (the hot path).
-            values = [v if v is None or type(v) is float else _host_signal(lb, v) for lb, v in zip(labels, values)]
         values = self._sync(values)  # mean over the ranks when torch.distributed runs several (one all-reduce)
-        fn = self._ctl.compiled(tuple(v is not None for v in values))
+        fn = self._ctl.compiled(tuple([v is not None for v in values]))
         flat = self._ctl.flat
         if replace:
             flat[:] = self._before

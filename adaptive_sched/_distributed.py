@@ -100,6 +100,7 @@ class SignalSync:
         self.device_mode = device_mode
         self.uses = tuple(uses)
         self._world: int | None = None
+        self._possible = enabled and dist.is_available()
         self._present: dict[tuple[bool, ...], torch.Tensor] = {}
 
     def world_size(self) -> int:
@@ -115,7 +116,7 @@ class SignalSync:
         return self._world
 
     def __call__(self, values: list[Any]) -> list[Any]:
-        if self.world_size() == 1:
+        if not self._possible or not dist.is_initialized() or self.world_size() == 1:  # the common 1-process case
             return values
         if self.device_mode:
             return self._device(values)
