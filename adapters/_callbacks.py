@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["as_float", "mean_of_finite"]
+__all__ = ["as_float", "mean_of_finite", "signal_keys"]
 
 
 def as_float(label: str, value: Any) -> float:
@@ -44,3 +44,15 @@ def mean_of_finite(values: list[float]) -> float:
         return values[0]
     finite = [v for v in values if math.isfinite(v)]
     return math.fsum(finite) / len(finite) if finite else math.nan
+
+
+def signal_keys(**keys: str | None) -> dict[str, str]:
+    """The callbacks' ``<signal>_key=`` arguments as ``{signal: key}``, without the ones set to None (not fed).
+
+    Raises:
+      TypeError: a key that is neither a str nor None (the message names the argument).
+    """
+    for name, key in keys.items():
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"AdaptiveSchedulerCallback({name}_key=...) must be a log key (str) or None, got {key!r}")
+    return {name: key for name, key in keys.items() if key is not None}

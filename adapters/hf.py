@@ -54,7 +54,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from adaptive_sched._config import Config
 from adaptive_sched._signals import SIGNAL_NAMES
 
-from ._callbacks import as_float, mean_of_finite
+from ._callbacks import as_float, mean_of_finite, signal_keys
 from .torch import AdaptiveScheduler, _StepCounter
 
 __all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "adaptive_trainer_setup"]
@@ -149,16 +149,11 @@ class AdaptiveSchedulerCallback(TrainerCallback):
                 "AdaptiveSchedulerCallback(scheduler=...) expects an adaptive_sched AdaptiveScheduler, "
                 f"got {type(scheduler).__name__}"
             )
-        keys = {"loss": loss_key, "reward": reward_key, "grad_norm": grad_norm_key, "kl": kl_key}
-        for name, key in keys.items():
-            if key is not None and not isinstance(key, str):
-                raise TypeError(
-                    f"AdaptiveSchedulerCallback({name}_key=...) must be a log key (str) or None, got {key!r}"
-                )
+        keys = signal_keys(loss=loss_key, reward=reward_key, grad_norm=grad_norm_key, kl=kl_key)
         if not isinstance(log_on_save, bool):
             raise TypeError(f"AdaptiveSchedulerCallback(log_on_save=...) must be a bool, got {log_on_save!r}")
         self.scheduler = scheduler
-        self.keys: dict[str, str] = {name: key for name, key in keys.items() if key is not None}
+        self.keys: dict[str, str] = keys
         self.log_on_save = log_on_save
         self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}
         self.skipped: dict[str, int] = {name: 0 for name in SIGNALS}

@@ -49,7 +49,7 @@ from torch.optim import Optimizer
 from adaptive_sched._distributed import pack_rows, unpack_rows
 from adaptive_sched._signals import SIGNAL_NAMES
 
-from ._callbacks import as_float, mean_of_finite
+from ._callbacks import as_float, mean_of_finite, signal_keys
 from .torch import AdaptiveScheduler
 
 __all__ = ["AdaptiveSchedulerCallback"]
@@ -148,10 +148,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
                 "AdaptiveSchedulerCallback(scheduler=...) expects an adaptive_sched AdaptiveScheduler or None, "
                 f"got {type(scheduler).__name__}"
             )
-        keys = {"loss": loss_key, "reward": reward_key, "grad_norm": grad_norm_key, "kl": kl_key}
-        for name, key in keys.items():
-            if key is not None and not isinstance(key, str):
-                raise TypeError(f"AdaptiveSchedulerCallback({name}_key=...) must be a str or None, got {key!r}")
+        output_keys = signal_keys(loss=loss_key, reward=reward_key, grad_norm=grad_norm_key, kl=kl_key)
         logged = dict(logged_keys or {})
         unknown = sorted(set(logged) - set(SIGNALS))
         if unknown:
@@ -162,7 +159,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
         for name, key in logged.items():
             if not isinstance(key, str):
                 raise TypeError(f"AdaptiveSchedulerCallback(logged_keys[{name!r}]) must be a str, got {key!r}")
-        self.output_keys: dict[str, str] = {n: k for n, k in keys.items() if k is not None}
+        self.output_keys: dict[str, str] = output_keys
         self.logged_keys: dict[str, str] = logged
         self.scheduler: AdaptiveScheduler | None = None
         self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}

@@ -101,38 +101,6 @@ class F32(float):
 
     __slots__ = ()
 
-    def __add__(self, o: Any) -> Any:
-        r = float.__add__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
-    def __radd__(self, o: Any) -> Any:
-        r = float.__radd__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
-    def __sub__(self, o: Any) -> Any:
-        r = float.__sub__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
-    def __rsub__(self, o: Any) -> Any:
-        r = float.__rsub__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
-    def __mul__(self, o: Any) -> Any:
-        r = float.__mul__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
-    def __rmul__(self, o: Any) -> Any:
-        r = float.__rmul__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
-    def __truediv__(self, o: Any) -> Any:
-        r = float.__truediv__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
-    def __rtruediv__(self, o: Any) -> Any:
-        r = float.__rtruediv__(self, round_f32(o) if type(o) is float else o)
-        return r if r is NotImplemented else F32(round_f32(r))
-
     def __neg__(self) -> F32:
         return F32(-float(self))
 
@@ -141,6 +109,22 @@ class F32(float):
 
     def __reduce__(self) -> Any:  # pickles as a plain float
         return (float, (float(self),))
+
+
+def _rounded(op: str) -> Callable[[F32, Any], Any]:
+    """``float``'s operator ``op`` with the float operand and the result rounded to float32 (see :class:`F32`)."""
+    base = getattr(float, op)
+
+    def method(self: F32, o: Any) -> Any:
+        r = base(self, round_f32(o) if type(o) is float else o)
+        return r if r is NotImplemented else F32(round_f32(r))
+
+    method.__name__ = op
+    return method
+
+
+for _op in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__"):
+    setattr(F32, _op, _rounded(_op))
 
 
 def float32(x: Any) -> F32:
