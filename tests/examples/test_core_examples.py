@@ -33,3 +33,48 @@ def test_bench_core_runs_small() -> None:
     np.testing.assert_allclose(losses["injected"], losses["plain"], rtol=1e-3)  # float32 drift over 50 steps
     assert losses["adaptive"][0] == losses["plain"][0]  # same params, same first loss
     assert losses["adaptive"][-1] < losses["adaptive"][0]
+
+
+def test_bench_anneal_alternatives_estimators() -> None:
+    pytest.importorskip("optax")
+    import jax.numpy as jnp
+    import optax
+
+    mod = load_example("bench_anneal_alternatives")
+    rng = np.random.default_rng(0)
+    d, beta = 20_000, 0.9
+
+    def rho_of(stream: list[np.ndarray]) -> float:
+        m, s, w, w2 = np.zeros(d), 0.0, 0.0, 0.0
+        for g in stream:
+            m, s, w, w2 = beta * m + g, beta * s + g @ g, beta * w + 1.0, beta * beta * w2 + 1.0
+        return float(mod.noise_fraction(jnp.float32(m @ m), jnp.float32(s), jnp.float32(w), jnp.float32(w2)))
+
+    signal = np.ones(d)
+    assert rho_of([signal] * 50) == pytest.approx(1.0, abs=1e-4)  # no noise: all signal
+    # |G|^2 = tr(Sigma) = d: the model's noise fraction is 1/2.
+    assert rho_of([signal + rng.standard_normal(d) for _ in range(60)]) == pytest.approx(0.5, abs=0.03)
+    assert rho_of([rng.standard_normal(d) for _ in range(60)]) < 0.03  # zero-mean noise: no signal
+    assert rho_of([signal]) == 1.0  # one sample: no estimate, factor 1
+
+    # Hypergradient sign: the lr rises while the gradient keeps the last step's direction, falls when it turns.
+    tx = mod.hypergradient(optax.sgd(1.0), 0.1)
+    v = {"w": jnp.array([1.0, 2.0])}
+    state = tx.init(v)
+    u1, state = tx.update(v, state)
+    u2, state = tx.update(v, state)
+    u3, state = tx.update({"w": -v["w"]}, state)
+    np.testing.assert_allclose(u1["w"], -v["w"], rtol=1e-6)
+    np.testing.assert_allclose(u2["w"], -v["w"] * np.exp(0.1), rtol=1e-6)
+    np.testing.assert_allclose(u3["w"], v["w"], rtol=1e-6)
+
+
+def test_bench_anneal_alternatives_runs_small() -> None:
+    pytest.importorskip("optax")
+    mod = load_example("bench_anneal_alternatives")
+    rows = mod.main(["--tasks", "logreg", "--size", "tiny", "--seeds", "2"])["logreg"]
+    from adaptive_sched.bench._methods import PEER_NAMES
+
+    assert list(rows) == ["ours", *mod.ALTERNATIVES, *PEER_NAMES]
+    for row in rows.values():
+        assert np.isfinite(row["base"]) and np.isfinite(row["tuned"]) and 0.0 <= row["p_base"] <= 1.0
