@@ -452,6 +452,30 @@ def headline_tables(
     tuned_v = [h["verdict_tuned"] for _, h in heads]
     gaps = [h["vs_best_tuned"]["gap_pct"] for _, h in heads]
     all_tuned = sum(h["ties_or_beats_every_tuned_peer"] for _, h in heads)
+    rl_rows = [
+        [
+            r.task.name,
+            f"{_f(t['kl_std'], 2)} vs {_f(t['kl_std_constant'], 2)}",
+            _f(t["p_kl_std_lower"], 2),
+            f"{_f(t['train_reward'])} vs {_f(t['train_reward_constant'])}",
+            _f(t["p_train_reward_higher"], 2),
+            "yes" if t["met"] else "no",
+        ]
+        for r, h in heads
+        if (t := h.get("rl_vs_constant")) is not None
+    ]
+    if rl_rows:
+        lines += [
+            "",
+            "**RL target** (base lr, against constant lr): KL std over steps no higher, at equal or better mean "
+            "reward over training. Per seed; P over all pairs of seeds; *met* when neither P is a loss (> 0.25).",
+            "",
+        ]
+        lines += _table(
+            ["task", f"KL std: {method} vs constant", "P(lower KL std)",
+             f"mean reward (training): {method} vs constant", "P(higher reward)", "met"],
+            rl_rows,
+        )  # fmt: skip
     lines += [
         "",
         f"Tally over {n} task(s): at the base lr `{method}` wins {base_v.count('wins')}, ties "

@@ -214,7 +214,8 @@ def headline(res: TaskResult, summary: dict[str, Any], method: str) -> dict[str,
       "p_tuned", "verdict_tuned", "untuned_vs_tuned": {peer: {"multiplier",
       "mean", "p", "verdict"}}, "vs_best_tuned": {"peer", "p", "verdict",
       "gap_pct"}, "ties_or_beats_every_tuned_peer", "lr_window": {method:
-      decades}}``. ``untuned_vs_tuned[peer]["p"]`` is
+      decades}, "rl_vs_constant": the RL target against constant lr, or None
+      (:func:`_rl_vs_constant`)}``. ``untuned_vs_tuned[peer]["p"]`` is
       ``P(ours at the base lr beats peer at its own best grid lr)`` over all
       pairs of seeds; ``gap_pct`` is :func:`relative_gap_pct` of the seed means
       (ours at the base lr, the best tuned peer at its best lr).
@@ -260,4 +261,33 @@ def headline(res: TaskResult, summary: dict[str, Any], method: str) -> dict[str,
         },
         "ties_or_beats_every_tuned_peer": all(v["verdict"] in ("wins", "ties") for v in versus.values()),
         "lr_window": {n: ms[n]["lr_window"]["width"] for n in res.methods},
+        "rl_vs_constant": _rl_vs_constant(res, io, g1),
+    }
+
+
+def _rl_vs_constant(res: TaskResult, io: int, g1: int) -> dict[str, Any] | None:
+    """The RL target at the base lr: KL std over steps no higher than constant lr's, at equal or better reward.
+
+    Per seed: the std over steps of the batch-mean KL, and the mean reward over
+    training. ``p_kl_std_lower`` is P(a seed of ours has the lower KL std),
+    ``p_train_reward_higher`` P(a seed of ours has the higher training-mean
+    reward), over all pairs of seeds; ``met`` when neither is a loss (both
+    P > 0.25, the verdicts' threshold). None on a supervised task or without
+    the ``constant`` peer.
+    """
+    if not res.task.is_rl or "constant" not in res.methods:
+        return None
+    ic = res.methods.index("constant")
+    kl = np.std(res.arrays["kl"][[io, ic], g1].astype(np.float64), axis=-1)
+    reward = np.mean(res.arrays["reward"][[io, ic], g1].astype(np.float64), axis=-1)
+    p_kl = _stats.prob_improvement(kl[0], kl[1], higher_is_better=False)
+    p_reward = _stats.prob_improvement(reward[0], reward[1], higher_is_better=True)
+    return {
+        "kl_std": _finite(float(np.mean(kl[0]))),
+        "kl_std_constant": _finite(float(np.mean(kl[1]))),
+        "p_kl_std_lower": p_kl,
+        "train_reward": _finite(float(np.mean(reward[0]))),
+        "train_reward_constant": _finite(float(np.mean(reward[1]))),
+        "p_train_reward_higher": p_reward,
+        "met": bool(verdict(p_kl) != "loses" and verdict(p_reward) != "loses"),
     }

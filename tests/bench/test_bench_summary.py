@@ -77,6 +77,35 @@ def test_rl_summary_sample_efficiency_by_hand() -> None:
     assert rl["final_reward_var_across_seeds"] == pytest.approx(np.var([0.9, 0.92, 0.94], ddof=1))
 
 
+def test_rl_target_against_constant_by_hand() -> None:
+    res = _result(True)
+    res.arrays["kl"][1] *= 2.0  # constant's KL swings twice as much over the steps
+    res.arrays["kl"][0, 1, 2] *= 3.0  # ours' seed 2 at the base lr swings 3x: loses to every constant seed
+    res.arrays["reward"][0, 1, 0] = 0.3  # ours' seed 0 at the base lr never improves either: ties constant
+    s = summarize(res, {"ours"})
+    t = headline(res, s, "ours")["rl_vs_constant"]
+    sd = np.std(np.linspace(0.0, 2.0, 20))
+    ramp = np.minimum(0.3 + 0.07 * np.arange(20), 1.0)
+    assert t["kl_std"] == pytest.approx((sd + sd + 3 * sd) / 3) and t["kl_std_constant"] == pytest.approx(2 * sd)
+    assert t["p_kl_std_lower"] == pytest.approx(6 / 9)  # seeds 0, 1 below all 3 constant seeds; seed 2 above
+    assert t["train_reward"] == pytest.approx((0.3 + 2 * ramp.mean()) / 3) and t["train_reward_constant"] == pytest.approx(0.3)
+    assert t["p_train_reward_higher"] == pytest.approx((3 * 0.5 + 6) / 9)  # seed 0 ties the 3 constant seeds
+    assert t["met"] is True  # KL std not higher (P > 0.25) at equal or better reward (P > 0.25)
+    res.arrays["reward"][0, 1] = 0.2  # every ours seed now below constant: reward loses
+    t = headline(res, summarize(res, {"ours"}), "ours")["rl_vs_constant"]
+    assert t["p_train_reward_higher"] == 0.0 and t["met"] is False
+    assert headline(_loss_result(), summarize(_loss_result(), {"ours"}), "ours")["rl_vs_constant"] is None
+    pytest.importorskip("tabulate")
+    from adaptive_sched.bench._report import headline_tables
+
+    s = summarize(res, {"ours"})
+    s["headline"] = headline(res, s, "ours")
+    lines = headline_tables([res], {"fake": s}, res.methods)
+    header = next(i for i, ln in enumerate(lines) if "P(lower KL std)" in ln)
+    cells = [c.strip() for c in lines[header + 2].strip("|").split("|")]
+    assert cells == ["fake", f"{5 * sd / 3:.2f} vs {2 * sd:.2f}", "0.67", "0.200 vs 0.300", "0.00", "no"]
+
+
 def test_verdict_thresholds() -> None:
     assert [verdict(p) for p in (0.9, 0.75, 0.5, 0.25, 0.1, float("nan"))] == [
         "wins", "wins", "ties", "loses", "loses", "n/a",
