@@ -242,6 +242,26 @@ def _checked_rules_id(found: Any, config: Config) -> jax.Array:
     )
 
 
+def _check_slots(controller: Any, config: Config) -> None:
+    """Refuse (at trace time: the slots are the state's structure) a state whose rule slots are not ``config``'s.
+
+    A state made under another rule set usually fails the ``rules_id`` check;
+    under ``jax.jit`` that check runs on the device, so a state whose slots
+    differ would otherwise reach the rules and fail there with a bare
+    ``KeyError``.
+    """
+    found = set(getattr(controller, "rule_state", {}) or {})
+    expected = set(_init_controller(config).rule_state)
+    if found != expected:
+        ours = ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, config.rules))
+        raise ValueError(
+            f"this adaptive_sched optax state was made under another rule set than this transformation's "
+            f"config ({ours}): its rule slots are {sorted(found) or 'none'}, the config's are "
+            f"{sorted(expected) or 'none'}; e.g. a checkpoint restored into another config. Restore it into a "
+            "transformation built with the config it was saved under."
+        )
+
+
 def _init_controller(config: Config) -> State:
     # The config is not carried in the optimizer state: it lives in the
     # transformation (so XLA can fold Python-float knobs into constants, and a
@@ -389,6 +409,7 @@ def inject_hyperparams(
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
             rules_id = _checked_rules_id(state.rules_id, config)
+            _check_slots(state.controller, config)
             signals = read_signals(updates, value, extra_args)
             signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
             controller, hp, cfg = _step_controller(config, state.controller, signals)
@@ -473,6 +494,7 @@ def scale_by_controller(
     ) -> tuple[Any, ScaleByControllerState]:
         del params
         rules_id = _checked_rules_id(state.rules_id, config)
+        _check_slots(state.controller, config)
         signals = read_signals(updates, value, extra_args)
         signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
         controller, hp, cfg = _step_controller(config, state.controller, signals)

@@ -160,6 +160,30 @@ def test_state_restored_under_another_rule_set_is_refused(door: str, jit: bool) 
     jax.block_until_ready(tx_c.update(params, ok, params, value=jnp.float32(1.0)))
 
 
+@pytest.mark.parametrize("door", ["inject_hyperparams", "scale_by_controller"])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("direction", ["recommended_into_trend", "trend_into_recommended"])
+def test_state_of_another_rule_set_with_other_slots_is_refused_clearly(door: str, jit: bool, direction: str) -> None:
+    # The state object itself (not re-leafed into the target's structure): its rule slots differ,
+    # which used to surface under jit as a bare KeyError from inside the controller.
+    params = _params()
+    configs = [A.recommended(1e-2), LOSS_CFG]
+    if direction == "trend_into_recommended":
+        configs.reverse()
+    tx_a, tx_b = (_front_doors(c)[door] for c in configs)
+    saved = tx_a.update(params, tx_a.init(params), params, value=jnp.float32(1.0))[1]
+
+    def upd(s: Any) -> Any:
+        return tx_b.update(params, s, params, value=jnp.float32(1.0))[1]
+
+    fn = jax.jit(upd) if jit else upd
+    with pytest.raises(ValueError, match=r"another rule set") as info:
+        fn(saved)
+    assert "rule slots" in str(info.value) or not jit
+    msg = str(info.value)
+    assert "anneal_rule='slope'" in msg or "anneal.slope." in msg  # names the slope rule, made by or expected
+
+
 # --------------------------------------------------------------------------- derived from the registry
 
 
