@@ -48,6 +48,7 @@ import itertools
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,7 @@ __all__ = ["GroupInfo", "SweepResult", "config_grid", "sweep"]
 CONFIG_AXIS = "configs"
 """Name of the mesh axis the config axis is sharded over."""
 
-_LR_BOUNDS = ("auto", "derive", "keep")
+_LR_BOUNDS = ("auto", "derive", "keep", "scale")
 _MEMORY_FRACTION = 0.5  # share of the free memory that memory_budget="auto" uses
 
 
@@ -162,8 +163,26 @@ def _expand(
         rederive[bound] = (
             "base_lr" in values
             and bound not in values
-            and (lr_bounds == "derive" or (lr_bounds == "auto" and default))
+            and (lr_bounds == "derive" or (lr_bounds in ("auto", "scale") and default))
         )
+
+    moved = "base_lr" in values
+    explicit = [b for b in ("min_lr", "max_lr") if moved and b not in values and not rederive[b]]
+    if lr_bounds == "auto" and explicit:
+        kept = ", ".join(f"{b}={_plain(getattr(base, b))!r}" for b in explicit)
+        warnings.warn(
+            f"config_grid: the grid varies base_lr, and the base config sets {kept} explicitly, so it stays fixed "
+            "at every point. Pass lr_bounds='scale' to keep each bound's ratio to base_lr instead (what "
+            "recommended(base_lr) does), or lr_bounds='keep' to keep both bounds fixed.",
+            UserWarning,
+            stacklevel=3,
+        )
+    # "scale": each bound keeps its ratio to base_lr in the base config.
+    ratios = (
+        {b: np.asarray(getattr(base, b)) / np.asarray(base.base_lr) for b in explicit}
+        if lr_bounds == "scale"
+        else {}
+    )
 
     knobs = tuple(values)
     grid_configs: list[Config] = []
@@ -172,6 +191,7 @@ def _expand(
         point = dict(zip(knobs, combo))
         changes = dict(point)
         changes.update({b: None for b, yes in rederive.items() if yes})
+        changes.update({b: _plain(r * np.asarray(point["base_lr"])) for b, r in ratios.items()})
         try:
             grid_configs.append(base.replace(**changes))
         except ValueError as err:
@@ -217,6 +237,15 @@ def config_grid(
       A bound set explicitly to exactly its default value counts as default.
     * ``"derive"``: both bounds are re-derived at every point.
     * ``"keep"``: both bounds stay as in the base config.
+    * ``"scale"``: each bound keeps its ratio to ``base_lr`` in the base config
+      (a default one is re-derived, which is the same). The mode for
+      :func:`~adaptive_sched.recommended` configs, whose bounds are
+      ``base_lr / 100`` and ``10 * base_lr``: the grid then equals
+      ``[recommended(b) for b in grid["base_lr"]]``.
+
+    ``"auto"`` warns when it keeps an explicitly set bound fixed (as for a
+    ``recommended()`` config, whose ``min_lr`` is not the default ratio),
+    naming ``"scale"`` and ``"keep"``.
 
     Example::
 
@@ -229,7 +258,7 @@ def config_grid(
       grid: ``{knob: [values]}``; a knob is a numeric field of ``Config`` or a
         rule field (``lr_rule``, ``momentum_rule``, ``reward_rule``, ``kl_rule``).
         ``None`` or ``{}`` gives ``[base_config]``.
-      lr_bounds: ``"auto"``, ``"derive"`` or ``"keep"`` (see above).
+      lr_bounds: ``"auto"``, ``"derive"``, ``"keep"`` or ``"scale"`` (see above).
 
     Returns:
       The list of configs, in product order.
@@ -712,7 +741,7 @@ def sweep(
         :func:`config_grid` (product order, validation, and how a ``base_lr``
         grid moves ``min_lr``/``max_lr``).
       seeds: a count ``n`` (seeds ``0..n-1``) or a list of distinct ints.
-      lr_bounds: ``"auto"``, ``"derive"`` or ``"keep"``; see :func:`config_grid`.
+      lr_bounds: ``"auto"``, ``"derive"``, ``"keep"`` or ``"scale"``; see :func:`config_grid`.
       devices: devices to shard the config axis over: None (all of JAX's
         default backend), a count (the first ``n``), or a list of devices.
       chunk_size: configs per compiled call (rounded up to a multiple of the

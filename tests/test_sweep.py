@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,9 @@ def test_base_lr_grid_rederives_default_bounds() -> None:
     # Base left min_lr/max_lr at their defaults: they follow each point's base_lr.
     configs = A.config_grid(A.Config(base_lr=1e-3), {"base_lr": [1e-4, 1e-2]})
     assert [(c.min_lr, c.max_lr) for c in configs] == [(1e-4 * 1e-3, 1e-4 * 10.0), (1e-2 * 1e-3, 1e-2 * 10.0)]
-    # An explicit bound is kept, the other one still follows base_lr.
-    configs = A.config_grid(A.Config(base_lr=1e-3, max_lr=0.5), {"base_lr": [1e-4, 1e-2]})
+    # An explicit bound is kept (and "auto" says so), the other one still follows base_lr.
+    with pytest.warns(UserWarning, match=r"sets max_lr=0.5 explicitly, so it stays fixed"):
+        configs = A.config_grid(A.Config(base_lr=1e-3, max_lr=0.5), {"base_lr": [1e-4, 1e-2]})
     assert [(c.min_lr, c.max_lr) for c in configs] == [(1e-4 * 1e-3, 0.5), (1e-2 * 1e-3, 0.5)]
     # "keep": the base config's (derived) bounds stay, so 1e-2 > max_lr = 1e-2... is fine, 0.1 is not.
     configs = A.config_grid(A.Config(base_lr=1e-3), {"base_lr": [1e-4, 1e-2]}, lr_bounds="keep")
@@ -97,6 +99,26 @@ def test_base_lr_grid_rederives_default_bounds() -> None:
     assert configs[0].max_lr == 1e-2 * 10.0
     configs = A.config_grid(A.Config(), {"base_lr": [1e-2], "max_lr": [0.3]}, lr_bounds="derive")
     assert (configs[0].min_lr, configs[0].max_lr) == (1e-2 * 1e-3, 0.3)
+
+
+def test_base_lr_grid_of_recommended_scales_its_bounds() -> None:
+    # recommended() sets min_lr = base/100 and max_lr = 10*base explicitly; "scale" keeps both ratios
+    # at every point, so the grid equals recommended(b) for each b (a point below the old min_lr too).
+    lrs = [1e-5, 1e-3, 1e-1]
+    configs = A.config_grid(A.recommended(1e-2), {"base_lr": lrs}, lr_bounds="scale")
+    assert configs == [A.recommended(b) for b in lrs]
+    # Mixed: an explicit bound keeps its ratio, a default one its default ratio (scaling it is the same).
+    c = A.config_grid(A.Config(base_lr=1e-3, max_lr=4e-3), {"base_lr": [1e-2]}, lr_bounds="scale")[0]
+    assert (c.min_lr, c.max_lr) == pytest.approx((1e-2 * 1e-3, 4e-2))
+    # "auto" keeps recommended's explicit min_lr = base/100 fixed (its max_lr = 10*base is Config's own
+    # default ratio, so that one follows base_lr): the bounds no longer match recommended(b), and it says so.
+    with pytest.warns(UserWarning, match=r"sets min_lr=0.0001 explicitly.*lr_bounds='scale'"):
+        auto = A.config_grid(A.recommended(1e-2), {"base_lr": [1e-3, 1e-1]})
+    assert [(c.min_lr, c.max_lr) for c in auto] == [(1e-4, pytest.approx(1e-2)), (1e-4, pytest.approx(1.0))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked-for modes are silent
+        A.config_grid(A.recommended(1e-2), {"base_lr": [1e-3, 1e-1]}, lr_bounds="keep")
+        A.config_grid(A.Config(base_lr=1e-3), {"base_lr": [1e-4, 1e-2]})  # default bounds: nothing kept
 
 
 BAD_GRIDS = [
@@ -133,7 +155,7 @@ def test_bad_grid_raises_before_anything_is_traced(grid: dict[str, Any], message
         ({"chunk_size": 0}, r"chunk_size=0 is invalid"),
         ({"memory_budget": -1}, r"memory_budget=-1 is invalid"),
         ({"chunk_size": 4, "memory_budget": 1e9}, r"not both"),
-        ({"lr_bounds": "derived"}, r"lr_bounds='derived' is invalid: must be one of auto, derive, keep"),
+        ({"lr_bounds": "derived"}, r"lr_bounds='derived' is invalid: must be one of auto, derive, keep, scale"),
         ({"devices": 99}, r"devices=99 is invalid"),
     ],
 )
