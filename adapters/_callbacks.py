@@ -46,13 +46,21 @@ def mean_of_finite(values: list[float]) -> float:
     return math.fsum(finite) / len(finite) if finite else math.nan
 
 
-def signal_keys(**keys: str | None) -> dict[str, str]:
+def signal_keys(*, functions: bool = False, **keys: Any) -> dict[str, Any]:
     """The callbacks' ``<signal>_key=`` arguments as ``{signal: key}``, without the ones set to None (not fed).
 
+    Args:
+      functions: also accept a callable ``logs -> value or None`` as a key (the HF callback does).
+      **keys: ``<signal>=key``.
+
     Raises:
-      TypeError: a key that is neither a str nor None (the message names the argument).
+      TypeError: a key that is neither a str nor None (nor, with ``functions``, a callable); the message
+        names the argument.
     """
     for name, key in keys.items():
-        if key is not None and not isinstance(key, str):
-            raise TypeError(f"AdaptiveSchedulerCallback({name}_key=...) must be a log key (str) or None, got {key!r}")
+        if key is not None and not isinstance(key, str) and not (functions and callable(key)):
+            also = "; a function of the log row (logs -> number or None) is accepted too" if functions else ""
+            raise TypeError(
+                f"AdaptiveSchedulerCallback({name}_key=...) must be a log key (str) or None, got {key!r}{also}"
+            )
     return {name: key for name, key in keys.items() if key is not None}

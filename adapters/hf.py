@@ -44,22 +44,99 @@ Importing this module imports torch and transformers, never JAX.
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch.optim import Optimizer
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from adaptive_sched import _rules
 from adaptive_sched._config import Config
+from adaptive_sched._core import signal_usage
 from adaptive_sched._signals import SIGNAL_NAMES
 
 from ._callbacks import as_float, mean_of_finite, signal_keys
 from .torch import AdaptiveScheduler, _StepCounter
 
-__all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "adaptive_trainer_setup"]
+__all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "LogKey", "adaptive_trainer_setup", "negated_objective"]
 
 SIGNALS: tuple[str, ...] = SIGNAL_NAMES  # observe() takes each by its Signals name
+
+
+LogKey = str | Callable[[Mapping[str, Any]], Any] | None
+"""A ``<signal>_key=`` of :class:`AdaptiveSchedulerCallback`: a log key, a function of the log row, or None."""
+
+_SPARSE_LOGGING = 10  # logging_steps above which on_train_begin warns that signal-driven rules see few values
+
+
+def negated_objective(beta: float, reward_key: str = "reward", kl_key: str = "kl") -> Callable[[Mapping[str, Any]], Any]:
+    """A ``loss_key`` that feeds ``-(reward - beta * kl)``, the negated KL-regularised RL objective.
+
+    For GRPO/RLOO with a loss-driven rule (the recommended configuration's
+    annealing): TRL logs the reward and, when ``beta > 0``, the KL, but its
+    "loss" is the policy-gradient surrogate, which does not fall as the policy
+    improves. Use the Trainer's own ``beta`` (``args.beta``)::
+
+        AdaptiveSchedulerCallback(sched, loss_key=negated_objective(beta=args.beta))
+
+    Args:
+      beta: the KL coefficient (finite, >= 0).
+      reward_key: log key of the reward.
+      kl_key: log key of the KL (not read when ``beta == 0``; TRL logs none then).
+
+    Returns:
+      ``logs -> value``: ``None`` for a row without the reward (not observed);
+      NaN (counted as skipped) when the reward or, with ``beta > 0``, the KL is
+      logged as ``None``/NaN or missing from a row that has the reward.
+
+    Raises:
+      ValueError: ``beta`` is not a finite number >= 0.
+    """
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"negated_objective(beta={beta!r}) is invalid: must be a finite number >= 0.")
+    beta = float(beta)
+
+    def objective(logs: Mapping[str, Any]) -> float | None:
+        if reward_key not in logs:
+            return None
+        reward = as_float(f"logged {reward_key!r}", logs[reward_key])
+        if beta == 0.0:
+            return -reward
+        kl = as_float(f"logged {kl_key!r}", logs[kl_key]) if kl_key in logs else math.nan
+        return -(reward - beta * kl)
+
+    objective.__name__ = f"negated_objective(beta={beta!r})"
+    return objective
+
+
+def _warn_if_sparse(args: TrainingArguments, config: Config) -> None:
+    """Warn when the Trainer logs (and so feeds the controller) too rarely for its signal-driven rules."""
+    steps = getattr(args, "logging_steps", 1)
+    strategy = str(getattr(getattr(args, "logging_strategy", "steps"), "value", getattr(args, "logging_strategy", "")))
+    if strategy != "steps" or not isinstance(steps, (int, float)) or steps < 1 or steps <= _SPARSE_LOGGING:
+        return
+    uses = signal_usage(config)[0]
+    readers = [
+        f"{_rules.FAMILIES[r.family].field}={r.name!r}"
+        for r in _rules.active_rules(config)
+        if r.kind != "clock" and r.signal is not None and uses.get(r.signal, False)
+    ]
+    if not readers:
+        return
+    detail = ""
+    if config.anneal_rule == "slope":
+        n = int(float(config.anneal_min_samples))
+        detail = f"; anneal_rule='slope' needs {n} observations before its first test: {n * int(steps)} steps here"
+    warnings.warn(
+        f"AdaptiveSchedulerCallback: the Trainer logs, and so feeds the controller, every logging_steps={steps:g} "
+        f"optimizer steps, and {', '.join(readers)} read logged signals{detail}. Set logging_steps to 1-10 for "
+        "signal-driven rules.",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 class AdaptiveSchedulerCallback(TrainerCallback):
@@ -119,7 +196,12 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         ``optimizers=(optimizer, scheduler)``.
       loss_key: log key of the training loss (default ``"loss"``); ``None``
         not to feed it. Under GRPO/RLOO the "loss" is the policy-gradient
-        surrogate; it only matters if a loss-driven rule is configured.
+        surrogate, which does not improve as training progresses; for a
+        loss-driven rule (e.g. :func:`adaptive_sched.recommended`'s
+        annealing) pass ``loss_key=negated_objective(beta=args.beta)``, which
+        feeds ``-(reward - beta * kl)`` built from each log row. Any key may
+        be such a function of the log row (``logs -> number``, or ``None``
+        when the row does not carry the signal).
       reward_key: log key of the reward (default ``"reward"``, TRL's weighted
         sum over reward functions; e.g. ``"rewards/my_func/mean"`` for one
         function); ``None`` not to feed it.
@@ -138,10 +220,10 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self,
         scheduler: AdaptiveScheduler,
         *,
-        loss_key: str | None = "loss",
-        reward_key: str | None = "reward",
-        kl_key: str | None = "kl",
-        grad_norm_key: str | None = "grad_norm",
+        loss_key: LogKey = "loss",
+        reward_key: LogKey = "reward",
+        kl_key: LogKey = "kl",
+        grad_norm_key: LogKey = "grad_norm",
         log_on_save: bool = True,
     ) -> None:
         if not isinstance(scheduler, AdaptiveScheduler):
@@ -149,11 +231,11 @@ class AdaptiveSchedulerCallback(TrainerCallback):
                 "AdaptiveSchedulerCallback(scheduler=...) expects an adaptive_sched AdaptiveScheduler, "
                 f"got {type(scheduler).__name__}"
             )
-        keys = signal_keys(loss=loss_key, reward=reward_key, grad_norm=grad_norm_key, kl=kl_key)
+        keys = signal_keys(functions=True, loss=loss_key, reward=reward_key, grad_norm=grad_norm_key, kl=kl_key)
         if not isinstance(log_on_save, bool):
             raise TypeError(f"AdaptiveSchedulerCallback(log_on_save=...) must be a bool, got {log_on_save!r}")
         self.scheduler = scheduler
-        self.keys: dict[str, str] = keys
+        self.keys: dict[str, LogKey] = keys
         self.log_on_save = log_on_save
         self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}
         self.skipped: dict[str, int] = {name: 0 for name in SIGNALS}
@@ -170,6 +252,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        _warn_if_sparse(args, self.scheduler.config)
         sched = kwargs.get("lr_scheduler")
         inner = getattr(sched, "scheduler", sched)  # accelerate's AcceleratedScheduler wraps it
         if sched is not None and inner is not self.scheduler:
@@ -216,12 +299,19 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         """
         new: dict[str, float] = {}
         for name, key in self.keys.items():
-            if key in logs:
+            if callable(key):
+                raw = key(logs)
+                if raw is None:
+                    continue  # this row does not carry the signal
+                value = as_float(f"{name}_key={getattr(key, '__name__', key)!r}(logs)", raw)
+            elif key in logs:
                 value = as_float(f"logged {key!r}", logs[key])
-                new[name] = value
-                self.consumed[name] += 1
-                if not math.isfinite(value):
-                    self.skipped[name] += 1
+            else:
+                continue
+            new[name] = value
+            self.consumed[name] += 1
+            if not math.isfinite(value):
+                self.skipped[name] += 1
         if not new:
             return
         n = self._steps.n

@@ -16,6 +16,7 @@ from adaptive_sched.adapters.hf import (  # noqa: E402
     AdaptiveSchedulerCallback,
     AdaptiveSetup,
     adaptive_trainer_setup,
+    negated_objective,
 )
 from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
 
@@ -221,6 +222,52 @@ def test_logs_before_the_first_optimizer_step_join_the_first_update() -> None:
     cb.consume({"reward": 0.1})
     assert sched.controller_state.step == 1
     assert sched.controller_state.reward.mean == pytest.approx(0.3)
+
+
+def test_loss_key_can_be_the_negated_regularised_objective() -> None:
+    # recommended() anneals on a loss that improves as RL training progresses; TRL logs the reward
+    # and the KL, not -(reward - beta * KL), so the callback builds it from each log row.
+    import adaptive_sched
+
+    opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1, ema_beta=0.0))
+    cb = AdaptiveSchedulerCallback(sched, loss_key=negated_objective(beta=0.5))
+    rows = [{"reward": 1.0, "kl": 0.4, "loss": 9.0}, {"loss": 9.0}, {"reward": 2.0, "kl": None}]
+    for logs in rows:
+        opt.step()
+        sched.step()
+        cb.consume(logs)
+    st = sched.controller_state
+    assert cb.consumed["loss"] == 2 and cb.skipped["loss"] == 1  # row 2 has no reward: not observed
+    assert st.loss.mean == pytest.approx(-(1.0 - 0.5 * 0.4))  # the logged surrogate "loss" is not fed
+    assert st.skipped == 2  # KL logged as None with beta > 0: neither the KL nor the objective is observable
+    assert negated_objective(beta=0.0)({"reward": 0.25}) == -0.25  # beta 0: TRL logs no KL, none needed
+    assert negated_objective(beta=0.1, reward_key="r", kl_key="k")({"r": 1.0, "k": 2.0}) == pytest.approx(-0.8)
+    with pytest.raises(ValueError, match=r"negated_objective\(beta=-1\.0\) is invalid: must be a finite number >= 0"):
+        negated_objective(beta=-1.0)
+    with pytest.raises(TypeError, match=r"loss_key=\.\.\.\) must be a log key \(str\) or None, got 3"):
+        AdaptiveSchedulerCallback(sched, loss_key=3)  # type: ignore[arg-type]
+
+
+def test_sparse_logging_warns_when_a_rule_reads_signals(tmp_path: Path) -> None:
+    import warnings
+
+    import adaptive_sched
+
+    opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1))
+    cb = AdaptiveSchedulerCallback(sched)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)  # logging_steps=500
+    with pytest.warns(UserWarning, match=r"logging_steps=500.*anneal_rule='slope'.*30 observations.*15000"):
+        cb.on_train_begin(args, None, None)  # type: ignore[arg-type]
+    args.logging_steps = 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cb.on_train_begin(args, None, None)  # type: ignore[arg-type]
+        # a clock-only config reads no signal: nothing to warn about at any logging_steps
+        args.logging_steps = 500
+        plain = AdaptiveSchedulerCallback(AdaptiveScheduler(opt, lr_rule="cyclical", cycle_length=10.0))
+        plain.on_train_begin(args, None, None)  # type: ignore[arg-type]
 
 
 def test_helper_builds_what_the_trainer_would(tmp_path: Path) -> None:
