@@ -368,7 +368,8 @@ def adaptive_trainer_setup(
     ``args.warmup_steps``; so unless ``warmup_steps`` is given here, the
     controller's warmup is taken from ``args.warmup_steps`` (a count, or a
     ratio of ``args.max_steps``). ``base_lr`` defaults to
-    ``args.learning_rate``::
+    ``args.learning_rate``; a config whose ``base_lr`` differs wins, with a
+    warning::
 
         setup = adaptive_trainer_setup(model, args, reward_rule="trend", min_lr=1e-7, max_lr=1e-4)
         trainer = Trainer(model=model, args=args, ..., optimizers=setup.optimizers, callbacks=setup.callbacks)
@@ -431,6 +432,15 @@ def adaptive_trainer_setup(
                 "(a number of optimizer steps)."
             )
     scheduler = AdaptiveScheduler(optimizer, config, device_mode=device_mode, **config_kwargs)
+    base_lr = float(scheduler.config.base_lr)
+    if not math.isclose(base_lr, float(args.learning_rate), rel_tol=1e-6):
+        warnings.warn(
+            f"adaptive_trainer_setup: the config's base_lr={base_lr:g} differs from args.learning_rate="
+            f"{float(args.learning_rate):g}; the scheduler sets the lr from base_lr (the Trainer's "
+            "learning_rate is not used). Pass recommended(base_lr=args.learning_rate) or base_lr=... to match.",
+            UserWarning,
+            stacklevel=2,
+        )
     callback = AdaptiveSchedulerCallback(scheduler, **(callback_kwargs or {}))
     return AdaptiveSetup(optimizer, scheduler, callback)
 

@@ -287,6 +287,22 @@ def test_helper_builds_what_the_trainer_would(tmp_path: Path) -> None:
     assert float(adaptive_trainer_setup(model, args).scheduler.config.warmup_steps) == 5.0
 
 
+def test_helper_says_when_the_config_overrides_the_trainers_learning_rate(tmp_path: Path) -> None:
+    import warnings
+
+    import adaptive_sched
+
+    model = TinyRegressor()
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), learning_rate=3e-3, report_to=[], use_cpu=True)
+    with pytest.warns(UserWarning, match=r"base_lr=0\.001 .*args\.learning_rate=0\.003.*scheduler sets"):
+        setup = adaptive_trainer_setup(model, args, adaptive_sched.recommended(1e-3))
+    assert setup.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # the config's base_lr is what runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adaptive_trainer_setup(model, args, adaptive_sched.recommended(args.learning_rate))
+        adaptive_trainer_setup(model, args, reward_rule="trend")  # base_lr defaults to args.learning_rate
+
+
 def test_bad_arguments_are_named() -> None:
     opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
     with pytest.raises(TypeError, match="expects an adaptive_sched AdaptiveScheduler, got StepLR"):
