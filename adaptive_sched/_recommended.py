@@ -44,7 +44,13 @@ def recommended(base_lr: Any = 1e-3, **overrides: Any) -> Config:
     updates). For RL fine-tuning feed as the loss the negated regularised
     objective ``-(reward - beta * KL)`` (what the bench's RL tasks do): the
     stationarity test needs a signal that improves as training progresses, and
-    a policy-gradient surrogate loss does not.
+    a policy-gradient surrogate loss does not. Under the HF/TRL callback:
+    ``AdaptiveSchedulerCallback(sched, loss_key=negated_objective(beta=args.beta))``
+    (``adaptive_sched.adapters.hf``).
+
+    To sweep the base lr, keep the bounds relative:
+    ``sweep(train, recommended(1e-3), {"base_lr": [...]}, lr_bounds="scale")``
+    gives ``recommended(b)`` at every point.
 
     Args:
       base_lr: the learning rate the run starts from (> 0); may be a JAX
