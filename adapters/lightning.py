@@ -83,7 +83,11 @@ class AdaptiveSchedulerCallback(pl.Callback):
     ``self.log(name, value, on_step=True)``) at every optimizer step;
     Lightning keeps the last value of a metric that was not logged in a step,
     so use ``logged_keys`` only for metrics logged at every step (return the
-    others from ``training_step``).
+    others from ``training_step``). When a rule reads the gradient norm (the
+    ``grad_norm`` lr rule of :func:`adaptive_sched.recommended`) and neither
+    source gives one, the callback measures the global L2 norm of the
+    LightningModule's gradients in ``on_before_optimizer_step`` (accumulated,
+    before clipping).
 
     **When the controller advances.** Lightning calls the scheduler's
     ``step()`` after each optimizer step (a signal-less update); at the end of
@@ -167,6 +171,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
         self._pending: dict[str, list[float]] = {}
         self._steps = _OptimizerSteps()
         self._observed_at = 0
+        self._grad_norm: float | None = None  # measured before this batch's optimizer step
         if scheduler is not None:
             self._attach(scheduler)
 
@@ -199,6 +204,15 @@ class AdaptiveSchedulerCallback(pl.Callback):
             )
         self._attach(cast(AdaptiveScheduler, cfg.scheduler))  # the isinstance filter above
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        # The gradient norm for a rule that reads it (recommended()'s grad-norm guard), measured
+        # where Lightning has the final (accumulated, not yet clipped) gradients; a grad_norm
+        # returned from training_step or logged takes precedence.
+        sched = self.scheduler
+        if sched is not None and sched._wants_grad_norm:
+            gn = sched._model_grad_norm(pl_module)
+            self._grad_norm = None if gn is None else as_float("AdaptiveSchedulerCallback: grad_norm", gn)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -223,6 +237,9 @@ class AdaptiveSchedulerCallback(pl.Callback):
                 if name not in found and key in metrics:
                     self._add(name, metrics[key])
         assert self.scheduler is not None
+        if "grad_norm" not in self._pending and self._grad_norm is not None:
+            self._add("grad_norm", self._grad_norm)
+        self._grad_norm = None
         pending, self._pending = self._pending, {}
         self._observed_at = n
         signals = {name: mean_of_finite(vals) for name, vals in pending.items()}

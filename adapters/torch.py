@@ -294,6 +294,7 @@ class AdaptiveScheduler(LRScheduler):
         # convention (setdefault) is kept, so later schedulers read the same base.
         own = [_lr_value(g.get("initial_lr", g["lr"])) for g in groups]
         lr0 = own[0]
+        self._base_lr_from_optimizer = config is None and "base_lr" not in config_kwargs
         config = _make_config(config, config_kwargs, groups, lr0)
         self._config = config
         self._momentum_on = config.momentum_rule != "none"
@@ -303,6 +304,7 @@ class AdaptiveScheduler(LRScheduler):
         scale = self._ref_lr / lr0
         self._base_lrs: list[float] = [self._ref_lr] + [v if scale == 1.0 else v * scale for v in own[1:]]
         self._warned_no_grads = False
+        self._warned_no_grad_norm = False
         if device_mode:
             self._check_device_momentum(groups)
         self._driven: list[bool] = self._driven_groups(groups, 0) if self._momentum_on else []
@@ -458,6 +460,7 @@ class AdaptiveScheduler(LRScheduler):
 
     def __setstate__(self, d: dict[str, Any]) -> None:
         flat = d.pop("_ctl")
+        d.setdefault("_warned_no_grad_norm", False)  # pickled before this attribute existed
         self.__dict__.update(d)
         self._xp, self._ctl = self._make_controller()
         self._ctl.flat = flat
@@ -674,9 +677,21 @@ class AdaptiveScheduler(LRScheduler):
             values = list(_NO_SIGNALS)
             values[_LOSS] = loss
             values[_REWARD] = R
-        if values[_GRAD_NORM] is None and model is not None and self._wants_grad_norm:
-            gn = self._model_grad_norm(model)
-            values[_GRAD_NORM] = gn if self._device_mode or gn is None or type(gn) is float else _host_signal("grad_norm", gn)
+        if values[_GRAD_NORM] is None and self._wants_grad_norm:
+            if model is not None:
+                gn = self._model_grad_norm(model)
+                values[_GRAD_NORM] = (
+                    gn if self._device_mode or gn is None or type(gn) is float else _host_signal("grad_norm", gn)
+                )
+            elif not self._warned_no_grad_norm:
+                self._warned_no_grad_norm = True
+                warnings.warn(
+                    f"observe() got neither grad_norm= nor model=, but lr_rule={self._config.lr_rule!r} reads the "
+                    "gradient norm; that rule holds (the lr it drives does not move). Pass observe(..., "
+                    "model=model) before optimizer.zero_grad(), or grad_norm=... (Warned once per scheduler.)",
+                    UserWarning,
+                    stacklevel=2,
+                )
         n = self._counter.n
         replace = self._before is not None and self._advanced_at == n
         values = self._sync(values)  # mean over the ranks when torch.distributed runs several (one all-reduce)
@@ -1052,7 +1067,7 @@ class AdaptiveScheduler(LRScheduler):
                 diffs.append(f"{name}: checkpoint {theirs!r} vs scheduler {ours!r}")
         if diffs:
             hint = ""
-            if any(x.startswith("base_lr") for x in diffs):
+            if any(x.startswith("base_lr") for x in diffs) and getattr(self, "_base_lr_from_optimizer", True):
                 hint = (
                     " (base_lr defaults to the optimizer's lr at construction: build the scheduler before "
                     "optimizer.load_state_dict(), or pass base_lr explicitly)"

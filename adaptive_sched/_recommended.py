@@ -17,7 +17,7 @@ RECOMMENDED_RULES: dict[str, Any] = {
 """What :func:`recommended` sets besides the lr and its bounds (the rules' other knobs keep their defaults)."""
 
 
-def recommended(base_lr: Any = 1e-3, **overrides: Any) -> Config:
+def recommended(base_lr: Any, **overrides: Any) -> Config:
     """The recommended :class:`Config`: horizon-free annealing by a stationarity test, times a grad-norm guard.
 
     Rules (each documented with its formula in ``adaptive_sched._rules`` and
@@ -53,7 +53,8 @@ def recommended(base_lr: Any = 1e-3, **overrides: Any) -> Config:
     gives ``recommended(b)`` at every point.
 
     Args:
-      base_lr: the learning rate the run starts from (> 0); may be a JAX
+      base_lr: the learning rate the run starts from (> 0; required: it is the
+        one choice, and it replaces the optimizer's own lr); may be a JAX
         tracer or an array (sweeps vmap over it).
       **overrides: any :class:`Config` field, applied last (e.g.
         ``max_lr=...``, ``anneal_drop=...``, ``kl_rule="target"``).

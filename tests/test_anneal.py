@@ -182,6 +182,9 @@ def test_recommended_is_a_config_with_bounds_from_the_base_lr() -> None:
         A.recommended(True)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="anneal_drop"):
         A.recommended(1e-3, anneal_drop=2.0)
+    # The base lr is the one choice: no silent default (an AdamW(lr=3e-4) user would get 1e-3).
+    with pytest.raises(TypeError, match="base_lr"):
+        A.recommended()  # type: ignore[call-arg]
 
 
 def test_recommended_is_accepted_by_every_front_door() -> None:

@@ -112,6 +112,39 @@ def test_lr_moves_with_the_loss(tmp_path: Path) -> None:
     assert sched.get_last_lr()[0] == pytest.approx(ref.get_last_lr()[0], rel=1e-6)
 
 
+def test_grad_norm_rule_is_fed_the_pre_step_gradient_norm(tmp_path: Path) -> None:
+    # recommended()'s grad-norm guard needs the gradient norm; training_step returns only the loss,
+    # so the callback measures it before each optimizer step (Lightning's pre-clipping hook).
+    class Norms(pl.Callback):
+        def __init__(self) -> None:
+            self.norms: list[float] = []
+
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    import adaptive_sched
+
+    module = Tiny(**{f.name: getattr(adaptive_sched.recommended(0.05), f.name)
+                     for f in __import__("dataclasses").fields(adaptive_sched.Config)})  # fmt: skip
+    norms = Norms()
+    cb = AdaptiveSchedulerCallback(reward_key=None)
+    trainer = pl.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[norms, cb], accelerator="cpu", devices=1)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module)
+    assert cb.consumed["grad_norm"] == 6
+    # Replay: the same losses and gradient norms through a fresh scheduler give the same lr.
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
+    ref = AdaptiveScheduler(opt, adaptive_sched.recommended(0.05))
+    for loss, gn in zip(module.losses, norms.norms):
+        opt.step()
+        ref.observe(loss=loss, grad_norm=gn)
+    assert cb.scheduler.get_last_lr()[0] == pytest.approx(ref.get_last_lr()[0], rel=1e-6)
+    assert cb.scheduler.get_last_lr()[0] != pytest.approx(0.05)  # the guard moved the lr
+
+
 def test_gradient_accumulation_one_update_per_optimizer_step(tmp_path: Path) -> None:
     trainer, module, cb, _ = fit(tmp_path, max_steps=3, accumulate=2)
     assert trainer.global_step == 3 and len(module.losses) == 6

@@ -705,3 +705,33 @@ def test_first_optimizer_step_already_follows_warmup_and_cycles(device_mode: boo
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
     sched = AdaptiveScheduler(opt, lr_rule="cyclical", min_lr=1e-5, max_lr=1e-1, cycle_length=10.0)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-1)
+
+
+def test_grad_norm_rule_without_its_signal_warns_once() -> None:
+    import warnings
+
+    import adaptive_sched
+
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1))
+    with pytest.warns(UserWarning, match=r"lr_rule='grad_norm' reads the gradient norm.*model=model"):
+        sched.observe(loss=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sched.observe(loss=1.0)  # once per scheduler
+        model(torch.ones(3)).sum().backward()
+        other = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1))
+        other.observe(loss=1.0, model=model)
+        other.observe(loss=1.0, grad_norm=2.0)
+        AdaptiveScheduler(opt, lr_rule="trend").observe(loss=1.0)  # no rule reads it
+
+
+def test_config_mismatch_hint_only_when_base_lr_came_from_the_optimizer() -> None:
+    import adaptive_sched
+
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1e-2)
+    saved = AdaptiveScheduler(opt, adaptive_sched.recommended(1e-2)).state_dict()
+    with pytest.raises(ValueError, match=r"base_lr: checkpoint 0\.0099999.* vs scheduler 0\.02") as info:
+        AdaptiveScheduler(opt, adaptive_sched.recommended(2e-2)).load_state_dict(saved)
+    assert "build the scheduler before" not in str(info.value)  # base_lr was given: the hint would mislead
