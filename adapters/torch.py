@@ -854,8 +854,8 @@ class AdaptiveScheduler(LRScheduler):
                     f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
                     "reduce it first (e.g. the batch mean)."
                 )
-            if v.is_complex():
-                raise TypeError(f"observe({name}=...) must be real, got a complex tensor ({v.dtype})")
+            if v.is_complex() or v.dtype == torch.bool:
+                raise TypeError(f"observe({name}=...) must be a real number, got a {v.dtype} tensor")
             v = v.detach()
             if v.ndim:
                 v = v.reshape(())
@@ -1181,7 +1181,7 @@ def _group_momentum(group: dict[str, Any]) -> float | None:
 
 
 def _number(name: str, v: Any) -> float:
-    if isinstance(v, (str, bytes)):
+    if isinstance(v, (str, bytes, bool)):  # a bool is not a measurement (True would read as 1.0)
         raise TypeError(
             f"observe({name}=...) must be None, a number or a one-element tensor, got {type(v).__name__}"
         )
@@ -1202,8 +1202,8 @@ def _host_signal(name: str, v: Any) -> float:
                 f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
                 "reduce it first (e.g. the batch mean)."
             )
-        if v.is_complex():
-            raise TypeError(f"observe({name}=...) must be real, got a complex tensor ({v.dtype})")
+        if v.is_complex() or v.dtype == torch.bool:
+            raise TypeError(f"observe({name}=...) must be a real number, got a {v.dtype} tensor")
         return float(v.item())
     return _number(name, v)
 

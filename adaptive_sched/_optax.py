@@ -109,7 +109,7 @@ def _check_signal(name: str, v: Any) -> None:
     """Refuse non-scalar signals with a message naming the update keyword (at trace time)."""
     if v is None:
         return
-    if isinstance(v, (list, tuple, dict, str, bytes)):
+    if isinstance(v, (list, tuple, dict, str, bytes, bool)) or str(getattr(v, "dtype", "")) == "bool":
         raise TypeError(
             f"update({name}=...) must be a scalar (a 0-d array or a Python number), got a "
             f"{type(v).__name__}: {v!r:.60}"

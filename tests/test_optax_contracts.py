@@ -118,7 +118,7 @@ def test_a_loss_rule_without_value_warns_once_at_trace_time(door: str) -> None:
         tx4.update(params, tx4.init(params), params, value=1.0)
 
 
-@pytest.mark.parametrize("bad", [[1.0, 2.0], (1.0,), "1.0", np.ones(3, np.float32)])
+@pytest.mark.parametrize("bad", [[1.0, 2.0], (1.0,), "1.0", np.ones(3, np.float32), True, np.bool_(False)])
 def test_non_scalar_value_is_refused_clearly(bad: Any) -> None:
     tx = _front_doors(LOSS_CFG)["inject_hyperparams"]
     params = _params()

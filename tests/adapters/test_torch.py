@@ -735,3 +735,14 @@ def test_config_mismatch_hint_only_when_base_lr_came_from_the_optimizer() -> Non
     with pytest.raises(ValueError, match=r"base_lr: checkpoint 0\.0099999.* vs scheduler 0\.02") as info:
         AdaptiveScheduler(opt, adaptive_sched.recommended(2e-2)).load_state_dict(saved)
     assert "build the scheduler before" not in str(info.value)  # base_lr was given: the hint would mislead
+
+
+@pytest.mark.parametrize("device_mode", [False, True], ids=["host", "device"])
+def test_bool_signals_are_refused(device_mode: bool) -> None:
+    lr = torch.tensor(0.1) if device_mode else 0.1
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=lr)
+    sched = AdaptiveScheduler(opt, lr_rule="trend", base_lr=0.1, device_mode=device_mode)
+    for bad in (True, torch.tensor(False)):
+        with pytest.raises(TypeError, match=r"observe\(loss=\.\.\.\) must be"):
+            sched.observe(loss=bad)
+    assert sched.controller_state.step == 0  # refused before any update
