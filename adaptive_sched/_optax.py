@@ -242,16 +242,20 @@ def _checked_rules_id(found: Any, config: Config) -> jax.Array:
     )
 
 
-def _check_slots(controller: Any, config: Config) -> None:
-    """Refuse (at trace time: the slots are the state's structure) a state whose rule slots are not ``config``'s.
+def _slot_keys(config: Config) -> frozenset[str]:
+    """The rule-slot keys of ``config``'s state (from the registry; computed once per transformation)."""
+    return frozenset(key for key, _ in _rules.state_slots(config))
+
+
+def _check_slots(controller: Any, config: Config, expected: frozenset[str]) -> None:
+    """Refuse (at trace time: the slots are the state's structure) a state whose rule slots are not ``expected``.
 
     A state made under another rule set usually fails the ``rules_id`` check;
     under ``jax.jit`` that check runs on the device, so a state whose slots
     differ would otherwise reach the rules and fail there with a bare
-    ``KeyError``.
+    ``KeyError``. ``expected`` is :func:`_slot_keys` of ``config``.
     """
-    found = set(getattr(controller, "rule_state", {}) or {})
-    expected = set(_init_controller(config).rule_state)
+    found = frozenset(getattr(controller, "rule_state", {}) or {})
     if found != expected:
         ours = ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, config.rules))
         raise ValueError(
@@ -392,6 +396,7 @@ def inject_hyperparams(
             kwargs[mom_name] = jnp.asarray(config.base_momentum, jnp.float32)
         inner = injected(**kwargs)
         read_signals = _SignalReader(config)
+        slots = _slot_keys(config)
 
         def init_fn(params: Any) -> AdaptiveHyperparamsState:
             return AdaptiveHyperparamsState(
@@ -409,7 +414,7 @@ def inject_hyperparams(
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
             rules_id = _checked_rules_id(state.rules_id, config)
-            _check_slots(state.controller, config)
+            _check_slots(state.controller, config, slots)
             signals = read_signals(updates, value, extra_args)
             signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
             controller, hp, cfg = _step_controller(config, state.controller, signals)
@@ -472,6 +477,7 @@ def scale_by_controller(
         )
 
     read_signals = _SignalReader(config)
+    slots = _slot_keys(config)
 
     def init_fn(params: Any) -> ScaleByControllerState:
         del params
@@ -494,7 +500,7 @@ def scale_by_controller(
     ) -> tuple[Any, ScaleByControllerState]:
         del params
         rules_id = _checked_rules_id(state.rules_id, config)
-        _check_slots(state.controller, config)
+        _check_slots(state.controller, config, slots)
         signals = read_signals(updates, value, extra_args)
         signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
         controller, hp, cfg = _step_controller(config, state.controller, signals)
