@@ -55,7 +55,6 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from adaptive_sched import _rules
 from adaptive_sched._config import Config
-from adaptive_sched._core import signal_usage
 from adaptive_sched._signals import SIGNAL_NAMES
 
 from ._callbacks import as_float, mean_of_finite, signal_keys
@@ -115,14 +114,12 @@ def negated_objective(beta: float, reward_key: str = "reward", kl_key: str = "kl
 def _warn_if_sparse(args: TrainingArguments, config: Config) -> None:
     """Warn when the Trainer logs (and so feeds the controller) too rarely for its signal-driven rules."""
     steps = getattr(args, "logging_steps", 1)
-    strategy = str(getattr(getattr(args, "logging_strategy", "steps"), "value", getattr(args, "logging_strategy", "")))
-    if strategy != "steps" or not isinstance(steps, (int, float)) or steps < 1 or steps <= _SPARSE_LOGGING:
+    if _strategy(args, "logging_strategy") != "steps" or not steps > _SPARSE_LOGGING:  # a float < 1 is a ratio
         return
-    uses = signal_usage(config)[0]
     readers = [
         f"{_rules.FAMILIES[r.family].field}={r.name!r}"
         for r in _rules.active_rules(config)
-        if r.kind != "clock" and r.signal is not None and uses.get(r.signal, False)
+        if r.kind != "clock" and r.signal is not None
     ]
     if not readers:
         return
@@ -269,7 +266,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         # should_save; _maybe_log_save_evaluate then logs before it saves (trainer.py:2252-2289).
         if self.log_on_save and control.should_save:
             control.should_log = True
-        if self.log_on_save and control.should_evaluate and _save_strategy(args) == "best":
+        if self.log_on_save and control.should_evaluate and _strategy(args, "save_strategy") == "best":
             control.should_log = True  # "best" decides to save after evaluating (trainer.py:2281)
         return control
 
@@ -445,6 +442,7 @@ def adaptive_trainer_setup(
     return AdaptiveSetup(optimizer, scheduler, callback)
 
 
-def _save_strategy(args: TrainingArguments) -> str:
-    s = getattr(args, "save_strategy", None)
+def _strategy(args: TrainingArguments, field: str) -> str:
+    """``args.<field>`` (an ``IntervalStrategy``/``SaveStrategy`` or its string) as its string value."""
+    s = getattr(args, field, None)
     return str(getattr(s, "value", s))
