@@ -460,7 +460,8 @@ class AdaptiveScheduler(LRScheduler):
 
     def __setstate__(self, d: dict[str, Any]) -> None:
         flat = d.pop("_ctl")
-        d.setdefault("_warned_no_grad_norm", False)  # pickled before this attribute existed
+        d.setdefault("_warned_no_grad_norm", False)  # pickled before these attributes existed
+        d.setdefault("_base_lr_from_optimizer", True)
         self.__dict__.update(d)
         self._xp, self._ctl = self._make_controller()
         self._ctl.flat = flat
@@ -849,13 +850,7 @@ class AdaptiveScheduler(LRScheduler):
             return None
         dev = self._device
         if isinstance(v, torch.Tensor):
-            if v.numel() != 1:
-                raise ValueError(
-                    f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
-                    "reduce it first (e.g. the batch mean)."
-                )
-            if v.is_complex() or v.dtype == torch.bool:
-                raise TypeError(f"observe({name}=...) must be a real number, got a {v.dtype} tensor")
+            _check_tensor_signal(name, v)
             v = v.detach()
             if v.ndim:
                 v = v.reshape(())
@@ -1067,7 +1062,7 @@ class AdaptiveScheduler(LRScheduler):
                 diffs.append(f"{name}: checkpoint {theirs!r} vs scheduler {ours!r}")
         if diffs:
             hint = ""
-            if any(x.startswith("base_lr") for x in diffs) and getattr(self, "_base_lr_from_optimizer", True):
+            if any(x.startswith("base_lr") for x in diffs) and self._base_lr_from_optimizer:
                 hint = (
                     " (base_lr defaults to the optimizer's lr at construction: build the scheduler before "
                     "optimizer.load_state_dict(), or pass base_lr explicitly)"
@@ -1195,15 +1190,20 @@ def _number(name: str, v: Any) -> float:
         ) from None
 
 
+def _check_tensor_signal(name: str, v: torch.Tensor) -> None:
+    """A tensor signal must hold one real number (host and device mode alike)."""
+    if v.numel() != 1:
+        raise ValueError(
+            f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
+            "reduce it first (e.g. the batch mean)."
+        )
+    if v.is_complex() or v.dtype == torch.bool:
+        raise TypeError(f"observe({name}=...) must be a real number, got a {v.dtype} tensor")
+
+
 def _host_signal(name: str, v: Any) -> float:
     if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            raise ValueError(
-                f"observe({name}=...) must be a scalar, got a tensor of shape {tuple(v.shape)}; "
-                "reduce it first (e.g. the batch mean)."
-            )
-        if v.is_complex() or v.dtype == torch.bool:
-            raise TypeError(f"observe({name}=...) must be a real number, got a {v.dtype} tensor")
+        _check_tensor_signal(name, v)
         return float(v.item())
     return _number(name, v)
 
