@@ -47,10 +47,6 @@ from adaptive_sched.bench import _methods, _runner, _summary, _tasks
 _LOG_LO, _LOG_HI = float(jnp.log(0.01)), float(jnp.log(10.0))
 
 
-def _tree_dot(a: Any, b: Any) -> jax.Array:
-    return sum((jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)), jnp.float32(0))
-
-
 class HypergradientState(NamedTuple):
     prev: Any  # the previous update u_{t-1}
     log_f: jax.Array
@@ -65,7 +61,7 @@ def hypergradient(inner: optax.GradientTransformationExtraArgs, beta: float) -> 
 
     def update_fn(updates: Any, state: HypergradientState, params: Any = None, **extra: Any) -> tuple[Any, Any]:
         norms = optax.tree.norm(updates) * optax.tree.norm(state.prev)
-        cos = jnp.where(norms > 0, _tree_dot(updates, state.prev) / jnp.maximum(norms, 1e-30), 0.0)
+        cos = jnp.where(norms > 0, optax.tree.vdot(updates, state.prev) / jnp.maximum(norms, 1e-30), 0.0)
         log_f = jnp.clip(state.log_f - beta * cos, _LOG_LO, _LOG_HI)
         out, inner_state = inner.update(updates, state.inner, params, **extra)
         out = jax.tree.map(lambda u: u * jnp.exp(log_f).astype(u.dtype), out)
@@ -110,9 +106,9 @@ def noise_fraction_factor(
 
     def update_fn(updates: Any, state: NoiseFractionState, params: Any = None, **extra: Any) -> tuple[Any, Any]:
         m = jax.tree.map(lambda a, g: beta * a + g, state.m, updates)  # unnormalised: weights beta^(t-i)
-        s = beta * state.s + _tree_dot(updates, updates)
+        s = beta * state.s + optax.tree.vdot(updates, updates)
         w, w2 = beta * state.w + 1.0, beta * beta * state.w2 + 1.0
-        rho = noise_fraction(_tree_dot(m, m), s, w, w2)
+        rho = noise_fraction(optax.tree.vdot(m, m), s, w, w2)
         peak = jnp.where(w * w / w2 > 5.0, jnp.maximum(state.peak, rho), state.peak)
         ratio = jnp.where(peak > 0, rho / jnp.maximum(peak, 1e-30), 1.0) if relative else rho
         factor = jnp.maximum(ratio, 1e-4) ** power

@@ -94,15 +94,21 @@ def as_float(x: Any) -> float:
     return float(np.asarray(x))
 
 
-def run_numpy(cfg: A.Config, signals: list[A.Signals]) -> tuple[np.ndarray, np.ndarray]:
-    """The reference: the core on NumPy, eagerly. Returns the lr and momentum sequences."""
-    state = A.init(cfg, xp=np)
+def run_core(cfg: A.Config, signals: list[A.Signals], xp: Any = np) -> tuple[np.ndarray, np.ndarray, A.State]:
+    """The core on ``xp``, eagerly: the lr and momentum sequences and the final state."""
+    state = A.init(cfg, xp=xp)
     lr, mom = [], []
     for sig in signals:
         state, hp = A.update(state, sig)
         lr.append(as_float(hp.lr))
         mom.append(as_float(hp.momentum))
-    return np.array(lr), np.array(mom)
+    return np.array(lr), np.array(mom), state
+
+
+def run_numpy(cfg: A.Config, signals: list[A.Signals]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: the core on NumPy, eagerly. Returns the lr and momentum sequences."""
+    lr, mom, _ = run_core(cfg, signals)
+    return lr, mom
 
 
 def float_leaves(state: A.State) -> list[float]:
@@ -116,13 +122,7 @@ def float_leaves(state: A.State) -> list[float]:
 
 def check_bounds_and_finiteness(cfg: A.Config, stream: list[A.Signals], xp: Any) -> None:
     """The hostile-stream properties: hparams finite and in bounds, state finite, every bad value counted."""
-    state = A.init(cfg, xp=xp)
-    lr_l, mom_l = [], []
-    for sig in stream:
-        state, hp = A.update(state, sig)
-        lr_l.append(as_float(hp.lr))
-        mom_l.append(as_float(hp.momentum))
-    lr, mom = np.array(lr_l), np.array(mom_l)
+    lr, mom, state = run_core(cfg, stream, xp)
     lo, hi = np.float32(cfg.min_lr), np.float32(cfg.max_lr)
     assert np.all(np.isfinite(lr)) and np.all(lr >= lo * (1 - 1e-6)) and np.all(lr <= hi * (1 + 1e-6))
     assert np.all(np.isfinite(mom))
