@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
+from _trainer_data import TinyRegressor, dataset  # noqa: E402
+
 from adaptive_sched.adapters.hf import (  # noqa: E402
     AdaptiveSchedulerCallback,
     AdaptiveSetup,
@@ -28,23 +30,6 @@ def test_the_hub_is_offline() -> None:
 
 
 # ---------------------------------------------------------------------- plain Trainer on a tiny regressor
-
-
-class TinyRegressor(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(4, 1)
-
-    def forward(self, x: Any, labels: Any = None) -> dict[str, Any]:
-        pred = self.linear(x).squeeze(-1)
-        return {"loss": torch.nn.functional.mse_loss(pred, labels), "logits": pred}
-
-
-def dataset(n: int = 96) -> list[dict[str, Any]]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 4, generator=g)
-    y = x.sum(dim=1) + 0.1 * torch.randn(n, generator=g)
-    return [{"x": x[i], "labels": y[i]} for i in range(n)]
 
 
 def train(
@@ -89,7 +74,7 @@ def train(
     trainer = transformers.Trainer(
         model=model,
         args=args,
-        train_dataset=dataset(),
+        train_dataset=dataset(96),
         optimizers=setup.optimizers,
         callbacks=[*setup.callbacks, *extra_callbacks],
     )
@@ -178,7 +163,7 @@ def test_several_logs_in_one_optimizer_step_make_one_update(tmp_path: Path) -> N
     )
     setup = adaptive_trainer_setup(model, args, lr_rule="trend", ema_beta=0.0, min_lr=1e-4, max_lr=1e-1)
     trainer = transformers.Trainer(
-        model=model, args=args, train_dataset=dataset(), optimizers=setup.optimizers,
+        model=model, args=args, train_dataset=dataset(96), optimizers=setup.optimizers,
         callbacks=[extra, *setup.callbacks],
     )
     extra.trainer = trainer

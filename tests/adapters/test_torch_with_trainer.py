@@ -11,17 +11,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
+from _trainer_data import TinyRegressor, dataset  # noqa: E402
+
 from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
-
-
-class TinyRegressor(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(4, 1)
-
-    def forward(self, x: Any, labels: Any = None) -> dict[str, Any]:
-        pred = self.linear(x).squeeze(-1)
-        return {"loss": torch.nn.functional.mse_loss(pred, labels), "logits": pred}
 
 
 class ObserveLoggedLoss(transformers.TrainerCallback):
@@ -33,13 +25,6 @@ class ObserveLoggedLoss(transformers.TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:
             self.sched.observe(loss=logs["loss"])
-
-
-def dataset(n: int = 64) -> list[dict[str, Any]]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 4, generator=g)
-    y = x.sum(dim=1) + 0.1 * torch.randn(n, generator=g)
-    return [{"x": x[i], "labels": y[i]} for i in range(n)]
 
 
 def run(out: Path, max_steps: int, resume: bool = False, save_steps: int = 5) -> tuple[Any, AdaptiveScheduler]:
@@ -64,7 +49,7 @@ def run(out: Path, max_steps: int, resume: bool = False, save_steps: int = 5) ->
     trainer = transformers.Trainer(
         model=model,
         args=args,
-        train_dataset=dataset(),
+        train_dataset=dataset(64),
         optimizers=(opt, sched),
         callbacks=[ObserveLoggedLoss(sched)],
     )
