@@ -147,8 +147,9 @@ class AdaptiveSchedulerCallback(TrainerCallback):
     Pass the scheduler to the Trainer too, as ``optimizers=(optimizer,
     scheduler)``: the Trainer then calls ``scheduler.step()`` after each
     optimizer step (a signal-less controller update), and this callback's
-    ``on_log`` calls ``scheduler.observe(...)`` with the logged values, which
-    *replaces* that step's signal-less update (see
+    ``on_log`` calls ``scheduler.observe(..., replace=True)`` with the logged
+    values, which *replaces* that step's update (the scheduler's one
+    per-step mechanism, counted by its ``optimizer_steps``; see
     :class:`AdaptiveScheduler`). Hence:
 
     * **One controller update per optimizer step**, whatever
@@ -161,7 +162,8 @@ class AdaptiveSchedulerCallback(TrainerCallback):
       warmup and ``cyclical`` advance). If several logs carrying signals
       arrive within one optimizer step (a ``trainer.log`` of your own, a
       skipped fp16 step), they are merged into that step's single update
-      (each signal: the mean of its finite values); logs that arrive before
+      (each signal: the mean of its finite values, by the core's
+      :class:`~adaptive_sched._signals.Intake`); logs that arrive before
       the first optimizer step of the process are kept and merged into the
       first one.
     * **Not observed**: a key missing from a log row means the signal was not

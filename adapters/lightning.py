@@ -71,15 +71,17 @@ class AdaptiveSchedulerCallback(pl.Callback):
     ``grad_norm`` lr rule of :func:`adaptive_sched.recommended`) and neither
     source gives one, the callback measures the global L2 norm of the
     LightningModule's gradients in ``on_before_optimizer_step`` (accumulated,
-    before clipping).
+    before clipping) with :func:`adaptive_sched.adapters.torch.grad_norm`.
 
     **When the controller advances.** Lightning calls the scheduler's
     ``step()`` after each optimizer step (a signal-less update); at the end of
     that batch this callback calls ``observe`` with the signals, which replaces
-    that update (see :class:`AdaptiveScheduler`). With gradient accumulation
-    the micro-batches' values are averaged into the one update of their
-    optimizer step (the loss unscaled from Lightning's division by
-    ``accumulate_grad_batches``). So the controller advances exactly once per
+    that update (the scheduler's one per-step mechanism; this callback reads its
+    ``optimizer_steps`` to know whether the batch's optimizer step ran). With
+    gradient accumulation the micro-batches' values are averaged (the core's
+    :class:`~adaptive_sched._signals.Intake`: the mean of the finite values)
+    into the one update of their optimizer step (the loss unscaled from
+    Lightning's division by ``accumulate_grad_batches``). So the controller advances exactly once per
     optimizer step, whatever the ``interval`` (the scheduler's own ``step()``
     never advances it twice), and not at all for a batch whose optimizer step
     did not run (``training_step`` returned ``None``, accumulation, a skipped

@@ -1,11 +1,11 @@
 """PyTorch front door: :class:`AdaptiveScheduler`, the pure core driving an optimizer's ``param_groups``.
 
-The scheduler holds ``(config, state)`` and the core's update compiled for its
-config (:class:`adaptive_sched._hostpath.HostController`); what it adds is what
-a torch user sees: adopting param groups, writing lr and momentum, torch's
-``LRScheduler`` contract and a versioned ``state_dict``. Signals go through the
-core's intake (:mod:`adaptive_sched._signals`), checkpoints through the core's
-validation (:func:`adaptive_sched.state_from_dict`). Imports torch, never JAX.
+The scheduler holds ``(config, state)`` and the core's update compiled for
+its config (:class:`adaptive_sched._hostpath.HostController`); it adds what a
+torch user sees: adopting param groups, writing lr and momentum, torch's
+``LRScheduler`` contract and a versioned ``state_dict``. Signals go through
+the core's intake, checkpoints through the core's validation. Imports torch,
+never JAX.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from adaptive_sched import _rules, _scalar
-from adaptive_sched._checkpoint import ConfigMismatch, check_entry, state_from_dict, state_to_dict
+from adaptive_sched._checkpoint import ConfigMismatch, check_entry, check_hparams, state_from_dict, state_to_dict
 from adaptive_sched._config import Config, numeric_fields, rule_fields
 from adaptive_sched._core import Hparams, State, init, set_slots
 from adaptive_sched._distributed import SignalSync
@@ -30,16 +31,11 @@ from adaptive_sched._signals import SIGNAL_NAMES, check_signal, clip_signal, fro
 
 __all__ = ["FORMAT_VERSION", "AdaptiveScheduler", "grad_norm"]
 
-_NONE = (None,) * len(SIGNAL_NAMES)
-_POSITIONAL = tuple(n for n in SIGNAL_NAMES if n not in ("loss", "reward"))  # observe()'s after loss, R, model
-assert SIGNAL_NAMES[:2] == ("loss", "reward")  # observe()'s hot path builds [loss, R, None, ...] directly
-_GRAD_NORM = SIGNAL_NAMES.index("grad_norm")
-_POSITIONAL_NONE = (None,) * len(_POSITIONAL)
+assert SIGNAL_NAMES == ("loss", "reward", "grad_norm", "kl")  # observe()'s hot path lists them in this order
+_POSITIONAL = SIGNAL_NAMES[2:]  # observe()'s positional signals after loss, R, model
 FORMAT_VERSION = 2
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (2 added ``last_epoch`` and ``step_count``; 1 still loads)."""
-_SD_KEYS_V1 = frozenset(
-    {"format_version", "mode", "controller", "base_lrs", "hparams", "advanced_this_step", "provisional_from"}
-)
+_SD_KEYS_V1 = frozenset({"format_version", "mode", "controller", "base_lrs", "hparams", "advanced_this_step", "provisional_from"})
 _SD_KEYS = {1: _SD_KEYS_V1, 2: _SD_KEYS_V1 | {"last_epoch", "step_count"}}
 _MOMENTUM_FLOOR = 1e-6  # a momentum rule never writes less into a group it drives (nesterov, RMSprop's buffer)
 _DEVICE_FIX = (
@@ -50,7 +46,7 @@ _DEVICE_FIX = (
 
 
 class _StepCounter:
-    """Optimizer step post-hook counting ``optimizer.step()`` calls (not a bound method: the optimizer keeps no scheduler)."""
+    """Optimizer step post-hook counting ``optimizer.step()`` calls (no bound method: the optimizer keeps no scheduler)."""
 
     __slots__ = ("n",)
 
@@ -76,46 +72,20 @@ class _Group:
 
 
 class AdaptiveScheduler(LRScheduler):
-    """Signal-driven lr/momentum scheduler for any ``torch.optim.Optimizer``.
+    """Signal-driven lr/momentum scheduler for any ``torch.optim.Optimizer`` (the README's PyTorch section has it all).
 
-    Feed it what training observes through :meth:`observe`; it runs the core's
-    update (the same :func:`adaptive_sched.update` the optax front door uses)
-    and writes the new lr (and, with a momentum rule, momentum) into
-    ``optimizer.param_groups``::
-
-        sched = AdaptiveScheduler(optimizer, lr_rule="trend", reward_rule="trend", min_lr=1e-6, max_lr=5e-4)
-        for batch in loader:
-            loss = compute_loss(batch); loss.backward(); optimizer.step()
-            sched.observe(loss=loss, R=reward)   # or sched.step() (HF Trainer)
-            optimizer.zero_grad()
-
-    What a user may read: :attr:`hparams` (the last lr, momentum, lr_scale),
-    :attr:`controller_state` (the core's :class:`~adaptive_sched.State`),
-    :attr:`config`, :meth:`get_last_lr` (one entry per group). The README's
-    PyTorch section says how groups, momentum, other schedulers, modes,
-    several processes and checkpoints behave; in short:
-
-    * Config: a ready :class:`~adaptive_sched.Config` or its fields as keyword
-      arguments; ``base_lr`` then defaults to group 0's lr (its ``initial_lr``
-      if set), ``base_momentum`` (with a momentum rule) to group 0's momentum.
-    * Groups keep their base lrs proportional; added groups are adopted; a
-      group whose lr anyone else changed is *chained* (this scheduler's factor
-      multiplies it, torch's chainable form). Momentum is written only into
-      groups built with momentum > 0, never below 1e-6.
-    * One update per optimizer step: :meth:`observe` is one update;
-      :meth:`step` updates without signals unless the controller already
-      advanced since the last ``optimizer.step()`` (a step post-hook counts
-      them); an ``observe`` after ``step`` in the same optimizer step replaces
-      ``step``'s update, and ``observe(..., replace=True)`` any update of that step.
-    * Host mode (default) runs the compiled update on Python floats holding
-      float32 values; device mode (``device_mode=True``) on 0-d tensors on the
-      parameters' device without a host sync (tensor lrs required). The two
-      agree bit for bit.
+    :meth:`observe` runs the core's update on what training observed and
+    writes the new lr (with a momentum rule, momentum) into the param groups;
+    :meth:`step` is a signal-less update unless one was made since the last
+    ``optimizer.step()``. Read :attr:`hparams`, :attr:`controller_state`,
+    :attr:`config` and :meth:`get_last_lr`.
 
     Args:
       optimizer: the optimizer whose ``param_groups`` are driven.
-      config: a ready Config; exclusive with ``config_kwargs``.
-      device_mode: run the controller on the optimizer's device, with no host sync.
+      config: a ready Config; exclusive with ``config_kwargs`` (whose ``base_lr``
+        defaults to group 0's lr, ``base_momentum`` to its momentum).
+      device_mode: run the controller on the optimizer's device with no host
+        sync (tensor lrs required); bit-equal to host mode.
       sync_signals: with ``torch.distributed`` on several ranks, average each
         :meth:`observe`'s signals over ``process_group`` (one all-reduce).
       process_group: the group to average over (default: the default group).
@@ -142,42 +112,33 @@ class AdaptiveScheduler(LRScheduler):
         for name, flag in (("device_mode", device_mode), ("sync_signals", sync_signals)):
             if not isinstance(flag, bool):
                 raise TypeError(f"AdaptiveScheduler({name}=...) must be a bool, got {flag!r}")
-        self.optimizer = optimizer
-        groups = optimizer.param_groups
+        self.optimizer, groups = optimizer, optimizer.param_groups
         self._device = _first_param(optimizer).device if device_mode else None
         if device_mode:
-            self._check_device(groups, momentum=False)
+            self._check_device(groups, lr=True)
         own = [_lr_value(g.get("initial_lr", g["lr"])) for g in groups]
         self._base_lr_from_optimizer = config is None and "base_lr" not in config_kwargs
         self._config = config = _make_config(config, config_kwargs, groups, own[0])
         self._momentum_on = config.momentum_rule != "none"
         self._reads_grad_norm = "grad_norm" in _rules.signals_read(config)
-        self._ref_lr = float(config.base_lr)
-        self._warned: set[str] = set()
-        if device_mode:
-            self._check_device(groups, momentum=True)
+        self._general = device_mode or self._reads_grad_norm  # observe() takes its general path
+        self._ref_lr, self._warned = float(config.base_lr), set[str]()
         scale = self._ref_lr / own[0]
         self._groups: list[_Group] = []
         self._adopt(groups, [self._ref_lr] + [v if scale == 1.0 else v * scale for v in own[1:]])
         self._ctl = self._controller(None)
-        # The first optimizer step runs before any update: give it the lr a signal-less first update would set.
-        self._hp: Any = self._ctl.compiled((False,) * len(SIGNAL_NAMES))(list(self._ctl.flat), *_NONE)
-        self._sync = SignalSync(
-            sync_signals, process_group, _first_param(optimizer).device, device_mode,
-            [n in _rules.signals_read(config) for n in SIGNAL_NAMES],
-        )  # fmt: skip
+        # The first optimizer step runs before any update: it gets the lr a signal-less first update would set.
+        self._hp: Any = self._ctl.run(list(self._ctl.flat), [None] * len(SIGNAL_NAMES))
+        reads = [n in _rules.signals_read(config) for n in SIGNAL_NAMES]
+        self._sync = SignalSync(sync_signals, process_group, _first_param(optimizer).device, device_mode, reads)
         self._sync_on: bool | None = None  # decided at the first update with signals (see _advance)
         # One update per optimizer step: _at is the optimizer step of the last update, _before the state before
         # it (kept while this step's update may be redone), _signals whether it had signals (False: step()'s).
-        self._steps = _StepCounter()
-        self._hook()
-        self._at = -1
+        self._steps, self._at, self._signals = _StepCounter(), -1, True
         self._before: list[Any] | None = None
-        self._signals = True
-        self.last_epoch, self._step_count = 0, 1  # torch's counters (mirrors, see the README)
-        self._write(*self._hp)
-
-    # ------------------------------------------------------------------ construction
+        self._hook()
+        self.last_epoch, self._step_count = 0, 1  # torch's counters (mirrors)
+        self._write(self._hp)
 
     def _controller(self, flat: list[Any] | None) -> HostController:
         if self._device is None:
@@ -194,13 +155,14 @@ class AdaptiveScheduler(LRScheduler):
         weakref.finalize(self, self.optimizer.register_step_post_hook(self._steps).remove)
 
     def _adopt(self, groups: list[dict[str, Any]], bases: list[float] | None = None) -> None:
-        """Track new param groups: base lr = their ``initial_lr`` or lr (as given); warn about undriven momentum."""
-        if len(groups) < len(self._groups):
+        """Track new param groups (base lr: their ``initial_lr`` or lr, unless given); warn about undriven momentum."""
+        first = len(self._groups)
+        if len(groups) < first:
             raise RuntimeError(f"the optimizer has {len(groups)} param groups but the scheduler was built for "
-                               f"{len(self._groups)}; param groups cannot be removed.")  # fmt: skip
-        first, new = len(self._groups), groups[len(self._groups):]
+                               f"{first}; param groups cannot be removed.")  # fmt: skip
+        new = groups[first:]
         if self._device is not None:
-            self._check_device(new, momentum=True)
+            self._check_device(new, lr=bases is None)
         missing: list[int] = []
         zero: list[int] = []
         for i, g in enumerate(new):
@@ -210,30 +172,27 @@ class AdaptiveScheduler(LRScheduler):
             self._groups.append(_Group(g, base, self._momentum_on and mom is not None and mom > 0.0))
             g.setdefault("initial_lr", g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"])
         if self._momentum_on and (missing or zero):
-            rule, name = self._config.momentum_rule, type(self.optimizer).__name__
             parts = [f"param_groups {missing} have no 'momentum' or 'betas' hyperparameter"] if missing else []
             if zero:
                 parts.append(f"param_groups {zero} were built with momentum 0 (a momentum rule drives only groups "
                              "built with momentum > 0; pass e.g. momentum=0.9 to the optimizer to let it)")  # fmt: skip
-            any_driven = any(r.driven for r in self._groups)
-            head = f"momentum_rule={rule!r} {'on' if any_driven else 'has no effect on'} {name}: "
+            effect = "on" if any(r.driven for r in self._groups) else "has no effect on"
+            head = f"momentum_rule={self._config.momentum_rule!r} {effect} {type(self.optimizer).__name__}: "
             warnings.warn(head + "; ".join(parts) + ". Their momentum is left unchanged.", UserWarning, stacklevel=4)
 
-    def _check_device(self, groups: list[dict[str, Any]], momentum: bool) -> None:
-        """Device mode: raise ``ValueError`` unless every hparam it writes is a tensor on the device."""
+    def _check_device(self, groups: list[dict[str, Any]], lr: bool = True) -> None:
+        """Device mode: raise ``ValueError`` unless the hparams it writes are tensors on the device."""
         dev = self._device
         for i, g in enumerate(groups):
-            if not momentum:
-                lr = g["lr"]
-                if not isinstance(lr, torch.Tensor) or lr.device != dev:
-                    got = f"is on {lr.device} but the parameters are on {dev}" if isinstance(lr, torch.Tensor) else (
-                        f"={lr!r} is a Python number")
-                    raise ValueError(f"param_groups[{i}]['lr']{got}. {_DEVICE_FIX}".replace("]is", "] is"))
-                continue
-            if not self._momentum_on or ("momentum" not in g and "betas" not in g):
+            cur = g["lr"]
+            if lr and not (isinstance(cur, torch.Tensor) and cur.device == dev):
+                got = f" is on {cur.device} but the parameters are on {dev}" if isinstance(cur, torch.Tensor) else (
+                    f"={cur!r} is a Python number")  # fmt: skip
+                raise ValueError(f"param_groups[{i}]['lr']{got}. {_DEVICE_FIX}")
+            if not getattr(self, "_momentum_on", False) or ("momentum" not in g and "betas" not in g):
                 continue
             mom, where = (g["momentum"], "['momentum']") if "momentum" in g else (g["betas"][0], "['betas'][0]")
-            if not (isinstance(mom, (int, float)) and mom == 0) and (not isinstance(mom, torch.Tensor) or mom.device != dev):
+            if not (isinstance(mom, (int, float)) and mom == 0) and not (isinstance(mom, torch.Tensor) and mom.device == dev):
                 raise ValueError(f"momentum_rule={self._config.momentum_rule!r} with device_mode=True needs "
                                  f"param_groups[{i}]{where} to be a tensor on {dev}, got {mom!r}. {_DEVICE_FIX}")  # fmt: skip
 
@@ -256,7 +215,7 @@ class AdaptiveScheduler(LRScheduler):
 
     @property
     def optimizer_steps(self) -> int:
-        """``optimizer.step()`` calls counted since construction (the step hook the callbacks share)."""
+        """``optimizer.step()`` calls counted since construction (the step hook both callbacks read)."""
         return self._steps.n
 
     @property
@@ -281,11 +240,10 @@ class AdaptiveScheduler(LRScheduler):
 
     def get_last_lr(self) -> list[Any]:
         """The lr last written to each group, of the group's own type (floats, or fresh 0-d tensor copies)."""
-        groups = self.optimizer.param_groups
-        if len(groups) != len(self._groups):
-            self._adopt(groups)
+        if len(self.optimizer.param_groups) != len(self._groups):
+            self._adopt(self.optimizer.param_groups)
         out = []
-        for g, r in zip(groups, self._groups):
+        for g, r in zip(self.optimizer.param_groups, self._groups):
             w, cur = r.written, g["lr"]
             if isinstance(cur, torch.Tensor):
                 w = w.detach().to(cur.dtype).clone() if isinstance(w, torch.Tensor) else torch.full_like(cur, w)
@@ -293,17 +251,15 @@ class AdaptiveScheduler(LRScheduler):
         return out
 
     def get_lr(self) -> list[Any]:
-        """The lr set for each group now (as :meth:`get_last_lr`: the next one depends on signals not yet seen)."""
+        """As :meth:`get_last_lr` (the next lr depends on signals not yet observed)."""
         return self.get_last_lr()
 
     def __repr__(self) -> str:
         lr = self._hp[0]
-        return (
-            f"{type(self).__name__}(\n    optimizer: {type(self.optimizer).__name__} "
-            f"({len(self.optimizer.param_groups)} param group(s))\n    config: {self._config!r}\n"
-            f"    mode: {'device' if self._device is not None else 'host'}, step: {self.last_epoch}, "
-            f"lr: {float(lr) if self._device is None else lr!r}\n)"
-        )
+        return (f"{type(self).__name__}(\n    optimizer: {type(self.optimizer).__name__} "
+                f"({len(self.optimizer.param_groups)} param group(s))\n    config: {self._config!r}\n"
+                f"    mode: {'host' if self._device is None else 'device'}, step: {self.last_epoch}, "
+                f"lr: {float(lr) if self._device is None else lr!r}\n)")  # fmt: skip
 
     # ------------------------------------------------------------------ torch's LRScheduler contract
 
@@ -317,18 +273,16 @@ class AdaptiveScheduler(LRScheduler):
     def _update_lr(self, epoch: int | None = None) -> None:
         """torch's internal (``SequentialLR``'s milestone): set ``last_epoch``, write the closed form; no update."""
         if epoch is None:
-            self._advance(list(_NONE), "step")
+            self._advance([None] * len(SIGNAL_NAMES), "step")
             return
         self.last_epoch = epoch
-        lr, momentum, lr_scale = self._hp
-        self._write(lr, momentum, lr_scale, absolute=True)
+        self._write(self._hp, absolute=True)
 
     def _initial_step(self) -> None:
         """torch's internal (``SequentialLR`` on the scheduler that runs first): as torch's, no controller update."""
         self._step_count = 1
         self.last_epoch += 1
-        lr, momentum, lr_scale = self._hp
-        self._write(lr, momentum, lr_scale, absolute=True)
+        self._write(self._hp, absolute=True)
 
     def step(self, epoch: int | None = None) -> None:
         """Advance the controller without signals, unless it already advanced since the last optimizer step.
@@ -341,21 +295,16 @@ class AdaptiveScheduler(LRScheduler):
           ValueError: ``epoch`` is not an int (a metric belongs in :meth:`observe`).
         """
         if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool)):
-            raise ValueError(
-                f"AdaptiveScheduler.step({epoch!r}): step() takes no metric (this is not ReduceLROnPlateau); "
-                "pass training signals to observe(loss=..., R=...) and call step() with no argument."
-            )
+            raise ValueError(f"AdaptiveScheduler.step({epoch!r}): step() takes no metric (this is not ReduceLROnPlateau); "
+                             "pass training signals to observe(loss=..., R=...) and call step() with no argument.")  # fmt: skip
         self._step_count += 1
         if epoch is not None:
-            warnings.warn(
-                "AdaptiveScheduler.step(epoch) is deprecated (as in torch): it sets last_epoch and rewrites each "
-                "group's lr from the current controller state without advancing it. Call step() with no argument.",
-                UserWarning,
-                stacklevel=2,
-            )
+            warnings.warn("AdaptiveScheduler.step(epoch) is deprecated (as in torch): it sets last_epoch and rewrites "
+                          "each group's lr from the current controller state without advancing it. Call step() with "
+                          "no argument.", UserWarning, stacklevel=2)  # fmt: skip
         self._update_lr(epoch)
 
-    # ------------------------------------------------------------------ signals
+    # ------------------------------------------------------------------ signals and the update of a step
 
     def observe(
         self,
@@ -366,42 +315,35 @@ class AdaptiveScheduler(LRScheduler):
         replace: bool = False,
         **signals: Any,
     ) -> None:
-        """One controller update with this step's signals; writes the new lr/momentum into the optimizer.
+        """One controller update with this step's signals (each ``None``, a number or a one-element real tensor).
 
-        Each signal is ``None`` (not observed), a number or a one-element real
-        tensor; NaN/inf are not observed (and counted), finite values beyond
-        the signal limit are clipped to it, in both modes.
+        NaN/inf are not observed (and counted); finite values beyond the signal limit are clipped to it.
 
         Args:
-          loss: training loss (lower is better; any sign).
-          R: reward (higher is better); the seed's alias of ``reward=``.
-          model: with a rule that reads the gradient norm and no ``grad_norm=``,
-            the global L2 norm of its gradients is computed (call before ``zero_grad``).
-          *more, **signals: the other :class:`~adaptive_sched.Signals` fields
-            (``reward=``, ``grad_norm=``, ``kl=``), by name or after ``model``.
-          replace: redo this optimizer step's update with these signals
-            instead of making another (a :meth:`step` update is always
-            replaced). The HF callback passes the mean of several log rows of
-            one step this way.
+          loss: training loss (lower is better); R: reward (higher is better; alias of ``reward=``).
+          model: with a rule reading the gradient norm and no ``grad_norm=``, its gradients' global L2
+            norm is used (call before ``zero_grad``).
+          *more, **signals: the other :class:`~adaptive_sched.Signals` fields, by name or after ``model``.
+          replace: redo this optimizer step's update with these signals instead of making another (a
+            :meth:`step` update is always replaced); the HF callback merges log rows this way.
 
         Raises:
-          TypeError: a signal that is not a real number or tensor, an unknown keyword, or both ``R=`` and ``reward=``.
+          TypeError: not a real number or tensor, an unknown keyword, or both ``R=`` and ``reward=``.
           ValueError: a tensor signal with more than one element.
         """
-        if more or signals or replace or model is not None or self._device is not None or self._reads_grad_norm:
+        if more or signals or replace or model is not None or self._general:
             signals["loss"] = loss
             values, labels = from_keywords("observe()", signals, more, _POSITIONAL, ("R", "reward", R))
             values = [self._signal(f"observe({lb}=...)", v) for lb, v in zip(labels, values)]
-            if self._reads_grad_norm and values[_GRAD_NORM] is None:
-                values[_GRAD_NORM] = self._model_grad_norm(model)
+            if self._reads_grad_norm and values[2] is None:
+                values[2] = self._model_grad_norm(model)
             self._advance(values, "replace" if replace else "observe")
             return
-        # host mode's observe(loss=..., R=...): the hot path
-        if loss is not None and type(loss) is not float:
+        if loss is not None and type(loss) is not float:  # host mode's observe(loss=..., R=...): the hot path
             loss = host_value("observe(loss=...)", loss)
         if R is not None and type(R) is not float:
             R = host_value("observe(R=...)", R)
-        self._advance([loss, R, *_POSITIONAL_NONE], "observe")
+        self._advance((loss, R, None, None), "observe")
 
     def _signal(self, label: str, v: Any) -> Any:
         if self._device is None or v is None:
@@ -415,10 +357,10 @@ class AdaptiveScheduler(LRScheduler):
 
     def _model_grad_norm(self, model: Any) -> Any:
         if model is None:
-            self._warn_once("grad_norm", f"observe() got neither grad_norm= nor model=, but "
-                            f"{', '.join(_reading(self._config, 'grad_norm'))} reads the gradient norm; that rule "
-                            "holds (the lr it drives does not move). Pass observe(..., model=model) before "
-                            "optimizer.zero_grad(), or grad_norm=... (Warned once per scheduler.)")  # fmt: skip
+            readers = ", ".join(f"{f}={n!r}" for f, n in self._config.active if _rules.lookup(f[:-5], n).signal == "grad_norm")
+            self._warn_once("grad_norm", f"observe() got neither grad_norm= nor model=, but {readers} reads the gradient "
+                            "norm; that rule holds (the lr it drives does not move). Pass observe(..., model=model) "
+                            "before optimizer.zero_grad(), or grad_norm=... (Warned once per scheduler.)")  # fmt: skip
             return None
         norm = grad_norm(model.parameters())
         if norm is None:
@@ -432,14 +374,12 @@ class AdaptiveScheduler(LRScheduler):
             self._warned.add(key)
             warnings.warn(message, UserWarning, stacklevel=4)
 
-    # ------------------------------------------------------------------ the update of an optimizer step
-
-    def _advance(self, values: list[Any], kind: str) -> None:
+    def _advance(self, values: Any, kind: str) -> None:
         """The one place the controller advances: at most one update per optimizer step, redone rather than repeated.
 
-        ``kind``: ``"step"`` (signal-less, only if nothing advanced since the
-        last optimizer step), ``"observe"`` (replaces a signal-less update of
-        this step, else a new update) or ``"replace"`` (replaces any update of this step).
+        ``kind``: ``"step"`` (signal-less, only if nothing advanced since the last optimizer step),
+        ``"observe"`` (replaces a signal-less update of this step, else a new update) or
+        ``"replace"`` (replaces any update of this step).
         """
         n, ctl = self._steps.n, self._ctl
         if self._at != n:  # the first update since the last optimizer step
@@ -453,55 +393,55 @@ class AdaptiveScheduler(LRScheduler):
         else:  # another update within one optimizer step (observe() is one update per call)
             self.last_epoch += 1
             self._before = None if kind == "observe" else ctl.flat.copy()
-        self._signals = kind != "step"
-        if self._signals and self._sync_on is not False:
+        self._signals = signals = kind != "step"
+        if signals and self._sync_on is not False:
             # Several ranks (torch.distributed initialised by the first update with signals, as DDP needs it
             # before training): the signals' mean over the ranks, one all-reduce. Else never asked again.
             self._sync_on = self._sync.world_size() > 1
             if self._sync_on:
                 values = self._sync(values)
-        self._hp = hp = ctl.run(ctl.flat, *values)
-        self._write(*hp)
+        self._hp = hp = ctl.run(ctl.flat, values)
+        self._write(hp)
 
     # ------------------------------------------------------------------ writing the optimizer
 
-    def _write(self, lr: Any, momentum: Any, lr_scale: Any, absolute: bool = False) -> None:
+    def _write(self, hp: Any, absolute: bool = False) -> None:
         """Write each group's lr (``base_i * lr_scale``, or a factor on top where chained) and momentum.
 
-        ``absolute``: write the closed form even where someone else changed the lr
+        ``absolute``: the closed form even where someone else changed the lr
         (``load_state_dict``, ``SequentialLR``'s milestone), ending the chaining.
         """
+        lr, momentum, lr_scale = hp
         groups = self.optimizer.param_groups
         if len(groups) != len(self._groups):
             self._adopt(groups)
         ref, host = self._ref_lr, self._device is None
         identity = host and lr_scale == 1.0  # every rule "none": each group's own base lr, bit for bit
-        for i, (g, r) in enumerate(zip(groups, self._groups)):
-            cur, v = g["lr"], r.base if identity else (lr if r.base == ref else lr_scale * r.base)
-            if type(cur) is float and host:
-                if absolute or (not r.chained and cur == r.written):
+        for g, r in zip(groups, self._groups):
+            cur, base = g["lr"], r.base
+            v = base if identity else (lr if base == ref else lr_scale * base)
+            if host and cur.__class__ is float:
+                if absolute or (cur == r.written and not r.chained):
                     r.chained = False
                 else:  # someone else changed it: this update as a factor on top (torch's chainable form)
                     v, r.chained = cur * (lr_scale / r.scale), True
                 g["lr"] = r.written = v
+            elif not isinstance(cur, torch.Tensor):
+                i = next(k for k, x in enumerate(groups) if x is g)
+                raise ValueError(f"param_groups[{i}]['lr'] became a Python number ({cur!r}); device_mode=True "
+                                 "needs tensor learning rates (see AdaptiveScheduler's docstring).")  # fmt: skip
             else:
-                self._write_tensor(i, cur, r, v, lr_scale, absolute)
+                with torch.no_grad():
+                    if absolute or (not r.chained and cur is r.tensor and cur._version == r.version):
+                        cur.copy_(v) if isinstance(v, torch.Tensor) else cur.fill_(v)
+                        r.chained = False
+                    else:  # changed by someone else: a factor on top, without a host sync
+                        cur.mul_(lr_scale / r.scale)
+                        v, r.chained = cur.detach().clone(), True
+                r.tensor, r.version, r.written = cur, cur._version, v
             r.scale = lr_scale
         if self._momentum_on:
             self._write_momentum(groups, momentum)
-
-    def _write_tensor(self, i: int, cur: Any, r: _Group, v: Any, lr_scale: Any, absolute: bool) -> None:
-        if not isinstance(cur, torch.Tensor):
-            raise ValueError(f"param_groups[{i}]['lr'] became a Python number ({cur!r}); device_mode=True "
-                             "needs tensor learning rates (see AdaptiveScheduler's docstring).")  # fmt: skip
-        with torch.no_grad():
-            if absolute or (not r.chained and cur is r.tensor and cur._version == r.version):
-                cur.copy_(v) if isinstance(v, torch.Tensor) else cur.fill_(v)
-                r.chained = False
-            else:  # changed by someone else: this update as a factor on top (chainable form), no sync
-                cur.mul_(lr_scale / r.scale)
-                v, r.chained = cur.detach().clone(), True
-        r.tensor, r.version, r.written = cur, cur._version, v
 
     @torch.no_grad()
     def _write_momentum(self, groups: list[dict[str, Any]], mu: Any) -> None:
@@ -517,57 +457,47 @@ class AdaptiveScheduler(LRScheduler):
             elif self._device is not None:
                 raise ValueError(f"param_groups[{i}] momentum became a Python number ({cur!r}); device_mode=True "
                                  "needs tensor momentum (see AdaptiveScheduler's docstring).")  # fmt: skip
-            elif key == "momentum":
-                g[key] = mu
             else:
-                g[key] = type(g[key])((mu, *g[key][1:]))
+                g[key] = mu if key == "momentum" else type(g[key])((mu, *g[key][1:]))
 
     # ------------------------------------------------------------------ rule slots, checkpoints, copies
 
     def set_slots(self, family: str, **values: Any) -> None:
-        """Set slots of ``family``'s active rule in the controller state (:func:`adaptive_sched.set_slots`)."""
-        state = set_slots(self._config, self._ctl.state, family, **values)
-        flat = flatten_state(state)
+        """Set slots of ``family``'s active rule (:func:`adaptive_sched.set_slots`), e.g. to start a cooldown now."""
+        flat = flatten_state(set_slots(self._config, self._ctl.state, family, **values))
         self._ctl.flat = as_python(self._config, flat) if self._device is None else flat
-
-    def _controller_dict(self, flat: list[Any]) -> dict[str, Any]:
-        return state_to_dict(self._config, self._ctl.unflatten(flat))
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state: plain Python values and tensors only (loads with ``torch.load(weights_only=True)``).
 
         Layout (``format_version`` 2): ``mode``, ``controller`` (:func:`adaptive_sched.state_to_dict`),
-        ``base_lrs``, ``hparams`` (of the last update), ``advanced_this_step`` (the controller already
-        advanced since the last optimizer step), ``provisional_from`` (the controller before a
-        :meth:`step` update that a following :meth:`observe` would replace, else ``None``),
-        ``last_epoch`` and ``step_count``.
+        ``base_lrs``, ``hparams`` (of the last update), ``advanced_this_step`` (the controller advanced since
+        the last optimizer step), ``provisional_from`` (the controller before a :meth:`step` update that a
+        following :meth:`observe` would replace, else ``None``), ``last_epoch`` and ``step_count``.
         """
         if len(self.optimizer.param_groups) != len(self._groups):
             self._adopt(self.optimizer.param_groups)
         advanced = self._at == self._steps.n
-        provisional = advanced and self._before is not None and not self._signals
+        before = self._before if advanced and not self._signals else None
         return {
             "format_version": FORMAT_VERSION,
             "mode": "host" if self._device is None else "device",
-            "controller": self._controller_dict(self._ctl.flat),
+            "controller": state_to_dict(self._config, self._ctl.unflatten(self._ctl.flat)),
             "base_lrs": self.base_lrs,
             "hparams": dict(zip(Hparams._fields, self._hp)),
             "advanced_this_step": advanced,
-            "provisional_from": self._controller_dict(self._before) if provisional else None,  # type: ignore[arg-type]
+            "provisional_from": None if before is None else state_to_dict(self._config, self._ctl.unflatten(before)),
             "last_epoch": self.last_epoch,
             "step_count": self._step_count,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output (validated first: on error nothing changes) and write its lrs.
-
-        The checkpoint must come from a scheduler with the same configuration
-        (rules and knobs, compared as float32 values, so either mode's loads)
-        and the same number of param groups.
+        """Restore :meth:`state_dict`'s output and write its lrs, everything validated first (on error nothing changes).
 
         Raises:
           ValueError: not an AdaptiveScheduler state dict, an unsupported format version, another
-            configuration or number of groups, or an invalid entry (the message names it).
+            configuration (rules and knobs compared as float32 values) or number of param groups,
+            or an invalid entry (the message names it).
         """
         d = state_dict
         if not isinstance(d, dict) or "format_version" not in d:
@@ -575,96 +505,68 @@ class AdaptiveScheduler(LRScheduler):
             raise ValueError(f"not an AdaptiveScheduler state dict (no 'format_version'; got {keys})")
         version = d["format_version"]
         if type(version) is not int or version not in _SD_KEYS:
-            newer = " (the checkpoint was written by a newer version)." if type(version) is int and version > FORMAT_VERSION else "."
+            newer = " (the checkpoint was written by a newer version)" if type(version) is int and version > FORMAT_VERSION else ""
             raise ValueError(f"AdaptiveScheduler state dict format_version={version!r} is not supported: this version "
-                             f"of adaptive_sched reads format_version {sorted(_SD_KEYS)}{newer}")  # fmt: skip
+                             f"of adaptive_sched reads format_version {sorted(_SD_KEYS)}{newer}.")  # fmt: skip
         if set(d) != _SD_KEYS[version]:
             raise ValueError(f"AdaptiveScheduler state dict keys do not match: missing {sorted(_SD_KEYS[version] - set(d))}, "
                              f"unexpected {sorted(set(d) - _SD_KEYS[version])}")  # fmt: skip
         if d["mode"] not in ("host", "device"):
             raise ValueError(f"state dict mode={d['mode']!r} is invalid: must be 'host' or 'device'")
         flat, before = (None if c is None else self._load_controller(c) for c in (d["controller"], d["provisional_from"]))
-        groups = self.optimizer.param_groups
-        base_lrs = d["base_lrs"]
-        if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(groups):
-            n = len(base_lrs) if isinstance(base_lrs, (list, tuple)) else base_lrs
+        groups, bases = self.optimizer.param_groups, d["base_lrs"]
+        if not isinstance(bases, (list, tuple)) or len(bases) != len(groups):
+            n = len(bases) if isinstance(bases, (list, tuple)) else bases
             raise ValueError(f"the state dict is for {n} param groups but the optimizer has {len(groups)}")
-        # group 0's is the reference (> 0, equal to base_lr up to float32: checked with the config); others may be 0
-        bases = [float(check_entry(f"state dict base_lrs[{i}]", b, lo=1e-300 if i == 0 else 0.0)) for i, b in enumerate(base_lrs)]
-        hp = self._hparams_from_dict(d["hparams"])
-        advanced = d["advanced_this_step"]
-        if not isinstance(advanced, bool):
-            raise ValueError(f"state dict advanced_this_step={advanced!r} must be a bool")
-        if version >= 2:
-            last_epoch = int(check_entry("state dict last_epoch", d["last_epoch"], integer=True))
-            step_count = int(check_entry("state dict step_count", d["step_count"], integer=True, lo=0))
-        else:
-            last_epoch = int(check_entry("state dict controller step", d["controller"]["step"], integer=True))
-            step_count = last_epoch + 1
-        if self._device is not None:  # e.g. optimizer.load_state_dict() may have put lr tensors elsewhere
-            self._check_device(groups, momentum=False)
-            self._check_device(groups, momentum=True)
+        # group 0's is the reference (> 0; base_lr, checked with the config); others may be 0 (a frozen group)
+        bases = [float(check_entry(f"state dict base_lrs[{i}]", b, lo=1e-300 if i == 0 else 0.0)) for i, b in enumerate(bases)]
+        hp: Any = check_hparams(self._config, d["hparams"])
+        if self._device is not None:
+            hp = tuple(torch.full((), v, dtype=torch.float32, device=self._device) for v in hp)
+            self._check_device(groups)  # e.g. optimizer.load_state_dict() may have put lr tensors elsewhere
+        if not isinstance(d["advanced_this_step"], bool):
+            raise ValueError(f"state dict advanced_this_step={d['advanced_this_step']!r} must be a bool")
+        counts = (d["last_epoch"], d["step_count"]) if version >= 2 else (d["controller"]["step"], None)
+        last_epoch = int(check_entry("state dict last_epoch", counts[0], integer=True))
+        step_count = last_epoch + 1 if counts[1] is None else int(check_entry("state dict step_count", counts[1], integer=True, lo=0))
         # Everything validated: commit.
         if len(groups) != len(self._groups):
             self._adopt(groups)
         for r, b in zip(self._groups[1:], bases[1:]):
             r.base = b
+        advanced = d["advanced_this_step"]
         self._ctl.flat, self._hp = flat, hp  # type: ignore[assignment]
         self._before, self._signals = (before, before is None) if advanced else (None, True)
         self._at = self._steps.n if advanced else -1
         self.last_epoch, self._step_count = last_epoch, step_count
-        self._write(*hp, absolute=True)
+        self._write(hp, absolute=True)
 
     def _load_controller(self, d: Any) -> list[Any]:
         """A controller dict (validated for this config by the core) as this mode holds it: the flat scalars."""
         if not isinstance(d, dict):
             raise ValueError(f"state dict controller entry must be a dict, got {type(d).__name__}")
         try:
-            if self._device is not None:
-                import array_api_compat.torch as xp
+            if self._device is None:
+                return as_python(self._config, flatten_state(state_from_dict(d, self._config, xp=_scalar, ours="scheduler")))
+            import array_api_compat.torch as xp
 
-                return flatten_state(state_from_dict(d, self._config, xp=xp, device=self._device, ours="scheduler"))
-            return as_python(self._config, flatten_state(state_from_dict(d, self._config, xp=_scalar, ours="scheduler")))
+            return flatten_state(state_from_dict(d, self._config, xp=xp, device=self._device, ours="scheduler"))
         except ConfigMismatch as err:
-            hint = ""
-            if any(x.startswith("base_lr") for x in err.diffs) and self._base_lr_from_optimizer:
-                hint = (" (base_lr defaults to the optimizer's lr at construction: build the scheduler before "
-                        "optimizer.load_state_dict(), or pass base_lr explicitly)")  # fmt: skip
+            hint = (" (base_lr defaults to the optimizer's lr at construction: build the scheduler before "
+                    "optimizer.load_state_dict(), or pass base_lr explicitly)")  # fmt: skip
+            hint = hint if any(x.startswith("base_lr") for x in err.diffs) and self._base_lr_from_optimizer else ""
             raise ValueError("cannot load an AdaptiveScheduler state dict from a different configuration: "
                              + "; ".join(err.diffs) + hint) from None  # fmt: skip
         except (TypeError, KeyError, ValueError) as err:
             raise ValueError(f"AdaptiveScheduler state dict has an invalid controller entry: {err}") from None
 
-    def _hparams_from_dict(self, hpd: Any) -> tuple[Any, Any, Any]:
-        """Validate ``hparams`` (finite, inside the configured bounds) and convert them to this mode's scalars."""
-        if not isinstance(hpd, dict) or set(hpd) != set(Hparams._fields):
-            raise ValueError(f"state dict hparams={hpd!r} must be a dict with keys {list(Hparams._fields)}")
-        cfg = self._config
-        base, lo, hi = float(cfg.base_lr), float(cfg.min_lr), float(cfg.max_lr)
-        bounds = {"lr": (lo, hi), "momentum": (float(cfg.min_momentum), float(cfg.max_momentum)), "lr_scale": (lo / base, hi / base)}
-        out = []
-        for k in Hparams._fields:
-            a, b = bounds[k]  # float32 rounding of a value saved in the other mode may sit just outside a bound
-            v = float(check_entry(f"state dict hparams[{k!r}]", hpd[k], lo=a * (1 - 1e-6), hi=b * (1 + 1e-6)))
-            out.append(min(max(v, a), b))
-        lr, _, lr_scale = out
-        if abs(lr - base * lr_scale) > 1e-5 * lr:
-            raise ValueError(f"state dict hparams['lr']={lr!r} and hparams['lr_scale']={lr_scale!r} disagree: "
-                             f"lr must be base_lr * lr_scale = {base * lr_scale!r}")  # fmt: skip
-        if self._device is None:
-            return lr, out[1], lr_scale
-        return tuple(torch.full((), v, dtype=torch.float32, device=self._device) for v in out)  # type: ignore[return-value]
-
     def __getstate__(self) -> dict[str, Any]:
         """``copy.deepcopy`` / ``pickle``: everything but the compiled controller, which is rebuilt."""
-        d = self.__dict__.copy()
-        d["_ctl"] = list(self._ctl.flat)
-        return d
+        return {**self.__dict__, "_ctl": list(self._ctl.flat)}
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        flat = d.pop("_ctl")
         self.__dict__.update(d)
-        self._ctl = self._controller(flat)
+        self._ctl = self._controller(d["_ctl"])
         # torch's Optimizer drops its hooks when copied or pickled: count the copy's steps.
         hooks = getattr(self.optimizer, "_optimizer_step_post_hooks", None)
         if hooks is None or not any(h is self._steps for h in hooks.values()):
@@ -675,7 +577,7 @@ class AdaptiveScheduler(LRScheduler):
 
 
 def _make_config(config: Config | None, kwargs: dict[str, Any], groups: list[dict[str, Any]], lr0: float) -> Config:
-    """The scheduler's Config from ``config`` or Config-field keyword arguments (see the class docstring)."""
+    """The scheduler's Config from ``config`` or Config-field keyword arguments (defaults from group 0)."""
     if config is not None:
         if kwargs:
             raise TypeError("AdaptiveScheduler takes either config=Config(...) or Config fields as keyword "
@@ -696,11 +598,10 @@ def _make_config(config: Config | None, kwargs: dict[str, Any], groups: list[dic
     if "base_lr" not in kwargs:
         kwargs["base_lr"] = lr0
         derived.append(f"base_lr from optimizer.param_groups[0]['lr']={lr0!r}")
-    if kwargs.get("momentum_rule", "none") != "none" and "base_momentum" not in kwargs:
-        mom = _group_momentum(groups[0])
-        if mom is not None:
-            kwargs["base_momentum"] = mom
-            derived.append(f"base_momentum from param_groups[0]={mom!r}")
+    mom = _group_momentum(groups[0])
+    if kwargs.get("momentum_rule", "none") != "none" and "base_momentum" not in kwargs and mom is not None:
+        kwargs["base_momentum"] = mom
+        derived.append(f"base_momentum from param_groups[0]={mom!r}")
     try:
         return Config(**kwargs)
     except ValueError as err:
@@ -709,18 +610,13 @@ def _make_config(config: Config | None, kwargs: dict[str, Any], groups: list[dic
         raise ValueError(f"{err} (took {' and '.join(derived)}; pass it explicitly to override)") from err
 
 
-def _reading(config: Config, signal: str) -> list[str]:
-    return [f"{_rules.FAMILIES[r.family].field}={r.name!r}" for r in _rules.active_rules(config) if r.signal == signal]
-
-
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:
     """Global L2 norm of the parameters' gradients, as a tensor (no host sync); None when there are none."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return None
-    fn = getattr(torch.nn.utils, "get_total_norm", None)
-    if fn is not None:  # torch >= 2.6
-        return fn(grads, norm_type=2.0)
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads, norm_type=2.0)
     with torch.no_grad():
         norms = [torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]
         return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]), 2.0)
@@ -736,17 +632,13 @@ def _first_param(optimizer: Optimizer) -> torch.Tensor:
 def _lr_value(v: Any) -> float:
     """An lr as a Python float; a float32 (or narrower) tensor reads as the shortest decimal that rounds to it.
 
-    ``torch.tensor(1e-3)`` holds 0.0010000000474974513; read back as ``1e-3`` (what the user wrote), so
-    float32 rounding never trips ``base_lr <= max_lr`` and writing the lr back gives the same float32 value.
+    ``torch.tensor(1e-3)`` holds 0.0010000000474974513 and reads back as ``1e-3`` (what the user wrote): float32
+    rounding never trips ``base_lr <= max_lr``, and writing the lr back gives the same float32 value.
     """
-    if isinstance(v, torch.Tensor):
-        x = float(v.item())
-        if v.dtype in (torch.float32, torch.float16, torch.bfloat16) and math.isfinite(x):
-            import numpy as np
-
-            return float(str(np.float32(x)))
-        return x
-    return float(v)
+    x = float(v.item()) if isinstance(v, torch.Tensor) else float(v)
+    if isinstance(v, torch.Tensor) and v.dtype in (torch.float32, torch.float16, torch.bfloat16) and math.isfinite(x):
+        return float(str(np.float32(x)))
+    return x
 
 
 def _group_momentum(group: dict[str, Any]) -> float | None:

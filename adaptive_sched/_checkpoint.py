@@ -26,6 +26,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ConfigMismatch",
     "check_entry",
+    "check_hparams",
     "check_rule_set",
     "config_from_dict",
     "host_array",
@@ -214,6 +215,37 @@ def state_to_dict_keys(config: Config | None = None) -> list[str]:
     out += [f"{sig}.{f}" for sig in SIGNAL_NAMES for f in EmaState._fields]
     out += [f"rule_state.{key}" for key, _ in _rules.state_slots(config)]
     return out
+
+
+def check_hparams(config: Config, saved: Any, where: str = "state dict hparams") -> tuple[float, float, float]:
+    """Saved :class:`~adaptive_sched.Hparams` (a ``{field: value}`` dict) checked against ``config``'s bounds.
+
+    Each finite and inside its bounds (a relative slack of 1e-6 for float32
+    rounding, then clipped), and ``lr == base_lr * lr_scale``.
+
+    Returns:
+      ``(lr, momentum, lr_scale)`` as Python floats.
+
+    Raises:
+      ValueError: naming the entry.
+    """
+    fields = ("lr", "momentum", "lr_scale")
+    if not isinstance(saved, dict) or set(saved) != set(fields):
+        raise ValueError(f"{where}={saved!r} must be a dict with keys {list(fields)}")
+    base, lo, hi = (float(getattr(config, n)) for n in ("base_lr", "min_lr", "max_lr"))
+    bounds = {"lr": (lo, hi), "momentum": (float(config.min_momentum), float(config.max_momentum)), "lr_scale": (lo / base, hi / base)}
+    out = []
+    for k in fields:
+        a, b = bounds[k]
+        v = float(check_entry(f"{where}[{k!r}]", saved[k], lo=a * (1 - _SLACK), hi=b * (1 + _SLACK)))
+        out.append(min(max(v, a), b))
+    lr, momentum, lr_scale = out
+    if abs(lr - base * lr_scale) > 1e-5 * lr:
+        raise ValueError(
+            f"{where}['lr']={lr!r} and {where}['lr_scale']={lr_scale!r} disagree: lr must be base_lr * lr_scale "
+            f"= {base * lr_scale!r}"
+        )
+    return lr, momentum, lr_scale
 
 
 # --------------------------------------------------------------------------- rule-set id (optax states)

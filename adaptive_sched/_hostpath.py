@@ -38,7 +38,7 @@ from typing import Any
 
 from adaptive_sched import _scalar
 from adaptive_sched._config import Config
-from adaptive_sched._core import EmaState, Signals, State, init, step
+from adaptive_sched._core import EmaState, Signals, State, _usage, init, step
 from adaptive_sched._rules import state_slots
 from adaptive_sched._signals import SIGNAL_LIMIT, SIGNAL_NAMES
 
@@ -141,15 +141,18 @@ class Sym:
 
     ``finite``: an input known to be finite (a supplied signal in the
     specialised trace): ``isfinite`` of it is the constant ``True``.
+    ``seen``: an EMA's ``decay_pow`` known to be below 1 (the signal was
+    observed before): ``sym < 1.0`` is the constant ``True``.
     """
 
-    __slots__ = ("finite", "graph", "kind", "name")
+    __slots__ = ("finite", "graph", "kind", "name", "seen")
 
-    def __init__(self, graph: _Graph, name: str, kind: str = "f", finite: bool = False) -> None:
+    def __init__(self, graph: _Graph, name: str, kind: str = "f", finite: bool = False, seen: bool = False) -> None:
         self.graph = graph
         self.name = name
         self.kind = kind
         self.finite = finite
+        self.seen = seen
 
     def _bin(self, op: str, other: Any, reflected: bool = False) -> Any:
         a, b = (other, self) if reflected else (self, other)
@@ -189,6 +192,8 @@ class Sym:
         return self._bin("/", o, True)
 
     def __lt__(self, o: Any) -> Any:
+        if self.seen and _is_const(o) and o == 1.0:
+            return True
         return self._bin("<", o)
 
     def __le__(self, o: Any) -> Any:
@@ -275,6 +280,7 @@ _COMPARE = ("<", "<=", ">", ">=")
 _PY_TEMPLATES = {
     "neg": "(-{0})",
     **{f: f"_{f}({{0}})" for f in _scalar.UNARY},
+    "abs": "({0} if {0} > 0.0 else 0.0 - {0})",  # abs() of every float (-0.0, NaN, -inf too), without a call
     "float": "float({0})",
     "int": "int({0})",
     "where": "({1} if {0} else {2})",
@@ -337,11 +343,22 @@ HostUpdate = Callable[..., tuple[Any, Any, Any]]
 _SIG_ARGS = [f"x_{name}" for name in Signals._fields]
 
 
+def _seen_inputs(config: Config, present: tuple[bool, ...]) -> list[int]:
+    """Flat indices of the ``decay_pow`` of each supplied signal a rule reads (the steady trace's "observed before")."""
+    uses = _usage(config)[0]
+    return [STATE_FIELDS.index(f"{sig}.decay_pow") for sig, p in zip(SIGNAL_NAMES, present) if p and uses[sig]]
+
+
 def _trace(config: Config, present: tuple[bool, ...], finite: bool) -> tuple[_Graph, list[Any], list[Any], list[Any]]:
-    """Run the core on symbols: ``(graph, inputs, outputs, results)``; ``finite``: supplied signals are finite."""
+    """Run the core on symbols: ``(graph, inputs, outputs, results)``.
+
+    ``finite``: the specialised trace: supplied signals are finite and every
+    supplied signal a rule reads was observed before (the steady state of a run).
+    """
     g = _Graph()
     fields = state_fields(config)
-    inputs = [Sym(g, f"s{i}", "i" if dt == "int32" else "f") for i, (_, dt) in enumerate(fields)]
+    seen = set(_seen_inputs(config, present)) if finite else set()
+    inputs = [Sym(g, f"s{i}", "i" if dt == "int32" else "f", seen=i in seen) for i, (_, dt) in enumerate(fields)]
     signals = Signals(*(Sym(g, n, "f", finite) if p else None for n, p in zip(_SIG_ARGS, present)))
     new_state, hp, _ = step(config, unflatten_state(config, list(inputs)), signals, xp=_SYM)
     return g, inputs, flatten_state(new_state), [hp.lr, hp.momentum, hp.lr_scale]
@@ -370,6 +387,8 @@ def _body(config: Config, present: tuple[bool, ...], target: str, finite: bool) 
         if name not in live:
             continue
         expr = _render(op, args, templates)
+        if target == "python" and op == "abs" and g.kinds[name] != "f":
+            expr = f"_abs({_lit(args[0])})"  # the inline form is for floats
         if target == "python" and g.kinds[name] == "f" and op in _ROUND_OPS:
             body.append(f"    _b[0] = {expr}; {name} = _b[0]")
         else:
@@ -385,6 +404,49 @@ def _body(config: Config, present: tuple[bool, ...], target: str, finite: bool) 
         rendered = [r if isinstance(x, Sym) else f"torch.full_like(S[2], {r})" for r, x in zip(rendered, results)]
     body.append(f"    return ({', '.join(rendered)})")
     return body
+
+
+def _pattern(config: Config, present: tuple[bool, ...], target: str, namespace: dict[str, Any], tag: str) -> list[str]:
+    """The statements (indented by 4) of the update for one pattern of supplied signals, ending in a ``return``.
+
+    For ``"python"``: the steady-state trace under ``if`` every supplied
+    signal is finite and, if a rule reads it, was observed before, else a
+    call of ``_general_<tag>``, the general trace, compiled into ``namespace``
+    on its first call.
+    """
+    if target == "torch":
+        return _body(config, present, "torch", False)
+    checks = [f"{n} - {n} == 0.0" for n, p in zip(_SIG_ARGS, present) if p]
+    checks += [f"S[{i}] < 1.0" for i in _seen_inputs(config, present)]
+    fast = _body(config, present, "python", True)
+    if not checks:
+        return fast
+    name, args = f"_general_{tag}", [n if p else "None" for n, p in zip(_SIG_ARGS, present)]  # absent: ignored
+
+    def general(*values: Any) -> Any:
+        source = f"def {name}(S, {', '.join(_SIG_ARGS)}):\n" + "\n".join(_body(config, present, "python", False)) + "\n"
+        exec(compile(source, f"<adaptive_sched update python-general {config.rules}>", "exec"), namespace)  # noqa: S102
+        return namespace[name](*values)
+
+    namespace[name] = general
+    return [f"    if {' and '.join(checks)}:", *("    " + line for line in fast), f"    return {name}(S, {', '.join(args)})"]
+
+
+def _namespace(target: str) -> dict[str, Any]:
+    namespace: dict[str, Any] = dict(_GLOBALS)
+    if target == "torch":
+        import torch
+
+        namespace["torch"] = torch
+    return namespace
+
+
+def _check(present: tuple[bool, ...], target: str) -> tuple[bool, ...]:
+    if target not in ("python", "torch"):
+        raise ValueError(f"compile_update(target={target!r}) is invalid: must be 'python' or 'torch'.")
+    if len(present) != len(SIGNAL_NAMES):
+        raise ValueError(f"compile_update(present=...) needs one flag per signal {SIGNAL_NAMES}, got {present!r}")
+    return tuple(bool(p) for p in present)
 
 
 def compile_update(config: Config, present: tuple[bool, ...], target: str = "python") -> tuple[HostUpdate, str]:
@@ -406,62 +468,25 @@ def compile_update(config: Config, present: tuple[bool, ...], target: str = "pyt
       (for ``"python"``: the finite-signals body; steps with a NaN/inf signal
       run the general trace, compiled on first need).
     """
-    if target not in ("python", "torch"):
-        raise ValueError(f"compile_update(target={target!r}) is invalid: must be 'python' or 'torch'.")
-    if len(present) != len(SIGNAL_NAMES):
-        raise ValueError(f"compile_update(present=...) needs one flag per signal {SIGNAL_NAMES}, got {present!r}")
-    present = tuple(bool(p) for p in present)
-    head = f"def host_update({', '.join(['S', *_SIG_ARGS])}):\n"
-    namespace: dict[str, Any] = dict(_GLOBALS)
-    if target == "torch":
-        import torch
-
-        namespace["torch"] = torch
-        source = head + "\n".join(_body(config, present, "torch", False)) + "\n"
-    else:
-        checks = [f"{n} - {n} == 0.0" for n, p in zip(_SIG_ARGS, present) if p]
-        fast = _body(config, present, "python", True)
-        if checks:  # a NaN/inf signal: the general trace (isfinite kept), compiled when first needed
-            fast = [f"    if {' and '.join(checks)}:", *("    " + line for line in fast)]
-            args = [n if p else "None" for n, p in zip(_SIG_ARGS, present)]  # absent ones are ignored
-            fast.append(f"    return _general({', '.join(['S', *args])})")
-            namespace["_general"] = _lazy_general(config, present, namespace)
-        source = head + "\n".join(fast) + "\n"
+    present = _check(present, target)
+    namespace = _namespace(target)
+    lines = _pattern(config, present, target, namespace, "0")
+    source = f"def host_update(S, {', '.join(_SIG_ARGS)}):\n" + "\n".join(lines) + "\n"
     exec(compile(source, f"<adaptive_sched update {target} {config.rules}>", "exec"), namespace)  # noqa: S102
     return namespace["host_update"], source
 
 
-def _lazy_general(config: Config, present: tuple[bool, ...], namespace: dict[str, Any]) -> Callable[..., Any]:
-    def general(*args: Any) -> Any:
-        source = "def _general(" + ", ".join(["S", *_SIG_ARGS]) + "):\n" + "\n".join(
-            _body(config, present, "python", False)
-        ) + "\n"
-        exec(compile(source, f"<adaptive_sched update python-general {config.rules}>", "exec"), namespace)  # noqa: S102
-        return namespace["_general"](*args)
-
-    return general
-
-
-class _Compiled(dict):
-    """``{present pattern: compiled function}``, compiling a pattern on first use."""
-
-    def __init__(self, config: Config, target: str) -> None:
-        super().__init__()
-        self.config, self.target = config, target
-
-    def __missing__(self, present: tuple[bool, ...]) -> HostUpdate:
-        fn = self[present] = compile_update(self.config, present, self.target)[0]
-        return fn
-
-
 class HostController:
-    """The controller as a flat state plus :func:`compile_update`'s functions.
+    """The controller as a flat state plus the core's update compiled for its config.
 
-    Holds the state's scalars in :attr:`flat` (:data:`STATE_FIELDS` order) and
-    one compiled function per pattern of supplied signals (at most 2**len(Signals._fields)),
-    compiled on first use. With ``target="python"`` it gives the same numbers as
-    ``adaptive_sched.update`` on a state from ``init(config, xp=adaptive_sched._scalar)``;
-    with ``target="torch"`` the state is 0-d tensors and every operation a torch op.
+    Holds the state's scalars in :attr:`flat` (:data:`STATE_FIELDS` order).
+    :attr:`run` is one generated function holding the update of every pattern
+    of supplied signals seen so far (each compiled on first use, then the
+    function is regenerated with it), so a call costs no dispatch beyond an
+    ``if`` on which signals are ``None``. With ``target="python"`` it gives the
+    same numbers as ``adaptive_sched.update`` on a state from
+    ``init(config, xp=adaptive_sched._scalar)``; with ``target="torch"`` the state
+    is 0-d tensors and every operation a torch op.
 
     Args:
       config: the controller's Config.
@@ -472,10 +497,10 @@ class HostController:
     Attributes:
       config: the Config.
       flat: the state's scalars; the compiled functions update this list in place.
-      fns: ``{present pattern: compiled function}``.
+      run: ``run(flat, signals) -> (lr, momentum, lr_scale)``, ``signals`` a list in :class:`Signals` order.
     """
 
-    __slots__ = ("_target", "config", "flat", "fns", "run")
+    __slots__ = ("_bodies", "_namespace", "_target", "config", "flat", "run")
 
     def __init__(self, config: Config, state: State | None = None, target: str = "python") -> None:
         if state is None:
@@ -487,17 +512,29 @@ class HostController:
         self.flat: list[Any] = flatten_state(state)
         if target == "python":  # plain ints and floats (float32 values): fast, and pickle as floats
             self.flat = as_python(config, self.flat)
-        self.fns: dict[tuple[bool, ...], HostUpdate] = _Compiled(config, target)
-        # run(flat, loss, reward, grad_norm, kl): picks the function for the supplied signals (one dict lookup)
-        present = ", ".join(f"{n} is not None" for n in _SIG_ARGS)
-        source = f"def run(S, {', '.join(_SIG_ARGS)}):\n    return _fns[({present},)](S, {', '.join(_SIG_ARGS)})\n"
-        namespace: dict[str, Any] = {"_fns": self.fns}
-        exec(compile(source, "<adaptive_sched dispatch>", "exec"), namespace)  # noqa: S102
-        self.run: HostUpdate = namespace["run"]
+        self._bodies: dict[tuple[bool, ...], list[str]] = {}
+        self._namespace = _namespace(target)
+        self._namespace["_miss"] = self._miss
+        self.run: HostUpdate = self._miss
+
+    def _miss(self, S: list[Any], values: list[Any]) -> Any:
+        """A pattern not compiled yet: add it to :attr:`run` and run it."""
+        present = tuple(v is not None for v in values)
+        self._bodies[present] = _pattern(self.config, present, self._target, self._namespace, str(len(self._bodies)))
+        lines = ["def run(S, V):", f"    {', '.join(_SIG_ARGS)}, = V"]
+        # the signal-less pattern (construction, step()) last: observe()'s patterns are checked first
+        for k, (pat, body) in enumerate(sorted(self._bodies.items(), key=lambda item: not any(item[0]))):
+            cond = " and ".join(f"{n} is {'not ' if p else ''}None" for n, p in zip(_SIG_ARGS, pat))
+            lines += [f"    {'if' if k == 0 else 'elif'} {cond}:", *("    " + line for line in body)]
+        lines.append("    return _miss(S, V)")
+        source = "\n".join(lines) + "\n"
+        exec(compile(source, f"<adaptive_sched update {self._target} {self.config.rules}>", "exec"), self._namespace)  # noqa: S102
+        self.run = self._namespace["run"]
+        return self.run(S, values)
 
     def compiled(self, present: tuple[bool, ...]) -> HostUpdate:
-        """The function for this pattern of supplied signals: ``fn(flat, loss, reward, grad_norm, kl)``."""
-        return self.fns[tuple(present)]
+        """A function for one pattern of supplied signals: ``fn(flat, loss, reward, grad_norm, kl)``."""
+        return compile_update(self.config, present, self._target)[0]
 
     def update(self, *args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
         """One step with :class:`Signals`' fields as arguments; returns ``(lr, momentum, lr_scale)``.
@@ -509,7 +546,7 @@ class HostController:
         values = list(Signals(*args, **kwargs))
         if self._target == "python":
             values = [v if v is None or type(v) is float else float(v) for v in values]
-        return self.run(self.flat, *values)
+        return self.run(self.flat, values)
 
     def unflatten(self, flat: list[Any]) -> State:
         """A flat list of this controller's scalars (e.g. a saved copy of :attr:`flat`) as a State.

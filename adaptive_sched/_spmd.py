@@ -41,7 +41,7 @@ def pmean_signals(signals: Signals, axis_name: Hashable | tuple[Hashable, ...] |
     bound), before :func:`adaptive_sched.update`::
 
         signals = pmean_signals(Signals(loss=local_loss), "data")
-        state, hp = adaptive_sched.update(state, signals)
+        state, hp = adaptive_sched.update(config, state, signals)
 
     The optax transformations do this themselves when given ``axis_name=``.
     Under plain ``jax.jit`` with sharded arrays the program has the global
