@@ -138,14 +138,7 @@ def knobs32(xp: Any, config: Config, like: Any = None) -> Config:
 
     Computed once per config and kind of namespace when every knob is a number.
     """
-    import array_api_compat
-
-    if getattr(xp, "IS_SCALAR", False) or array_api_compat.is_jax_namespace(xp):
-        kind: Any = "python"  # F32 scalars for these
-    elif array_api_compat.is_torch_namespace(xp):
-        kind = ("torch", str(getattr(like, "device", "")))
-    else:
-        kind = xp.__name__
+    kind = _scalar.knob_kind(xp, like)
     hit = config._cache.get(kind)
     if hit is None:
         hit = config._map(lambda v: _scalar.knob(xp, v, like))

@@ -15,9 +15,10 @@ this module contains no rule logic, and the tests check the compiled function
 against the generic core bit for bit.
 
 For Python (host mode) the function is specialised on what almost every step
-looks like: each supplied signal finite. Traced with "finite" as a constant,
-every ``where(ok, ...)`` of the core folds away; a step with a NaN/inf signal
-falls through to the general trace (compiled on first need), which keeps them.
+looks like: each supplied signal finite and, where a rule reads it, observed
+before. Traced with those as constants, the core's ``where(ok, ...)`` and
+``where(has_prev, ...)`` fold away; any other step falls through to the
+general trace (compiled on first need).
 
 Numeric semantics are float32 and come from one table,
 :data:`adaptive_sched._scalar.OPS`: constants fold with float32 rounding and
@@ -531,10 +532,6 @@ class HostController:
         exec(compile(source, f"<adaptive_sched update {self._target} {self.config.rules}>", "exec"), self._namespace)  # noqa: S102
         self.run = self._namespace["run"]
         return self.run(S, values)
-
-    def compiled(self, present: tuple[bool, ...]) -> HostUpdate:
-        """A function for one pattern of supplied signals: ``fn(flat, loss, reward, grad_norm, kl)``."""
-        return compile_update(self.config, present, self._target)[0]
 
     def update(self, *args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
         """One step with :class:`Signals`' fields as arguments; returns ``(lr, momentum, lr_scale)``.

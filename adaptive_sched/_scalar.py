@@ -170,6 +170,19 @@ def _namespace_function(name: str, row: Op) -> Callable[[Any], Any]:
 globals().update({name: _namespace_function(name, row) for name, row in UNARY.items()})
 
 
+def knob_kind(xp: Any, like: Any = None) -> Any:
+    """Which form :func:`knob` gives in ``xp`` (a cache key): ``"python"``, ``"numpy"`` or ``("torch", device)``."""
+    if getattr(xp, "IS_SCALAR", False):
+        return "python"
+    import array_api_compat
+
+    if array_api_compat.is_jax_namespace(xp):
+        return "python"
+    if array_api_compat.is_torch_namespace(xp):
+        return ("torch", str(getattr(like, "device", "")))
+    return xp.__name__
+
+
 def knob(xp: Any, value: Any, like: Any = None) -> Any:
     """A config knob as the float32 value the arithmetic in namespace ``xp`` uses.
 
@@ -211,6 +224,7 @@ __all__ = [
     "float32",
     "int32",
     "knob",
+    "knob_kind",
     "logical_and",
     "logical_not",
     "round_f32",
