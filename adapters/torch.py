@@ -412,14 +412,14 @@ class AdaptiveScheduler(LRScheduler):
         (``load_state_dict``, ``SequentialLR``'s milestone), ending the chaining.
         """
         lr, momentum, lr_scale = hp
-        groups = self.optimizer.param_groups
-        if len(groups) != len(self._groups):
+        groups, recs = self.optimizer.param_groups, self._groups
+        if len(groups) != len(recs):
             self._adopt(groups)
-        ref, host = self._ref_lr, self._device is None
+        host = self._device is None
         identity = host and lr_scale == 1.0  # every rule "none": each group's own base lr, bit for bit
-        for g, r in zip(groups, self._groups):
+        for g, r in zip(groups, recs):
             cur, base = g["lr"], r.base
-            v = base if identity else (lr if base == ref else lr_scale * base)
+            v = base if identity else (lr if base == self._ref_lr else lr_scale * base)
             if host and cur.__class__ is float:
                 if absolute or (cur == r.written and not r.chained):
                     r.chained = False
