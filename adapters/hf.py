@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import warnings
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -55,10 +54,10 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from adaptive_sched import _rules
 from adaptive_sched._config import Config
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._signals import SIGNAL_NAMES, Intake, host_value
 
-from ._callbacks import as_float, mean_of_finite, signal_keys
-from .torch import AdaptiveScheduler, _StepCounter
+from ._callbacks import signal_keys
+from .torch import AdaptiveScheduler
 
 __all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "LogKey", "adaptive_trainer_setup", "negated_objective"]
 
@@ -101,14 +100,20 @@ def negated_objective(beta: float, reward_key: str = "reward", kl_key: str = "kl
     def objective(logs: Mapping[str, Any]) -> float | None:
         if reward_key not in logs:
             return None
-        reward = as_float(f"logged {reward_key!r}", logs[reward_key])
+        reward = _logged(f"logged {reward_key!r}", logs[reward_key])
         if beta == 0.0:
             return -reward
-        kl = as_float(f"logged {kl_key!r}", logs[kl_key]) if kl_key in logs else math.nan
+        kl = _logged(f"logged {kl_key!r}", logs[kl_key]) if kl_key in logs else math.nan
         return -(reward - beta * kl)
 
     objective.__name__ = f"negated_objective(beta={beta!r})"
     return objective
+
+
+def _logged(label: str, value: Any) -> float:
+    """A logged value as a float (the core's intake); ``None`` (TRL's all-NaN metric) is NaN."""
+    v = host_value(label, value, "a number or None")
+    return math.nan if v is None else v
 
 
 def _warn_if_sparse(args: TrainingArguments, config: Config) -> None:
@@ -142,8 +147,9 @@ class AdaptiveSchedulerCallback(TrainerCallback):
     Pass the scheduler to the Trainer too, as ``optimizers=(optimizer,
     scheduler)``: the Trainer then calls ``scheduler.step()`` after each
     optimizer step (a signal-less controller update), and this callback's
-    ``on_log`` calls ``scheduler.observe(...)`` with the logged values, which
-    *replaces* that step's signal-less update (see
+    ``on_log`` calls ``scheduler.observe(..., replace=True)`` with the logged
+    values, which *replaces* that step's update (the scheduler's one
+    per-step mechanism, counted by its ``optimizer_steps``; see
     :class:`AdaptiveScheduler`). Hence:
 
     * **One controller update per optimizer step**, whatever
@@ -156,7 +162,8 @@ class AdaptiveSchedulerCallback(TrainerCallback):
       warmup and ``cyclical`` advance). If several logs carrying signals
       arrive within one optimizer step (a ``trainer.log`` of your own, a
       skipped fp16 step), they are merged into that step's single update
-      (each signal: the mean of its finite values); logs that arrive before
+      (each signal: the mean of its finite values, by the core's
+      :class:`~adaptive_sched._signals.Intake`); logs that arrive before
       the first optimizer step of the process are kept and merged into the
       first one.
     * **Not observed**: a key missing from a log row means the signal was not
@@ -234,15 +241,10 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self.scheduler = scheduler
         self.keys: dict[str, LogKey] = keys
         self.log_on_save = log_on_save
-        self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}
-        self.skipped: dict[str, int] = {name: 0 for name in SIGNALS}
-        # Our own count of optimizer steps that ran (a post-hook: skipped fp16 steps do not count).
-        self._steps = _StepCounter()
-        self._hook = scheduler.optimizer.register_step_post_hook(self._steps)
-        weakref.finalize(self, self._hook.remove)
-        self._values: dict[str, list[float]] = {}  # values merged into the update of step _values_at
-        self._values_at = 0  # optimizer step (self._steps.n) of _values; 0: not observed yet
-        self._snapshot: dict[str, Any] | None = None  # scheduler state before that update
+        self._intake = Intake()  # the core's: this optimizer step's values, checked, converted and counted
+        self._intake_at = 0  # the scheduler's optimizer-step count the intake's values belong to
+        self.consumed: dict[str, int] = self._intake.consumed
+        self.skipped: dict[str, int] = self._intake.skipped
 
     # ------------------------------------------------------------------ Trainer events
 
@@ -294,38 +296,26 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         ``on_log`` calls it; call it yourself only to feed a log row that
         does not go through ``Trainer.log``.
         """
-        new: dict[str, float] = {}
+        n = self.scheduler.optimizer_steps
+        if self._intake_at not in (0, n):  # values of an earlier, finished optimizer step
+            self._intake.take()
+        added = False
         for name, key in self.keys.items():
             if callable(key):
                 raw = key(logs)
                 if raw is None:
                     continue  # this row does not carry the signal
-                value = as_float(f"{name}_key={getattr(key, '__name__', key)!r}(logs)", raw)
+                self._intake.add(name, raw, f"{name}_key={getattr(key, '__name__', key)!r}(logs)")
             elif key in logs:
-                value = as_float(f"logged {key!r}", logs[key])
+                self._intake.add(name, logs[key], f"logged {key!r}")
             else:
                 continue
-            new[name] = value
-            self.consumed[name] += 1
-            if not math.isfinite(value):
-                self.skipped[name] += 1
-        if not new:
-            return
-        n = self._steps.n
-        if self._values_at not in (0, n):  # values of an earlier, finished optimizer step
-            self._values, self._snapshot = {}, None
-        for name, value in new.items():
-            self._values.setdefault(name, []).append(value)
-        if n == 0:
-            return  # no optimizer step yet in this process: merged into the first one
-        sched = self.scheduler
-        if self._values_at == n and self._snapshot is not None:
-            sched.load_state_dict(self._snapshot)  # undo this step's update; redo it with every value
-        else:
-            self._snapshot = sched.state_dict()
-        self._values_at = n
-        kwargs: dict[str, Any] = {name: mean_of_finite(vals) for name, vals in self._values.items()}
-        sched.observe(**kwargs)
+            added = True
+        if not added or n == 0:
+            return  # nothing to observe, or no optimizer step yet in this process: merged into the first one
+        # One update per optimizer step: this step's update is redone with the mean of its rows' values.
+        self.scheduler.observe(replace=True, **self._intake.means())  # type: ignore[arg-type]
+        self._intake_at = n
 
 
 class AdaptiveSetup(NamedTuple):

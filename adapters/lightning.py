@@ -37,38 +37,22 @@ Importing this module imports torch and lightning, never JAX.
 
 from __future__ import annotations
 
-import math
-import weakref
 from collections.abc import Mapping
 from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
-from torch.optim import Optimizer
 
-from adaptive_sched._distributed import pack_rows, unpack_rows
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._signals import SIGNAL_NAMES, Intake, host_value, pack, unpack
 
-from ._callbacks import as_float, mean_of_finite, signal_keys
-from .torch import AdaptiveScheduler
+from ._callbacks import signal_keys
+from .torch import AdaptiveScheduler, grad_norm
 
 __all__ = ["AdaptiveSchedulerCallback"]
 
 _OBSERVE_ARG = {name: "R" if name == "reward" else name for name in SIGNAL_NAMES}
 SIGNALS: tuple[str, ...] = tuple(_OBSERVE_ARG)
 _STATE_KEYS = frozenset({"pending", "consumed", "skipped"})
-
-
-class _OptimizerSteps:
-    """Optimizer step post-hook counting the optimizer steps that ran (skipped AMP steps never call it)."""
-
-    __slots__ = ("n",)
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        self.n += 1
 
 
 class AdaptiveSchedulerCallback(pl.Callback):
@@ -87,15 +71,17 @@ class AdaptiveSchedulerCallback(pl.Callback):
     ``grad_norm`` lr rule of :func:`adaptive_sched.recommended`) and neither
     source gives one, the callback measures the global L2 norm of the
     LightningModule's gradients in ``on_before_optimizer_step`` (accumulated,
-    before clipping).
+    before clipping) with :func:`adaptive_sched.adapters.torch.grad_norm`.
 
     **When the controller advances.** Lightning calls the scheduler's
     ``step()`` after each optimizer step (a signal-less update); at the end of
     that batch this callback calls ``observe`` with the signals, which replaces
-    that update (see :class:`AdaptiveScheduler`). With gradient accumulation
-    the micro-batches' values are averaged into the one update of their
-    optimizer step (the loss unscaled from Lightning's division by
-    ``accumulate_grad_batches``). So the controller advances exactly once per
+    that update (the scheduler's one per-step mechanism; this callback reads its
+    ``optimizer_steps`` to know whether the batch's optimizer step ran). With
+    gradient accumulation the micro-batches' values are averaged (the core's
+    :class:`~adaptive_sched._signals.Intake`: the mean of the finite values)
+    into the one update of their optimizer step (the loss unscaled from
+    Lightning's division by ``accumulate_grad_batches``). So the controller advances exactly once per
     optimizer step, whatever the ``interval`` (the scheduler's own ``step()``
     never advances it twice), and not at all for a batch whose optimizer step
     did not run (``training_step`` returned ``None``, accumulation, a skipped
@@ -166,11 +152,10 @@ class AdaptiveSchedulerCallback(pl.Callback):
         self.output_keys: dict[str, str] = output_keys
         self.logged_keys: dict[str, str] = logged
         self.scheduler: AdaptiveScheduler | None = None
-        self.consumed: dict[str, int] = {name: 0 for name in SIGNALS}
-        self.skipped: dict[str, int] = {name: 0 for name in SIGNALS}
-        self._pending: dict[str, list[float]] = {}
-        self._steps = _OptimizerSteps()
-        self._observed_at = 0
+        self._pending = Intake()  # this optimizer step's values (micro-batches), merged into its one update
+        self.consumed: dict[str, int] = self._pending.consumed  # per signal: values taken in ...
+        self.skipped: dict[str, int] = self._pending.skipped  # ... and those that were not finite
+        self._observed_at = 0  # the scheduler's optimizer-step count at the last observe
         self._grad_norm: float | None = None  # measured before this batch's optimizer step
         if scheduler is not None:
             self._attach(scheduler)
@@ -179,9 +164,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
         if scheduler is self.scheduler:
             return
         self.scheduler = scheduler
-        handle = scheduler.optimizer.register_step_post_hook(self._steps)
-        weakref.finalize(self, handle.remove)
-        self._observed_at = self._steps.n
+        self._observed_at = scheduler.optimizer_steps  # the scheduler's own step hook: one count for both
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -209,9 +192,9 @@ class AdaptiveSchedulerCallback(pl.Callback):
         # where Lightning has the final (accumulated, not yet clipped) gradients; a grad_norm
         # returned from training_step or logged takes precedence.
         sched = self.scheduler
-        if sched is not None and sched._wants_grad_norm:
-            gn = sched._model_grad_norm(pl_module)
-            self._grad_norm = None if gn is None else as_float("AdaptiveSchedulerCallback: grad_norm", gn)
+        if sched is not None and "grad_norm" in sched.signals_read:
+            gn = grad_norm(pl_module.parameters())
+            self._grad_norm = None if gn is None else float(gn.item())
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -225,10 +208,12 @@ class AdaptiveSchedulerCallback(pl.Callback):
                 if key in outputs:
                     found[name] = outputs[key]
             if "loss" in found and self.output_keys.get("loss") == "loss" and found["loss"] is not None:
-                found["loss"] = as_float("AdaptiveSchedulerCallback: loss", found["loss"]) * scale  # undo Lightning's 1/accumulate
+                loss = host_value("AdaptiveSchedulerCallback: loss", found["loss"], "a number or None")
+                found["loss"] = loss * scale  # type: ignore[operator]  # undo Lightning's 1/accumulate
         for name, value in found.items():
             self._add(name, value)
-        n = self._steps.n
+        assert self.scheduler is not None
+        n = self.scheduler.optimizer_steps
         if n == self._observed_at:
             return  # no optimizer step since the last update: keep the values for the next one
         if self.logged_keys:
@@ -236,13 +221,11 @@ class AdaptiveSchedulerCallback(pl.Callback):
             for name, key in self.logged_keys.items():
                 if name not in found and key in metrics:
                     self._add(name, metrics[key])
-        assert self.scheduler is not None
-        if "grad_norm" not in self._pending and self._grad_norm is not None:
+        if "grad_norm" not in self._pending.values and self._grad_norm is not None:
             self._add("grad_norm", self._grad_norm)
         self._grad_norm = None
-        pending, self._pending = self._pending, {}
         self._observed_at = n
-        signals = {name: mean_of_finite(vals) for name, vals in pending.items()}
+        signals = self._pending.take()
         if trainer.world_size > 1 and self.scheduler.signal_world_size == 1:
             # The scheduler does not average over torch.distributed ranks itself (opted out,
             # or a strategy not on torch.distributed): average here, in the same layout.
@@ -251,18 +234,14 @@ class AdaptiveSchedulerCallback(pl.Callback):
         self.scheduler.observe(**kwargs)
 
     def _add(self, name: str, value: Any) -> None:
-        v = as_float(f"AdaptiveSchedulerCallback: {name}", value)
-        self.consumed[name] += 1
-        if not math.isfinite(v):
-            self.skipped[name] += 1
-        self._pending.setdefault(name, []).append(v)
+        self._pending.add(name, value, f"AdaptiveSchedulerCallback: {name}")
 
     # ------------------------------------------------------------------ checkpointing
 
     def state_dict(self) -> dict[str, Any]:
         """Pending micro-batch values and the counters (plain Python values)."""
         return {
-            "pending": {k: list(v) for k, v in self._pending.items()},
+            "pending": {k: list(v) for k, v in self._pending.values.items()},
             "consumed": dict(self.consumed),
             "skipped": dict(self.skipped),
         }
@@ -272,9 +251,9 @@ class AdaptiveSchedulerCallback(pl.Callback):
         if not isinstance(state_dict, dict) or set(state_dict) != _STATE_KEYS:
             got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
             raise ValueError(f"not an AdaptiveSchedulerCallback state dict: expected keys {sorted(_STATE_KEYS)}, got {got}")
-        self._pending = {k: [float(x) for x in v] for k, v in state_dict["pending"].items()}
-        self.consumed = {name: int(state_dict["consumed"].get(name, 0)) for name in SIGNALS}
-        self.skipped = {name: int(state_dict["skipped"].get(name, 0)) for name in SIGNALS}
+        self._pending.values = {k: [float(x) for x in v] for k, v in state_dict["pending"].items()}
+        self.consumed.update({name: int(state_dict["consumed"].get(name, 0)) for name in SIGNALS})
+        self.skipped.update({name: int(state_dict["skipped"].get(name, 0)) for name in SIGNALS})
 
 
 def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) -> dict[str, float]:
@@ -287,8 +266,8 @@ def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) ->
     observed, counted).
     """
     # float64: the host path reads Python floats; the mean of equal values is exact.
-    t = torch.tensor(pack_rows([signals.get(name) for name in SIGNALS]), dtype=torch.float64, device=pl_module.device)
+    t = torch.tensor(pack([signals.get(name) for name in SIGNALS]), dtype=torch.float64, device=pl_module.device)
     t = trainer.strategy.reduce(t, reduce_op="sum")
-    return {name: v for name, v in zip(SIGNALS, unpack_rows(t.tolist())) if v is not None}
+    return {name: v for name, v in zip(SIGNALS, unpack(t.tolist())) if v is not None}
 
 

@@ -1,6 +1,7 @@
 """adaptive-sched: learning-rate and momentum control driven by what training is doing.
 
-One pure controller (:func:`init`, :func:`update`) behind three front doors:
+One pure controller (``init(config) -> state``, ``update(config, state, signals)
+-> (state, hparams)``) behind three front doors:
 the core itself (jit/vmap-able, any Array API namespace), :mod:`adaptive_sched.optax`
 (an ``optax.inject_hyperparams`` transformation) and
 :class:`adaptive_sched.AdaptiveScheduler` (PyTorch; ``adaptive_sched.adapters.torch``).
@@ -14,17 +15,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from adaptive_sched._checkpoint import state_from_dict, state_to_dict
-from adaptive_sched._config import (
-    ANNEAL_RULES,
-    KL_RULES,
-    LR_RULES,
-    MOMENTUM_RULES,
-    REWARD_RULES,
-    Config,
-)
-from adaptive_sched._core import EmaState, Hparams, Signals, State, init, update
+from adaptive_sched import _config
+from adaptive_sched import rules as _builtin_rules  # registers the built-in families and rules
+from adaptive_sched._checkpoint import config_from_dict, state_from_dict, state_to_dict
+from adaptive_sched._config import Config
+from adaptive_sched._core import EmaState, Hparams, Signals, State, init, set_slots, update
 from adaptive_sched._recommended import recommended
+
+Config.__doc__ = _config.config_doc()  # once, for help(Config): the built-in fields
+del _builtin_rules
 
 if TYPE_CHECKING:
     from adaptive_sched._sweep import config_grid, sweep
@@ -44,9 +43,11 @@ __all__ = [
     "REWARD_RULES",
     "Signals",
     "State",
+    "config_from_dict",
     "config_grid",
     "init",
     "recommended",
+    "set_slots",
     "state_from_dict",
     "state_to_dict",
     "sweep",
@@ -57,8 +58,21 @@ _LAZY_SUBMODULES = ("optax",)
 _LAZY_ATTRS = {"sweep": "adaptive_sched._sweep", "config_grid": "adaptive_sched._sweep"}
 
 
+_RULE_LISTS = {
+    "LR_RULES": "lr",
+    "MOMENTUM_RULES": "momentum",
+    "REWARD_RULES": "reward",
+    "KL_RULES": "kl",
+    "ANNEAL_RULES": "anneal",
+}
+
+
 def __getattr__(name: str) -> Any:
     # Lazy so that `import adaptive_sched` never imports torch, JAX or optax.
+    if name in _RULE_LISTS:  # the registry's names now (``"none"`` first)
+        from adaptive_sched._rules import rule_names
+
+        return rule_names(_RULE_LISTS[name])
     if name == "AdaptiveScheduler":
         from adaptive_sched.adapters.torch import AdaptiveScheduler
 

@@ -1,25 +1,39 @@
-"""Flat, framework-neutral (de)serialisation of the controller :class:`State`."""
+"""Checkpoints of the controller: one flat, framework-neutral format and the one validation every door runs.
+
+:func:`state_to_dict` writes a config and its state as ``{name: value}``;
+:func:`state_from_dict` reads one back *for the config the caller expects*,
+refusing anything that does not fit it (another rule set, other knob values,
+missing or extra entries, non-finite or out-of-range values) with a message
+naming the entry. The torch adapter's ``load_state_dict`` and the plain core
+call it; the optax transformations, whose state is a pytree restored by the
+user's checkpointer, call :func:`check_rule_set` on the rule-set id they carry.
+"""
 
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 import numpy as np
 
-from adaptive_sched import _scalar
-from adaptive_sched._config import (
-    NUMERIC_FIELDS,
-    RULE_FIELDS,
-    Config,
-    _unflatten,
-    check_field,
-)
+from adaptive_sched import _rules, _scalar
+from adaptive_sched._config import Config, check_field
 from adaptive_sched._core import SIGNAL_LIMIT, EmaState, State
-from adaptive_sched._rules import state_slots
 from adaptive_sched._signals import SIGNAL_NAMES
 
-__all__ = ["FORMAT_VERSION", "check_entry", "host_array", "state_from_dict", "state_to_dict"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ConfigMismatch",
+    "check_entry",
+    "check_hparams",
+    "check_rule_set",
+    "config_from_dict",
+    "host_array",
+    "rule_set_id",
+    "state_from_dict",
+    "state_to_dict",
+]
 
 _INT32_MAX = 2**31 - 1
 _SLACK = 1e-6  # relative slack on bounds: float32 rounding of values saved by another namespace
@@ -29,43 +43,117 @@ _INTS = ("step", "skipped")
 _FLOATS = ("log_scale", "current_momentum")
 
 
-def state_to_dict(state: State) -> dict[str, Any]:
-    """The state as a flat ``{name: value}`` dict (values as stored: arrays or Python numbers).
+class ConfigMismatch(ValueError):
+    """A checkpoint made under another configuration than the expected one.
 
-    Keys: ``format_version``, ``config.<field>`` for the rule names and knobs,
-    ``step``, ``skipped``, ``log_scale``, ``current_momentum``, ``<signal>.<field>``
-    for each signal's EMA and ``rule_state.<family>.<rule>.<slot>`` for the
-    active rules' extra slots (if any). Rule names are strings; everything else keeps its dtype,
-    so a save/load round trip is bit exact.
+    Attributes:
+      diffs: one ``"<field>: checkpoint X vs config Y"`` line per differing field.
     """
 
-    def plain(v: Any) -> Any:  # the scalar namespace's float32 floats are stored as plain floats
-        return float(v) if type(v) is _scalar.F32 else v
+    def __init__(self, diffs: list[str]) -> None:
+        super().__init__("the checkpoint was saved under a different configuration: " + "; ".join(diffs))
+        self.diffs = diffs
 
+
+def _plain(v: Any) -> Any:  # the scalar namespace's float32 floats are stored as plain floats
+    return float(v) if type(v) is _scalar.F32 else v
+
+
+def state_to_dict(config: Config, state: State) -> dict[str, Any]:
+    """``config`` and ``state`` as a flat ``{name: value}`` dict (values as stored: arrays or Python numbers).
+
+    Keys: ``format_version``, ``config.<field>`` for every rule field and every
+    stored knob, ``step``, ``skipped``, ``log_scale``, ``current_momentum``,
+    ``<signal>.<field>`` for each signal's EMA and ``rule_state.<family>.<rule>.<slot>``
+    for the active rules' slots. Rule names are strings; everything else keeps its
+    dtype, so a save/load round trip is bit exact.
+    """
     out: dict[str, Any] = {"format_version": FORMAT_VERSION}
-    for name in RULE_FIELDS:
-        out[f"config.{name}"] = getattr(state.config, name)
-    for name in NUMERIC_FIELDS:
-        out[f"config.{name}"] = plain(getattr(state.config, name))
+    for field, name in zip(_rules.rule_fields(), config.rules):
+        out[f"config.{field}"] = name
+    for name, value in config.knobs.items():
+        out[f"config.{name}"] = _plain(value)
     for name in _INTS + _FLOATS:
-        out[name] = plain(getattr(state, name))
+        out[name] = _plain(getattr(state, name))
     for sig in SIGNAL_NAMES:
         ema: EmaState = getattr(state, sig)
         for field in EmaState._fields:
-            out[f"{sig}.{field}"] = plain(getattr(ema, field))
+            out[f"{sig}.{field}"] = _plain(getattr(ema, field))
     for key, value in state.rule_state.items():
-        out[f"rule_state.{key}"] = plain(value)
+        out[f"rule_state.{key}"] = _plain(value)
     return out
 
 
-def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> State:
-    """Rebuild a :class:`State` from :func:`state_to_dict`'s output.
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """The config a :func:`state_to_dict` dict was saved under (validated like any Config).
+
+    Raises:
+      ValueError: a rule name that is not registered, or an invalid knob (the message names the entry).
+    """
+    _check_version(d)
+    kwargs: dict[str, Any] = {}
+    for field, allowed in _rules.rule_fields().items():
+        value = str(d.get(f"config.{field}", "none"))  # a family registered after the save: "none"
+        if value not in allowed:
+            raise ValueError(f"config.{field}={value!r} in the state dict is not a known rule")
+        kwargs[field] = value
+    for key, value in d.items():
+        name = key.removeprefix("config.")
+        if key.startswith("config.") and _rules.family_of_field(name) is None:
+            if _rules.knob_named(name) is None:
+                raise ValueError(f"state dict entry {key!r} is not a known Config field")
+            arr = check_entry(f"state dict entry {key!r}", value, shape=None)
+            try:
+                check_field(name, arr)
+            except ValueError as err:
+                raise ValueError(f"state dict entry {key!r} is invalid: {err}") from None
+            kwargs[name] = float(arr) if arr.ndim == 0 else arr
+    try:
+        return Config(**kwargs)  # the orderings (min_lr <= base_lr, ...)
+    except ValueError as err:
+        raise ValueError(f"state dict config entries are invalid: {err}") from None
+
+
+def _check_version(d: Any) -> None:
+    version = _as_int(d.get("format_version")) if isinstance(d, dict) else None
+    if version != FORMAT_VERSION:
+        got = d.get("format_version") if isinstance(d, dict) else type(d).__name__
+        raise ValueError(
+            f"state format_version={got!r} is not supported: this adaptive_sched reads format_version={FORMAT_VERSION}."
+        )
+
+
+def config_diffs(expected: Config, saved: Config, ours: str = "config") -> list[str]:
+    """Where ``saved`` differs from ``expected`` (called ``ours`` in the lines): rule names, knobs as float32 values."""
+    diffs = [
+        f"{field}: checkpoint {theirs!r} vs {ours} {mine!r}"
+        for field, theirs, mine in zip(_rules.rule_fields(), saved.rules, expected.rules)
+        if theirs != mine
+    ]
+    names = dict.fromkeys([*expected.knobs, *saved.knobs])
+    for name in names:
+        theirs, mine = getattr(saved, name), getattr(expected, name)
+        a, b = np.asarray(theirs, np.float64), np.asarray(mine, np.float64)
+        if a.shape != b.shape or not np.array_equal(a.astype(np.float32), b.astype(np.float32)):
+            diffs.append(f"{name}: checkpoint {_show(theirs)} vs {ours} {_show(mine)}")
+    return diffs
+
+
+def state_from_dict(
+    d: dict[str, Any], config: Config | None = None, *, xp: Any = None, device: Any = None, ours: str = "config"
+) -> State:
+    """Rebuild a :class:`State` from :func:`state_to_dict`'s output, for the config the caller expects.
 
     Args:
       d: the dict (e.g. after ``numpy.savez``/``load`` or ``torch.load``).
+      config: the config the state must belong to: the dict's rule names and
+        knobs (compared as float32 values, so a checkpoint from another
+        namespace loads) must equal it. ``None``: the dict's own config
+        (:func:`config_from_dict`).
       xp: namespace for the arrays (default NumPy); ``adaptive_sched._scalar``
         for Python numbers.
       device: device for the arrays (torch).
+      ours: how a mismatch message names ``config`` (``"scheduler"`` for the torch adapter).
 
     Every entry is validated before anything is built, so a corrupted or
     hand-edited checkpoint cannot smuggle NaN or out-of-range values into the
@@ -79,27 +167,28 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
     number (integer entries an integer dtype) of one common shape.
 
     Raises:
-      ValueError: if the format version is not one this version reads, keys
-        are missing or unexpected, a rule name is invalid, or an entry is not
-        finite, out of bounds or of the wrong dtype or shape (the message names
-        the entry).
+      ConfigMismatch: (a ``ValueError``) the dict was saved under another config
+        than ``config``; its ``diffs`` name every differing field.
+      ValueError: the format version is not one this version reads, keys are
+        missing or unexpected, a rule name is invalid, or an entry is not
+        finite, out of bounds or of the wrong dtype or shape (the message
+        names the entry).
     """
-    version = _as_int(d.get("format_version"))
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"state format_version={d.get('format_version')!r} is not supported: "
-            f"this adaptive_sched reads format_version={FORMAT_VERSION}."
-        )
-    rules = tuple(str(d.get(f"config.{n}", "none")) for n in RULE_FIELDS)
-    for name, value in zip(RULE_FIELDS, rules):
-        if value not in RULE_FIELDS[name]:
-            raise ValueError(f"config.{name}={value!r} in the state dict is not a known rule")
-    expected = set(state_to_dict_keys(_unflatten(rules, (None,) * len(NUMERIC_FIELDS))))
-    missing, extra = expected - set(d), set(d) - expected
+    saved = config_from_dict(d)
+    if config is not None:
+        diffs = config_diffs(config, saved, ours)
+        if diffs:
+            raise ConfigMismatch(diffs)
+    else:
+        config = saved
+    # Every key the saved config implies; rule fields may be absent (a family registered since: "none"),
+    # and knobs of inactive rules may be present (they are part of the config entries validated above).
+    optional = {f"config.{f}" for f in _rules.rule_fields()} | {k for k in d if k.startswith("config.")}
+    expected_keys = set(state_to_dict_keys(saved))
+    missing = expected_keys - set(d) - {f"config.{f}" for f in _rules.rule_fields()}
+    extra = set(d) - expected_keys - optional
     if missing or extra:
-        raise ValueError(
-            f"state dict keys do not match: missing {sorted(missing)}, unexpected {sorted(extra)}"
-        )
+        raise ValueError(f"state dict keys do not match: missing {sorted(missing)}, unexpected {sorted(extra)}")
     if xp is None:
         import numpy
 
@@ -111,30 +200,112 @@ def state_from_dict(d: dict[str, Any], xp: Any = None, device: Any = None) -> St
         arr = xp.asarray(value, device=device) if device is not None else xp.asarray(value)
         return xp.astype(arr, getattr(xp, dtype))
 
-    _validate(d, rules)
-    config: Config = _unflatten(rules, tuple(conv(d[f"config.{n}"], "float32") for n in NUMERIC_FIELDS))
-    emas = {
-        sig: EmaState(*(conv(d[f"{sig}.{f}"], "float32") for f in EmaState._fields)) for sig in SIGNAL_NAMES
-    }
-    slots = {key: conv(d[f"rule_state.{key}"], slot.dtype) for key, slot in state_slots(config)}
-    return State(
-        config=config,
-        step=conv(d["step"], "int32"),
-        skipped=conv(d["skipped"], "int32"),
-        log_scale=conv(d["log_scale"], "float32"),
-        current_momentum=conv(d["current_momentum"], "float32"),
-        **emas,
-        rule_state=slots,
-    )
+    _validate(d, saved)
+    emas = [EmaState(*(conv(d[f"{sig}.{f}"], "float32") for f in EmaState._fields)) for sig in SIGNAL_NAMES]
+    slots = {key: conv(d[f"rule_state.{key}"], slot.dtype) for key, slot in _rules.state_slots(config)}
+    head = [conv(d[n], "int32") for n in _INTS] + [conv(d[n], "float32") for n in _FLOATS]
+    return State._make([*head, *emas, slots])
 
 
 def state_to_dict_keys(config: Config | None = None) -> list[str]:
-    """The keys :func:`state_to_dict` writes for ``config``'s rules (default: all ``"none"``), in order."""
-    out = ["format_version", *(f"config.{n}" for n in RULE_FIELDS), *(f"config.{n}" for n in NUMERIC_FIELDS)]
+    """The keys :func:`state_to_dict` writes for ``config`` (default: ``Config()``), in order."""
+    config = Config() if config is None else config
+    out = ["format_version", *(f"config.{f}" for f in _rules.rule_fields()), *(f"config.{n}" for n in config.knobs)]
     out += [*_INTS, *_FLOATS]
     out += [f"{sig}.{f}" for sig in SIGNAL_NAMES for f in EmaState._fields]
-    out += [f"rule_state.{key}" for key, _ in state_slots(config if config is not None else Config())]
+    out += [f"rule_state.{key}" for key, _ in _rules.state_slots(config)]
     return out
+
+
+def check_hparams(config: Config, saved: Any, where: str = "state dict hparams") -> tuple[float, float, float]:
+    """Saved :class:`~adaptive_sched.Hparams` (a ``{field: value}`` dict) checked against ``config``'s bounds.
+
+    Each finite and inside its bounds (a relative slack of 1e-6 for float32
+    rounding, then clipped), and ``lr == base_lr * lr_scale``.
+
+    Returns:
+      ``(lr, momentum, lr_scale)`` as Python floats.
+
+    Raises:
+      ValueError: naming the entry.
+    """
+    fields = ("lr", "momentum", "lr_scale")
+    if not isinstance(saved, dict) or set(saved) != set(fields):
+        raise ValueError(f"{where}={saved!r} must be a dict with keys {list(fields)}")
+    base, lo, hi = (float(getattr(config, n)) for n in ("base_lr", "min_lr", "max_lr"))
+    bounds = {"lr": (lo, hi), "momentum": (float(config.min_momentum), float(config.max_momentum)), "lr_scale": (lo / base, hi / base)}
+    out = []
+    for k in fields:
+        a, b = bounds[k]
+        v = float(check_entry(f"{where}[{k!r}]", saved[k], lo=a * (1 - _SLACK), hi=b * (1 + _SLACK)))
+        out.append(min(max(v, a), b))
+    lr, momentum, lr_scale = out
+    if abs(lr - base * lr_scale) > 1e-5 * lr:
+        raise ValueError(
+            f"{where}['lr']={lr!r} and {where}['lr_scale']={lr_scale!r} disagree: lr must be base_lr * lr_scale "
+            f"= {base * lr_scale!r}"
+        )
+    return lr, momentum, lr_scale
+
+
+# --------------------------------------------------------------------------- rule-set id (optax states)
+
+
+def _rules_text(config: Config) -> str:
+    """``"lr_rule=trend/kl_rule=target"``: the active rules with their fields."""
+    return "/".join(f"{f}={r}" for f, r in config.active)
+
+
+def rule_set_id(config: Config) -> int:
+    """A 31-bit id of ``config``'s rule set (a CRC-32 of its active rules; knob values are not part of it).
+
+    The optax states carry it as an int32 leaf: a checkpointer restores a
+    pytree's leaves into whatever structure the restoring transformation has,
+    so only a value can tell that the leaves were saved under another rule set.
+    Built from the active rules only, so a family registered later (its rule
+    ``"none"``) leaves existing ids as they are.
+    """
+    return zlib.crc32(_rules_text(config).encode()) & 0x7FFFFFFF
+
+
+def _describe(found: int) -> str:
+    import itertools
+
+    for names in itertools.product(*_rules.rule_fields().values()):
+        cfg = dict(zip(_rules.rule_fields(), names))
+        text = "/".join(f"{f}={r}" for f, r in cfg.items() if r != "none")
+        if zlib.crc32(text.encode()) & 0x7FFFFFFF == found:
+            return ", ".join(f"{f}={r!r}" for f, r in cfg.items())
+    return f"an unknown rule set (id {found})"
+
+
+def check_rule_set(config: Config, found: Any) -> None:
+    """Refuse (``ValueError``) a rule-set id that is not ``config``'s, naming the rule set it was made under."""
+    expected = rule_set_id(config)
+    bad = sorted({int(v) for v in np.ravel(np.asarray(found))} - {expected})
+    if bad:
+        made_by = "; ".join(_describe(v) for v in bad)
+        ours = ", ".join(f"{f}={r!r}" for f, r in zip(_rules.rule_fields(), config.rules))
+        raise ValueError(
+            f"this adaptive_sched state was made under another rule set ({made_by}) than this config ({ours}); "
+            "e.g. a checkpoint restored into another config. Restore it where it was saved, under the same config."
+        )
+
+
+def check_slots(config: Config, state: Any) -> None:
+    """Refuse a state whose rule slots are not ``config``'s (its structure: checked at trace time under jit)."""
+    found = frozenset(getattr(state, "rule_state", {}) or {})
+    expected = frozenset(key for key, _ in _rules.state_slots(config))
+    if found != expected:
+        ours = ", ".join(f"{f}={r!r}" for f, r in zip(_rules.rule_fields(), config.rules))
+        raise ValueError(
+            f"this adaptive_sched state was made under another rule set than this config ({ours}): its rule slots "
+            f"are {sorted(found) or 'none'}, the config's are {sorted(expected) or 'none'}; e.g. a checkpoint "
+            "restored into another config. Restore it where it was saved, under the same config."
+        )
+
+
+# --------------------------------------------------------------------------- entries
 
 
 def host_array(value: Any) -> np.ndarray | None:
@@ -197,26 +368,17 @@ def check_entry(
     return arr
 
 
-def _validate(d: dict[str, Any], rules: tuple[str, ...]) -> None:
-    """Check every numeric entry of a state dict (see :func:`state_from_dict`)."""
+def _validate(d: dict[str, Any], config: Config) -> None:
+    """Check every state entry of a state dict against its (validated) config (see :func:`state_from_dict`)."""
     step = host_array(d["step"])
     shape = step.shape if step is not None else ()
 
     def entry(key: str, **kw: Any) -> np.ndarray:
         return check_entry(f"state dict entry {key!r}", d[key], shape=shape, **kw)
 
-    knobs: dict[str, Any] = {}
-    for name in NUMERIC_FIELDS:
-        arr = entry(f"config.{name}")  # finite real number of the common shape
-        try:
-            check_field(name, arr)
-        except ValueError as err:
-            raise ValueError(f"state dict entry 'config.{name}' is invalid: {err}") from None
-        knobs[name] = arr
-    try:
-        Config(**dict(zip(RULE_FIELDS, rules)), **knobs)  # the orderings (min_lr <= base_lr, ...)
-    except ValueError as err:
-        raise ValueError(f"state dict config entries are invalid: {err}") from None
+    knobs = {n: np.asarray(getattr(config, n), np.float64) for n in ("min_lr", "max_lr", "min_momentum", "max_momentum")}
+    for key in (k for k in d if k.startswith("config.") and _rules.family_of_field(k[7:]) is None):
+        entry(key)  # finite real number of the common shape
     entry("step", integer=True, lo=0, hi=_INT32_MAX)
     entry("skipped", integer=True, lo=0, hi=_INT32_MAX)
     span = np.log(knobs["max_lr"]) - np.log(knobs["min_lr"]) + 1.0
@@ -233,8 +395,7 @@ def _validate(d: dict[str, Any], rules: tuple[str, ...]) -> None:
         entry(f"{sig}.decay_pow", lo=0.0, hi=1.0)
         entry(f"{sig}.ref", lo=-limit, hi=limit)
     # Rule slots: finite (int32 slots in int32's range); a rule's own invariants are its business.
-    config = _unflatten(rules, (None,) * len(NUMERIC_FIELDS))
-    for key, slot in state_slots(config):
+    for key, slot in _rules.state_slots(config):
         if slot.dtype == "int32":
             entry(f"rule_state.{key}", integer=True, lo=-_INT32_MAX - 1, hi=_INT32_MAX)
         else:

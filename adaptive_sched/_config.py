@@ -1,138 +1,39 @@
-"""The controller's configuration: static rule names plus numeric knobs as pytree leaves.
+"""The controller's configuration as immutable data: static rule names plus numeric knobs as pytree leaves.
 
-The fields derive from the rule registry (:mod:`adaptive_sched._rules`): one
-``<family>_rule`` field per family, the core knobs below, then every registered
-rule's knobs. Registering a rule adds its knobs as Config fields.
+A :class:`Config` holds exactly two things, both fixed at construction:
+
+* the active rules, ``(("lr_rule", "trend"), ("reward_rule", "trend"))``: the
+  static part (a JAX pytree's auxiliary data, so one trace per rule set);
+* its knobs, ``{name: value}``: the core knobs (bounds, EMA decays, warmup),
+  every knob of its active rules (defaults filled in) and any other known knob
+  given with a non-default value (kept, so ``replace(lr_rule=...)`` later
+  uses it). These are the pytree leaves, so configs that share rule names can
+  be stacked along a leading axis and ``jax.vmap``-ed (sweeps).
+
+Reading ``config.<knob>`` gives the stored value or, for a knob of an inactive
+rule, its registered default; ``config.<family>_rule`` gives the active name
+or ``"none"``. Validation, the names and the defaults come from the rule
+registry (:mod:`adaptive_sched._rules`); the registry is only read, never
+written, and a Config never changes: registering a rule (or a family) later
+leaves every existing Config comparing, printing and pickling as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+import math
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adaptive_sched import _pytree, _rules
+from adaptive_sched import _rules
 
-__all__ = [
-    "CORE_KNOBS",
-    "FIELD_CHECKS",
-    "ANNEAL_RULES",
-    "KL_RULES",
-    "LR_RULES",
-    "MOMENTUM_RULES",
-    "NUMERIC_FIELDS",
-    "REWARD_RULES",
-    "RULE_FIELDS",
-    "Config",
-    "check_field",
-]
+__all__ = ["Config", "check_field", "config_doc", "numeric_fields", "rule_fields"]
 
-_C = _rules.CHECKS
-CORE_KNOBS: tuple[_rules.Knob, ...] = (
-    _rules.knob("base_lr", 1e-3, _C["positive"], "the lr when no rule moves it (> 0)."),
-    _rules.knob("min_lr", None, _C["positive"], "lower bound of the lr; default ``base_lr / 1000``."),
-    _rules.knob("max_lr", None, _C["positive"], "upper bound of the lr; default ``base_lr * 10``."),
-    _rules.knob(
-        "base_momentum",
-        0.9,
-        _C["beta"],
-        "momentum before any loss is observed, and the centre of the ``relative`` rule; "
-        "``min_momentum <= base_momentum <= max_momentum``.",
-    ),
-    _rules.knob("min_momentum", 0.0, _C["beta"], "lower bound of momentum, in [0, 1)."),
-    _rules.knob("max_momentum", 0.999, _C["beta"], "upper bound of momentum, in [0, 1)."),
-    _rules.knob(
-        "ema_beta", 0.9, _C["beta"], "EMA decay for the loss and the gradient norm, in [0, 1); 0 means no smoothing."
-    ),
-    _rules.knob("ema_reward_beta", 0.9, _C["beta"], "EMA decay for the reward, in [0, 1)."),
-    _rules.knob("ema_kl_beta", 0.9, _C["beta"], "EMA decay for the KL, in [0, 1)."),
-    _rules.knob(
-        "warmup_steps",
-        0.0,
-        _C["nonneg"],
-        "linear warmup length in update calls (0 = none); the lr is multiplied by ``min(1, t / warmup_steps)``.",
-    ),
-)
-"""Knobs shared by every rule (bounds, EMA decays, warmup); rule knobs come from the registry."""
-_CORE_NAMES = tuple(k.name for k in CORE_KNOBS)
-
-
-class _LiveSeq(Sequence[str]):
-    """A read-only tuple-like view that always reflects the registry."""
-
-    def __init__(self, get: Callable[[], tuple[str, ...]]) -> None:
-        self._get = get
-
-    def __getitem__(self, i: Any) -> Any:
-        return self._get()[i]
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __eq__(self, other: object) -> bool:
-        return tuple(self) == (tuple(other) if isinstance(other, (Sequence, _LiveSeq)) else other)
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return repr(self._get())
-
-
-class _LiveMap(Mapping[str, Any]):
-    """A read-only dict-like view that always reflects the registry."""
-
-    def __init__(self, get: Callable[[], dict[str, Any]]) -> None:
-        self._get = get
-
-    def __getitem__(self, key: str) -> Any:
-        return self._get()[key]
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get())
-
-
-_Check = tuple[Callable[[np.ndarray], np.ndarray], str]
-
-
-class _Derived:
-    """What the registry implies for the Config, recomputed whenever it changes."""
-
-    def __init__(self) -> None:
-        self.rule_fields: dict[str, tuple[str, ...]] = {}
-        self.knobs: dict[str, _rules.Knob] = {}
-        self.checks: dict[str, _Check] = {}
-        self.numeric: tuple[str, ...] = ()
-        self.fields: tuple[str, ...] = ()
-
-
-_D = _Derived()
-
-LR_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["lr_rule"])
-MOMENTUM_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["momentum_rule"])
-REWARD_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["reward_rule"])
-KL_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["kl_rule"])
-ANNEAL_RULES: Sequence[str] = _LiveSeq(lambda: _D.rule_fields["anneal_rule"])
-
-RULE_FIELDS: Mapping[str, tuple[str, ...]] = _LiveMap(lambda: _D.rule_fields)
-"""Rule field -> allowed rule names (``"none"`` first), from the registry."""
-
-FIELD_CHECKS: Mapping[str, _Check] = _LiveMap(lambda: _D.checks)
-"""Numeric field -> (predicate on a float64 ndarray, what is allowed), from the knobs."""
-
-NUMERIC_FIELDS: Sequence[str] = _LiveSeq(lambda: _D.numeric)
-"""The numeric knobs (pytree leaves) in order: the core knobs, then the rules' knobs."""
+rule_fields = _rules.rule_fields
+numeric_fields = _rules.numeric_fields
 
 # Pairs that must be ordered (low <= high), checked elementwise.
 _ORDERED: tuple[tuple[str, str], ...] = (
@@ -141,6 +42,8 @@ _ORDERED: tuple[tuple[str, str], ...] = (
     ("min_momentum", "base_momentum"),
     ("base_momentum", "max_momentum"),
 )
+_DERIVED = {"min_lr": 1e-3, "max_lr": 10.0}  # default bound = base_lr * factor
+_CORE = tuple(k.name for k in _rules.CORE_KNOBS)
 
 
 def _concrete(value: Any) -> np.ndarray | None:
@@ -156,195 +59,270 @@ def _fmt(value: Any) -> str:
     return repr(arr.item()) if arr.ndim == 0 else np.array2string(arr, threshold=8)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_field(name: str, value: Any) -> None:
     """Raise ``ValueError`` if ``value`` is not allowed for numeric field ``name``."""
-    if name not in _D.checks:
-        raise ValueError(
-            f"unknown Config field {name!r}; numeric fields are: {', '.join(NUMERIC_FIELDS)}"
-        )
+    k = _rules.knob_named(name)
+    if k is None:
+        raise ValueError(f"unknown Config field {name!r}; numeric fields are: {', '.join(numeric_fields())}")
     if isinstance(value, (bool, str)) or value is None:
-        raise ValueError(f"Config.{name}={value!r} is invalid: must be {_D.checks[name][1]}.")
+        raise ValueError(f"Config.{name}={value!r} is invalid: must be {k.allowed}.")
     arr = _concrete(value)
     if arr is None:
         return
-    pred, allowed = _D.checks[name]
     with np.errstate(invalid="ignore"):
-        ok = np.isfinite(arr) & pred(arr)
+        ok = np.isfinite(arr) & k.check(arr)
     if not np.all(ok):
-        raise ValueError(f"Config.{name}={_fmt(value)} is invalid: must be {allowed}.")
+        raise ValueError(f"Config.{name}={_fmt(value)} is invalid: must be {k.allowed}.")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if _number(a) and _number(b):
+        return bool(a == b)
+    x, y = _concrete(a), _concrete(b)
+    return x is not None and y is not None and x.shape == y.shape and bool(np.all(x == y))
 
 
 _DOC_HEAD = """What the controller does: which rules run, and every numeric knob they use.
 
-    Rule names are static (they pick the code that runs); every numeric field is
-    a pytree leaf, so configs that share rule names can be stacked along a
-    leading axis and ``jax.vmap``-ed (see :func:`adaptive_sched.sweep`). Every
-    field is validated at construction; a bad value raises ``ValueError`` naming
-    the field, the value and what is allowed.
+    Build it from flat keyword arguments, ``Config(lr_rule="trend", trend_up=1.05,
+    base_lr=1e-3)``; read any field as an attribute (``config.trend_up``,
+    ``config.lr_rule``); derive a variant with :meth:`replace`. Rule names are
+    static (they pick the code that runs); every numeric knob is a pytree leaf,
+    so configs that share rule names can be stacked along a leading axis and
+    ``jax.vmap``-ed (see :func:`adaptive_sched.sweep`). Every field is validated
+    at construction; a bad value raises ``ValueError`` naming the field, the
+    value and what is allowed. A Config is immutable, hashable (with scalar
+    knobs), compares by value and pickles.
 
-    The learning rate is ``lr_t = clip(base_lr * exp(s_t), min_lr, max_lr)``,
-    where ``s_t`` is the sum of the active rules' log-factors (see the rule
-    functions in ``adaptive_sched._rules`` and the README's rule table). With
-    every rule ``"none"`` the lr is ``base_lr`` exactly and momentum is left
-    alone.
+    The learning rate is ``lr_t = clip(base_lr * exp(a_t + s_t), min_lr, max_lr)``,
+    where ``a_t + s_t`` is the sum of the active rules' log-factors (see the rules
+    in ``adaptive_sched.rules`` and the README's rule table). With every rule
+    ``"none"`` the lr is ``base_lr`` exactly and momentum is left alone.
 
-    The fields derive from the rule registry (``adaptive_sched._rules``).
+    Fields (from the rule registry; :func:`adaptive_sched._config.config_doc`
+    lists the ones registered since):
 
-    Attributes:
 """
 
 
+def config_doc() -> str:
+    """The Config docstring: the construction notes, then every field the registry knows now."""
+    lines = [_DOC_HEAD]
+    for fam in _rules.FAMILIES.values():
+        lines.append(f"      {fam.field}: {fam.doc}: ``{' | '.join(_rules.rule_names(fam.name))}``.\n")
+    for name in numeric_fields():
+        k = _rules.knob_named(name)
+        assert k is not None
+        lines.append(f"      {k.name}: {k.doc}\n")
+    return "".join(lines)
+
+
 class Config:
-    # A frozen dataclass whose fields and docstring are generated from the
-    # registry (_sync below), so type checkers see an open attribute set.
+    # The fields exist as attributes through __getattr__ (they derive from the
+    # registry); type checkers see the rule fields below and Any for the knobs.
     if TYPE_CHECKING:
-        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
         lr_rule: str
         momentum_rule: str
         reward_rule: str
         kl_rule: str
         anneal_rule: str
 
-        def __getattr__(self, name: str) -> Any: ...
+    __slots__ = ("_active", "_cache", "_knobs")
+    _active: tuple[tuple[str, str], ...]
+    _knobs: dict[str, Any]
+    _cache: dict[Any, Config]  # the knobs as each namespace's float32 values (adaptive_sched._core.knobs32)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        names = _D.fields
-        if len(args) > len(names):
-            raise TypeError(f"Config() takes at most {len(names)} positional arguments but {len(args)} were given")
-        for name, value in zip(names, args):
-            if name in kwargs:
-                raise TypeError(f"Config.__init__() got multiple values for argument {name!r}")
-            kwargs[name] = value
-        for name in kwargs:
-            if name not in _D.knobs and name not in _D.rule_fields:
+    def __init__(self, **fields: Any) -> None:
+        active: dict[str, str] = {}
+        given: dict[str, Any] = {}
+        for name, value in fields.items():
+            fam = _rules.family_of_field(name)
+            if fam is not None:
+                allowed = _rules.rule_names(fam.name)
+                if not isinstance(value, str) or value not in allowed:
+                    raise ValueError(f"Config.{name}={value!r} is invalid: must be one of {', '.join(allowed)}.")
+                if value != "none":
+                    active[name] = value
+            elif _rules.knob_named(name) is not None:
+                given[name] = float(value) if _number(value) else value
+            else:
                 raise TypeError(f"Config.__init__() got an unexpected keyword argument {name!r}")
-        for name in _D.rule_fields:
-            object.__setattr__(self, name, kwargs.get(name, "none"))
-        for name, k in _D.knobs.items():
-            object.__setattr__(self, name, kwargs.get(name, k.default))
-        self.__post_init__()
-
-    def __post_init__(self) -> None:
-        for field, allowed in _D.rule_fields.items():
-            value = getattr(self, field)
-            if not isinstance(value, str) or value not in allowed:
-                raise ValueError(
-                    f"Config.{field}={value!r} is invalid: must be one of {', '.join(allowed)}."
-                )
-        check_field("base_lr", self.base_lr)  # before deriving the bounds from it
-        if self.min_lr is None:
-            object.__setattr__(self, "min_lr", _derive(self.base_lr, 1e-3))
-        if self.max_lr is None:
-            object.__setattr__(self, "max_lr", _derive(self.base_lr, 10.0))
-        for name in _D.numeric:
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                object.__setattr__(self, name, value)
+        order = list(_rules.FAMILIES)
+        pairs = tuple(sorted(active.items(), key=lambda p: order.index(p[0].removesuffix("_rule"))))
+        knobs: dict[str, Any] = {}
+        for k in _rules.CORE_KNOBS:
+            knobs[k.name] = given.pop(k.name, k.default)
+        check_field("base_lr", knobs["base_lr"])  # before deriving the bounds from it
+        for bound, factor in _DERIVED.items():
+            if knobs[bound] is None:
+                base = knobs["base_lr"]
+                knobs[bound] = float(base) * factor if _number(base) else base * factor
+        for field, name in pairs:
+            for k in _rules.lookup(field.removesuffix("_rule"), name).knobs.values():
+                knobs.setdefault(k.name, given.pop(k.name, k.default))
+        # Knobs of inactive rules: kept when they differ from the default (not dropped), in registry order.
+        for name in numeric_fields():
+            if name in given:
+                value = given.pop(name)
+                default = _rules.knob_named(name).default  # type: ignore[union-attr]
+                if not (_number(value) and value == default):
+                    knobs.setdefault(name, value)
+        for name, value in knobs.items():
             check_field(name, value)
         for low, high in _ORDERED:
-            lo, hi = _concrete(getattr(self, low)), _concrete(getattr(self, high))
+            lo, hi = _concrete(knobs[low]), _concrete(knobs[high])
             if lo is not None and hi is not None and not np.all(lo <= hi):
                 raise ValueError(
-                    f"Config.{low}={_fmt(lo)} and Config.{high}={_fmt(hi)} are invalid: "
-                    f"must satisfy {low} <= {high}."
+                    f"Config.{low}={_fmt(lo)} and Config.{high}={_fmt(hi)} are invalid: must satisfy {low} <= {high}."
                 )
+        _init(self, pairs, knobs)
 
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in _D.fields)
-        return f"Config({inner})"
+    # ------------------------------------------------------------------ reading
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return tuple(getattr(self, n) for n in _D.fields) == tuple(getattr(other, n) for n in _D.fields)
-
-    def __hash__(self) -> int:
-        return hash(tuple(getattr(self, n) for n in _D.fields))
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        knobs = self._knobs
+        if name in knobs:
+            return knobs[name]
+        if _rules.family_of_field(name) is not None:
+            return dict(self._active).get(name, "none")
+        k = _rules.knob_named(name)
+        if k is not None:
+            return k.default
+        raise AttributeError(f"'Config' object has no attribute {name!r}")
 
     @property
     def rules(self) -> tuple[str, ...]:
-        """The static part: the rule names, one per family in registry order (``lr_rule, momentum_rule, reward_rule, kl_rule, anneal_rule``)."""
-        return tuple(getattr(self, n) for n in _D.rule_fields)
+        """The static part: one rule name per family, in family order (``lr_rule, momentum_rule, ...``)."""
+        active = dict(self._active)
+        return tuple(active.get(f.field, "none") for f in _rules.FAMILIES.values())
+
+    @property
+    def active(self) -> tuple[tuple[str, str], ...]:
+        """The active rules as ``(field, name)`` pairs, e.g. ``(("lr_rule", "trend"),)``."""
+        return self._active
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """The stored knobs (the pytree leaves), ``{name: value}``: core knobs, the active rules', other non-defaults."""
+        return dict(self._knobs)
+
+    def numeric(self) -> dict[str, Any]:
+        """Every numeric knob as a ``{name: value}`` dict (defaults for the inactive rules' knobs)."""
+        out = {name: getattr(self, name) for name in numeric_fields()}
+        return {**out, **self._knobs}
+
+    def asdict(self) -> dict[str, Any]:
+        """The flat keyword form: the active rule fields and the stored knobs (``Config(**c.asdict()) == c``)."""
+        return {**dict(self._active), **self._knobs}
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""
-        return dataclasses.replace(self, **changes)
-
-    def numeric(self) -> dict[str, Any]:
-        """The numeric knobs as a ``{name: value}`` dict."""
-        return {name: getattr(self, name) for name in _D.numeric}
+        return Config(**{**self.asdict(), **changes})
 
     def _map(self, fn: Callable[[Any], Any]) -> Config:
-        """Apply ``fn`` to every numeric leaf, skipping validation (internal)."""
-        return _unflatten(self.rules, tuple(fn(getattr(self, n)) for n in _D.numeric))
+        """Apply ``fn`` to every stored knob, skipping validation (internal)."""
+        return _make(self._active, {n: fn(v) for n, v in self._knobs.items()})
+
+    # ------------------------------------------------------------------ value semantics
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: a Config is immutable (use replace)")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}: a Config is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Config:
+            return NotImplemented
+        a, b = self._knobs, other._knobs
+        return self._active == other._active and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+
+    def __hash__(self) -> int:
+        return hash((self._active, tuple(self._knobs.items())))
+
+    def __reduce__(self) -> Any:
+        return (_make, (self._active, dict(self._knobs)))
+
+    def __repr__(self) -> str:
+        """The active rules and the knobs that differ from their defaults (lr bounds: from ``base_lr``)."""
+        parts = [f"{field}={name!r}" for field, name in self._active]
+        base = self._knobs["base_lr"]
+        for name, value in self._knobs.items():
+            if name in _DERIVED and _number(base):
+                default: Any = float(base) * _DERIVED[name]
+            else:
+                k = _rules.knob_named(name)
+                default = k.default if k is not None else None
+            if not (_number(value) and _number(default) and math.isclose(value, default, rel_tol=1e-12)):
+                parts.append(f"{name}={_show(value)}")
+        return f"Config({', '.join(parts)})"
 
 
-if not TYPE_CHECKING:  # decorated at runtime only (type checkers would check against no fields)
-    Config = dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)(Config)
+def _show(value: Any) -> str:
+    if _number(value):
+        return repr(value)
+    arr = _concrete(value)
+    if arr is None:
+        return f"<{type(value).__name__}>"
+    return repr(arr.item()) if arr.ndim == 0 else np.array2string(arr, threshold=6, separator=", ")
 
 
-def _derive(base: Any, factor: float) -> Any:
-    if isinstance(base, (int, float)) and not isinstance(base, bool):
-        return float(base) * factor
-    return base * factor
+def _init(obj: Config, active: tuple[tuple[str, str], ...], knobs: dict[str, Any]) -> None:
+    object.__setattr__(obj, "_active", active)
+    object.__setattr__(obj, "_knobs", knobs)
+    object.__setattr__(obj, "_cache", {})
+    if not _registered[0] and "jax.tree_util" in sys.modules:
+        _register_with_jax()
 
 
-def _unflatten(rules: tuple[str, ...], leaves: Any) -> Config:
+def _make(active: tuple[tuple[str, str], ...], knobs: dict[str, Any]) -> Config:
+    """A Config from its parts, without validation (pytree unflatten, pickle, internal casts)."""
     obj = object.__new__(Config)
-    for name, value in zip(_D.rule_fields, rules):
-        object.__setattr__(obj, name, value)
-    for name, value in zip(_D.numeric, leaves):
-        object.__setattr__(obj, name, value)
+    _init(obj, tuple(active), dict(knobs))
     return obj
 
 
-def _config_doc() -> str:
-    lines = [_DOC_HEAD]
-    for fam in _rules.FAMILIES.values():
-        lines.append(f"      {fam.field}: {fam.doc}: ``{' | '.join(_D.rule_fields[fam.field])}``.\n")
-    for k in _D.knobs.values():
-        lines.append(f"      {k.name}: {k.doc}\n")
-    return "".join(lines)
+# --------------------------------------------------------------------------- JAX pytree
+# Registered when JAX is in use: at import if JAX is already imported, else at the
+# first Config built (or unpickled) once it is, and by every module that uses JAX
+# with configs (adaptive_sched.optax, sweeps, the core under JAX). No import hook.
 
-
-def _sync() -> None:
-    """Recompute the Config's fields, checks and docstring from the registry."""
-    _D.rule_fields = {f.field: _rules.rule_names(f.name) for f in _rules.FAMILIES.values()}
-    _D.knobs = {**{k.name: k for k in CORE_KNOBS}, **_rules.KNOBS}
-    _D.checks = {n: (k.check, k.allowed) for n, k in _D.knobs.items()}
-    _D.numeric = tuple(_D.knobs)
-    _D.fields = (*_D.rule_fields, *_D.numeric)
-    spec: list[tuple[str, Any, Any]] = [(n, str, dataclasses.field(default="none")) for n in _D.rule_fields]
-    spec += [(n, Any, dataclasses.field(default=k.default)) for n, k in _D.knobs.items()]
-    Config.__dataclass_fields__ = dataclasses.make_dataclass("Config", spec).__dataclass_fields__  # type: ignore[attr-defined]
-    Config.__doc__ = _config_doc()
-
-
-def core_field_names() -> tuple[str, ...]:
-    """Fields a rule's knobs may not take: the rule fields and the core knobs."""
-    return (*_D.rule_fields, *_CORE_NAMES)
-
-
-_rules._LISTENERS.append(_sync)
-_sync()
+_registered = [False]
 
 
 def _register_with_jax() -> None:
+    if _registered[0]:
+        return
     import jax
 
+    _registered[0] = True
+
     def flatten_with_keys(cfg: Config) -> tuple[Any, Any]:
-        children = tuple(
-            (jax.tree_util.GetAttrKey(n), getattr(cfg, n)) for n in _D.numeric
-        )
-        return children, cfg.rules
+        children = tuple((jax.tree_util.GetAttrKey(n), v) for n, v in cfg._knobs.items())
+        return children, (cfg._active, tuple(cfg._knobs))
 
     def flatten(cfg: Config) -> tuple[Any, Any]:
-        return tuple(getattr(cfg, n) for n in _D.numeric), cfg.rules
+        return tuple(cfg._knobs.values()), (cfg._active, tuple(cfg._knobs))
 
-    jax.tree_util.register_pytree_with_keys(
-        Config, flatten_with_keys, _unflatten, flatten_func=flatten
-    )
+    def unflatten(aux: Any, leaves: Any) -> Config:
+        active, names = aux
+        return _make(active, dict(zip(names, leaves)))
+
+    jax.tree_util.register_pytree_with_keys(Config, flatten_with_keys, unflatten, flatten_func=flatten)
 
 
-_pytree.when_jax_imported(_register_with_jax)
+def ensure_pytree() -> None:
+    """Register :class:`Config` with JAX's pytree registry now (imports JAX)."""
+    _register_with_jax()
+
+
+if "jax.tree_util" in sys.modules:
+    _register_with_jax()

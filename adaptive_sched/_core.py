@@ -1,14 +1,16 @@
-"""The pure controller: ``init(config) -> State`` and ``update(state, signals) -> (State, Hparams)``.
+"""The pure controller: ``init(config) -> State`` and ``update(config, state, signals) -> (State, Hparams)``.
 
 Written once against an array namespace ``xp``: ``jax.numpy`` (jit/vmap/scan),
-NumPy or torch (through array-api-compat), or ``adaptive_sched._scalar`` (plain
-Python floats, the torch adapter's host mode). The namespace is read off the
-state's leaves, so the same function serves every front door.
+NumPy or torch (through array-api-compat), or ``adaptive_sched._scalar``
+(Python floats holding float32 values; the host path traces the same code).
+The namespace is read off the state's leaves, so the same function serves
+every front door. The config is an argument, not part of the state: the state
+holds numbers only, and a front door holds ``(config, state)`` the way optax
+closes over hyperparameters.
 
-The rules themselves are declared in :mod:`adaptive_sched._rules` (one
-definition each); :func:`update_with` runs the config's active rules and
-combines their outputs by kind. The signals are :class:`Signals`' fields
-(:mod:`adaptive_sched._signals`); the State has one EMA per signal.
+The rules are declared in :mod:`adaptive_sched.rules` (one definition each);
+:func:`step` runs the config's active rules and combines their outputs by
+kind. The signals are :class:`Signals`' fields; the State has one EMA per signal.
 
 Conventions (all rules):
 
@@ -19,27 +21,29 @@ Conventions (all rules):
   Deviations ``|x_t - x^_t| <= 1e-6 * |x^_t|`` count as 0 (rounding noise).
 * A signal that is ``None``, NaN or +-inf is not observed this step: its EMA and
   every rule that reads it hold; a non-finite value also increments
-  ``State.skipped``. Finite values are clipped to ``+-SIGNAL_LIMIT``.
-* The lr is ``lr_t = clip(base_lr * exp(a_t + s_t), min_lr, max_lr)`` where
-  ``s_t`` is the sum of the stateless rules' log-factors and ``a_t`` the
-  accumulated log-factor of the stateful (multiplicative) rules. ``a_t`` is
+  ``State.skipped`` (and a rule may read ``obs.bad``). Finite values are
+  clipped to ``+-SIGNAL_LIMIT``.
+* The lr is ``lr_t = clip(clip(base_lr * exp(a_t + s_t), min_lr, max_lr) * c_t,
+  min_lr, max_lr)`` where ``s_t`` is the sum of the stateless rules'
+  log-factors, ``a_t`` the accumulated log-factor of the stateful
+  (multiplicative) rules and ``c_t`` the product of the schedule rules'
+  factors (1 when there is none, and then the outer clip is skipped). ``a_t`` is
   clipped to ``[log(min_lr/base_lr) - s_t, log(max_lr/base_lr) - s_t]`` so it
-  never winds up while the lr sits on a bound.
+  never winds up while the lr sits on a bound; ``c_t`` is outside that clamp,
+  so a deep cooldown does not push ``a_t`` up.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-import numpy as np
+from typing import Any, NamedTuple
 
 from adaptive_sched import _rules, _scalar
-from adaptive_sched._config import Config
-from adaptive_sched._rules import SIGNAL_LIMIT, RuleContext, knobs_of, log_knob, slot_key
-from adaptive_sched._signals import SIGNAL_NAMES, Signals, beta_field
+from adaptive_sched._config import Config, ensure_pytree
+from adaptive_sched._rules import Obs, RuleContext, knobs_of, slot_key
+from adaptive_sched._signals import SIGNAL_LIMIT, SIGNAL_NAMES, Signals, beta_field, check_signal, clip_signal
+from adaptive_sched.rules._math import TINY, log_knob
 
-__all__ = ["EmaState", "Hparams", "SIGNAL_LIMIT", "Signals", "State", "init", "update"]
+__all__ = ["EmaState", "Hparams", "SIGNAL_LIMIT", "Signals", "State", "init", "set_slots", "step", "update"]
 
 _NOISE_FLOOR = 1e-6  # relative deviation treated as rounding noise in the variance EMA
 
@@ -77,37 +81,10 @@ class EmaState(NamedTuple):
     ref: Any
 
 
-_STATE_CORE: tuple[tuple[str, Any], ...] = (
-    ("config", Config),
-    ("step", Any),
-    ("skipped", Any),
-    ("log_scale", Any),
-    ("current_momentum", Any),
-)
-if TYPE_CHECKING:  # what type checkers see; at runtime the EMA fields derive from Signals
-
-    class State(NamedTuple):
-        config: Config
-        step: Any
-        skipped: Any
-        log_scale: Any
-        current_momentum: Any
-        loss: EmaState
-        reward: EmaState
-        grad_norm: EmaState
-        kl: EmaState
-        rule_state: dict[str, Any] = {}  # noqa: RUF012
-
-else:
-    State = NamedTuple(
-        "State", [*_STATE_CORE, *((name, EmaState) for name in SIGNAL_NAMES), ("rule_state", dict)]
-    )
-    State.__new__.__defaults__ = ({},)  # no rule slots; never mutated (update builds a new dict)
-    State.__module__ = __name__
-State.__doc__ = """Controller state: fixed-dtype scalars (float32, int32), plus the config.
+class State(NamedTuple):
+    """Controller state: fixed-dtype scalars only (float32, int32); the config is not part of it.
 
     Attributes:
-      config: the :class:`Config` (numeric knobs as float32 leaves).
       step: number of ``update`` calls so far.
       skipped: number of signals dropped because they were NaN or infinite.
       log_scale: accumulated log lr-factor of the stateful rules (``a_t``).
@@ -119,6 +96,21 @@ State.__doc__ = """Controller state: fixed-dtype scalars (float32, int32), plus 
         (empty unless a rule declares slots).
     """
 
+    step: Any
+    skipped: Any
+    log_scale: Any
+    current_momentum: Any
+    loss: EmaState
+    reward: EmaState
+    grad_norm: EmaState
+    kl: EmaState
+    rule_state: dict[str, Any] = {}  # noqa: RUF012  (never mutated: update builds a new dict)
+
+
+_HEAD = State._fields[:4]
+if State._fields[4:-1] != SIGNAL_NAMES:  # one EMA per Signals field, in order
+    raise ImportError(f"State's EMA fields {State._fields[4:-1]} must be Signals' fields {SIGNAL_NAMES}")
+
 
 def namespace_of(x: Any) -> Any:
     """The array namespace of ``x``; Python scalars map to :mod:`adaptive_sched._scalar`."""
@@ -126,45 +118,33 @@ def namespace_of(x: Any) -> Any:
         return _scalar
     import array_api_compat
 
+    if array_api_compat.is_jax_array(x):
+        ensure_pytree()
     return array_api_compat.array_namespace(x)
 
 
-def _caster(xp: Any, like: Any, dtype: str = "float32") -> Any:
-    """A function converting a value to a ``dtype`` scalar of ``xp`` (on ``like``'s device for torch)."""
-    if getattr(xp, "IS_SCALAR", False):
-        return float if dtype == "float32" else int
+def _caster(xp: Any, like: Any) -> Any:
+    """``cast(value, dtype)``: a value as a scalar of ``xp`` (on ``like``'s device for torch)."""
     import array_api_compat
 
-    target = getattr(xp, dtype)
-    if array_api_compat.is_torch_namespace(xp):
+    if xp is not _scalar and array_api_compat.is_torch_namespace(xp):
         dev = like.device
-
-        def cast_torch(v: Any) -> Any:
-            return xp.astype(xp.asarray(v, device=dev), target)
-
-        return cast_torch
-
-    def cast(v: Any) -> Any:
-        return xp.astype(xp.asarray(v), target)
-
-    return cast
+        return lambda v, dtype: xp.astype(xp.asarray(v, device=dev), dtype)
+    return lambda v, dtype: xp.astype(xp.asarray(v), dtype)
 
 
-def _preclip(v: Any) -> Any:
-    """Clip a concrete float64 signal to +-SIGNAL_LIMIT on the host, before any float32 cast.
+def knobs32(xp: Any, config: Config, like: Any = None) -> Config:
+    """``config`` with every knob as the float32 value the arithmetic uses (see :func:`_scalar.knob`).
 
-    A finite float64 beyond float32's range would otherwise become inf in the
-    cast and be dropped; clipped first, it is observed like any other large
-    value. NaN and +-inf pass through (they are "not observed"). Arrays that are
-    already float32 or narrower, tensors and JAX tracers pass through unchanged
-    (they cannot exceed float32's range).
+    Computed once per config and kind of namespace when every knob is a number.
     """
-    if isinstance(v, float):  # Python floats and numpy.float64 scalars
-        return min(max(v, -SIGNAL_LIMIT), SIGNAL_LIMIT) if math.isfinite(v) else v
-    if isinstance(v, np.ndarray) and v.dtype == np.float64:
-        with np.errstate(invalid="ignore"):
-            return np.where(np.isfinite(v), np.clip(v, -SIGNAL_LIMIT, SIGNAL_LIMIT), v)
-    return v
+    kind = _scalar.knob_kind(xp, like)
+    hit = config._cache.get(kind)
+    if hit is None:
+        hit = config._map(lambda v: _scalar.knob(xp, v, like))
+        if all(isinstance(v, (int, float)) for v in config.knobs.values()):
+            config._cache[kind] = hit
+    return hit
 
 
 def init(config: Config, xp: Any = None, device: Any = None) -> State:
@@ -173,10 +153,9 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     Args:
       config: the controller's :class:`Config`.
       xp: array namespace for the state (``numpy``, ``jax.numpy``, a torch
-        namespace from array-api-compat, or ``adaptive_sched._scalar`` for plain
-        Python floats). Default: the namespace of ``config``'s numeric leaves if
-        they are arrays (so ``jax.vmap(init)`` over stacked configs works), else
-        NumPy.
+        namespace from array-api-compat, or ``adaptive_sched._scalar`` for
+        Python floats). Default: the namespace of ``config``'s knobs if they
+        are arrays (so ``jax.vmap(init)`` over stacked configs works), else NumPy.
       device: device for the state's arrays (torch), passed to ``xp.asarray``.
 
     Returns:
@@ -198,7 +177,7 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
 
         if not array_api_compat.is_array_api_obj(xp.asarray(0.0)):
             raise TypeError(f"init(xp=...) must be an array namespace, got {xp!r}")
-        xp = array_api_compat.array_namespace(xp.asarray(0.0))
+        xp = namespace_of(xp.asarray(0.0))
 
     def f32(v: Any) -> Any:
         return xp.asarray(v, dtype=xp.float32, device=device) if xp is not _scalar else _scalar.float32(v)
@@ -208,31 +187,17 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
 
     # Every leaf is its own array (never one object shared by several leaves):
     # JAX refuses to donate a buffer twice (jax.jit(..., donate_argnums=...)).
-    cfg = config._map(f32)
-
     def ema() -> EmaState:
         return EmaState(mean=f32(0.0), var=f32(0.0), decay_pow=f32(1.0), ref=f32(0.0))
 
-    momentum = xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum)  # a new array
-    # each slot its own array too (one call per slot)
-    slots = {key: (i32 if slot.dtype == "int32" else f32)(slot.init) for key, slot in _rules.state_slots(cfg)}
-    return State._make([cfg, i32(0), i32(0), f32(0.0), f32(momentum), *(ema() for _ in SIGNAL_NAMES), slots])
+    lo, base, hi = (_scalar.knob(xp, config.knobs[n]) for n in ("min_momentum", "base_momentum", "max_momentum"))
+    momentum = f32(xp.clip(base, lo, hi))
+    slots = {key: (i32 if slot.dtype == "int32" else f32)(slot.init) for key, slot in _rules.state_slots(config)}
+    return State._make([i32(0), i32(0), f32(0.0), momentum, *(ema() for _ in SIGNAL_NAMES), slots])
 
 
-class _Obs(NamedTuple):
-    """One step's view of a signal after its EMA update (internal)."""
-
-    ok: Any  # observed this step (finite)
-    has_prev: Any  # there was a previous smoothed value to compare against
-    hat: Any  # smoothed value after this step (held if not ok)
-    prev_hat: Any  # smoothed value before this step
-    var_hat: Any  # bias-corrected variance after this step
-    ema: EmaState
-    x: Any = 0.0  # this step's raw value, clipped to +-SIGNAL_LIMIT (0 if not observed)
-
-
-def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> _Obs:
-    """EMA update of one (float32 or Python float) signal value.
+def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> Obs:
+    """EMA update of one float32 signal value.
 
     ``track_var`` (static) says whether a rule reads this signal's variance;
     if not, ``var`` stays as it is (0), which saves work on every step.
@@ -240,8 +205,8 @@ def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> _Obs
     ok = xp.isfinite(x)
     xs = xp.where(ok, xp.clip(x, -SIGNAL_LIMIT, SIGNAL_LIMIT), 0.0)
     has_prev = ema.decay_pow < 1.0
-    one_m_pow = 1.0 - ema.decay_pow
-    prev_hat = ema.mean / xp.where(has_prev, one_m_pow, one_m_pow + 1.0)
+    # Before the first observation decay_pow == 1 and mean == 0: divide by 1 (the same value, one op less).
+    prev_hat = ema.mean / xp.where(has_prev, 1.0 - ema.decay_pow, 1.0)
     new_pow = ema.decay_pow * beta
     new_mean = beta * ema.mean + (1.0 - beta) * xs
     # 1 - b^n >= 1 - b > 0 once observed, because b < 1 is validated.
@@ -253,9 +218,10 @@ def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> _Obs
     pow_ = xp.where(ok, new_pow, ema.decay_pow)
     ref = xp.where(ok, new_ref, ema.ref)
     hat = xp.where(ok, hat, prev_hat)
-    var_hat = var / xp.where(pow_ < 1.0, 1.0 - pow_, 1.0 - pow_ + 1.0)
-    return _Obs(
+    var_hat = var / xp.where(pow_ < 1.0, 1.0 - pow_, 1.0)
+    return Obs(
         ok=ok,
+        bad=xp.logical_not(ok),
         has_prev=has_prev,
         hat=hat,
         prev_hat=prev_hat,
@@ -275,41 +241,14 @@ def _variance_step(xp: Any, var: Any, xs: Any, hat: Any, beta: Any) -> Any:
     return beta * var + (1.0 - beta) * dev * dev
 
 
-def _held(xp: Any, ema: EmaState) -> _Obs:
-    """The view of a signal that was not supplied this step."""
+def _held(xp: Any, ema: EmaState) -> Obs:
+    """The view of a signal that was not supplied this step (``ok`` and ``bad`` are constant False)."""
     has_prev = ema.decay_pow < 1.0
-    one_m_pow = 1.0 - ema.decay_pow
-    hat = ema.mean / xp.where(has_prev, one_m_pow, one_m_pow + 1.0)
-    var_hat = ema.var / xp.where(has_prev, one_m_pow, one_m_pow + 1.0)
-    # Python False lets the host-path compiler prune every rule that reads this
-    # signal; array namespaces need an array (torch's where rejects a bool).
-    never = False if getattr(xp, "IS_SCALAR", False) else xp.logical_and(has_prev, xp.logical_not(has_prev))
-    return _Obs(ok=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema, x=hat)
-
-
-# --------------------------------------------------------------------------- the step
-# The rules themselves are declared in adaptive_sched._rules; update_with runs
-# the config's active ones and combines their outputs by kind.
-
-
-def update(state: State, signals: Signals) -> tuple[State, Hparams]:
-    """One controller step: fold in this step's signals, return the new state and hparams.
-
-    Pure and namespace-generic: the namespace is read off the state (Python
-    numbers, NumPy, ``jax.numpy`` including tracers, torch). Under ``jax.jit``
-    it traces once per config structure (rule names) and per pattern of
-    supplied (non-``None``) signals, whatever their values. To mark a signal as
-    missing without changing the structure, pass NaN.
-
-    Args:
-      state: the current :class:`State`.
-      signals: this step's :class:`Signals`.
-
-    Returns:
-      ``(new_state, hparams)``.
-    """
-    xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
-    return update_with(xp, state, signals)
+    den = xp.where(has_prev, 1.0 - ema.decay_pow, 1.0)  # decay_pow == 1 (so 1) before the first observation
+    hat = ema.mean / den
+    var_hat = ema.var / den
+    never = xp.zeros_like(has_prev)  # a False of the namespace (a constant for the host-path tracer)
+    return Obs(ok=never, bad=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema, x=hat)
 
 
 def signal_usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
@@ -324,29 +263,63 @@ def signal_usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
     return uses, track_var
 
 
-def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams]:
-    """:func:`update` with an explicit namespace (the host-path compiler traces it this way)."""
-    cfg = state.config
-    rules = _rules.active_rules(cfg)
-    scalar = getattr(xp, "IS_SCALAR", False)
+def _usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
+    return _rules._cached(config, "usage", lambda: signal_usage(config))
 
-    to_f32 = _caster(xp, state.step)
 
-    def f32_signal(v: Any) -> Any:
-        # Finite float64 values beyond float32's range are clipped before the cast (not dropped).
-        return xp.asarray(_preclip(v), dtype=xp.float32) if scalar else to_f32(_preclip(v))
+def update(config: Config, state: State, signals: Signals) -> tuple[State, Hparams]:
+    """One controller step: fold in this step's signals, return the new state and hparams.
+
+    Pure and namespace-generic: the namespace is read off the state (Python
+    numbers, NumPy, ``jax.numpy`` including tracers, torch). Under ``jax.jit``
+    it traces once per config structure (rule names) and per pattern of
+    supplied (non-``None``) signals, whatever their values. To mark a signal as
+    missing without changing the structure, pass NaN.
+
+    Args:
+      config: the controller's :class:`Config` (the one the state was made for).
+      state: the current :class:`State`.
+      signals: this step's :class:`Signals`.
+
+    Returns:
+      ``(new_state, hparams)``.
+    """
+    new, hp, _ = step(config, state, signals)
+    return new, hp
+
+
+def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams, dict[str, Any]]:
+    """:func:`update`, also returning each active rule's output this step.
+
+    Args:
+      config, state, signals: as :func:`update`.
+      xp: the namespace (default: read off the state; the host-path compiler passes its tracer).
+
+    Returns:
+      ``(new_state, hparams, outputs)``: ``outputs`` maps each active rule's
+      key (``"lr.trend"``) to what it returned (its log-increment, log-factor,
+      ``(log_factor, restart)`` for a clock, the momentum, or the schedule's
+      log-factor), so diagnostics can report every rule's decision.
+    """
+    if xp is None:
+        xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
+    cfg = knobs32(xp, config, state.log_scale)
+    rules = _rules.active_rules(config)
+    cast = _caster(xp, state.step)
 
     t_int = state.step + 1
     t = xp.astype(t_int, xp.float32)
     slots = dict(state.rule_state)
+    outputs: dict[str, Any] = {}
 
-    def run(rule: _rules.Rule, obs: _Obs | None) -> Any:
+    def run(rule: _rules.Rule, obs: Obs | None) -> Any:
         own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
         out = rule.fn(xp, obs, knobs_of(rule, cfg), RuleContext(cfg, t, own))
         if rule.slots:
             out, new = out
             for s in rule.slots:
                 slots[slot_key(rule, s)] = new[s.name]
+        outputs[rule.key] = out
         return out
 
     emas = [getattr(state, name) for name in SIGNAL_NAMES]
@@ -358,20 +331,15 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
             emas = [_restart(xp, e, restart) for e in emas]
 
     skipped = state.skipped
-    uses, track_var = signal_usage(cfg)
-    views: dict[str, _Obs | None] = {}
+    uses, track_var = _usage(config)
+    views: dict[str, Obs | None] = {}
     for name, value, ema in zip(SIGNAL_NAMES, signals, emas):
-        used = uses[name]
-        if getattr(value, "ndim", 0) != 0:
-            raise ValueError(
-                f"Signals.{name} must be a scalar (shape ()), got shape {tuple(value.shape)}; "
-                "reduce it first (e.g. the batch mean)."
-            )
+        check_signal(f"Signals.{name}", value)
         if value is None:
-            views[name] = _held(xp, ema) if used else None
+            views[name] = _held(xp, ema) if uses[name] else None
             continue
-        x = f32_signal(value)
-        if used:
+        x = cast(clip_signal(value), xp.float32)  # finite float64 beyond float32's range: clipped, not dropped
+        if uses[name]:
             obs = _observe(xp, ema, x, getattr(cfg, beta_field(name)), track_var[name])
             views[name] = obs
             ok = obs.ok
@@ -382,15 +350,20 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
 
     # ---- lr: stateful increments and stateless log-factors, in family order
     inc: Any = 0.0
+    log_schedule: Any = None
     for rule in rules:
+        view = views[rule.signal] if rule.signal else None
         if rule.kind == "increment":
-            inc = inc + run(rule, views[rule.signal])  # type: ignore[index]
+            inc = inc + run(rule, view)
         elif rule.kind == "factor":
-            log_stateless = log_stateless + run(rule, views[rule.signal] if rule.signal else None)
+            log_stateless = log_stateless + run(rule, view)
+        elif rule.kind == "schedule":
+            out = run(rule, view)
+            log_schedule = out if log_schedule is None else log_schedule + out
     w = cfg.warmup_steps
     warm = xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), 1.0)
     # log(1) == 0 exactly, so the identity config stays bit exact.
-    log_stateless = log_stateless + xp.log(xp.clip(warm, _rules._TINY, 1.0))
+    log_stateless = log_stateless + xp.log(xp.clip(warm, TINY, 1.0))
 
     log_lo = log_knob(xp, cfg.min_lr) - log_knob(xp, cfg.base_lr)
     log_hi = log_knob(xp, cfg.max_lr) - log_knob(xp, cfg.base_lr)
@@ -401,6 +374,8 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
     else:  # no stateful rule: log_scale stays at its initial 0 (static, so it folds away)
         log_scale, log_factor = state.log_scale, log_stateless
     lr = xp.clip(cfg.base_lr * xp.exp(log_factor), cfg.min_lr, cfg.max_lr)
+    if log_schedule is not None:  # after the clamp, outside the anti-windup
+        lr = xp.clip(lr * xp.exp(xp.clip(log_schedule, log_lo - log_hi - 1.0, 0.0)), cfg.min_lr, cfg.max_lr)
 
     # ---- momentum: held while its signal is not observed
     momentum = state.current_momentum  # set within bounds by init
@@ -410,24 +385,21 @@ def update_with(xp: Any, state: State, signals: Signals) -> tuple[State, Hparams
             mu = run(rule, seen)
             momentum = xp.clip(xp.where(seen.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
-    ema_out = [v.ema if v is not None else e for v, e in zip(views.values(), emas)]
+    f32, i32 = xp.float32, xp.int32
+    dtypes = {key: slot.dtype for key, slot in _rules.state_slots(config)}
     new_state = State._make(
         [
-            cfg,
-            t_int,
-            skipped,
-            log_scale if scalar else to_f32(log_scale),
-            momentum if scalar else to_f32(momentum),
-            *ema_out,
-            slots,
+            xp.astype(t_int, i32),
+            xp.astype(skipped, i32),
+            cast(log_scale, f32),
+            cast(momentum, f32),
+            *(EmaState(*(cast(v, f32) for v in (view.ema if view else e))) for view, e in zip(views.values(), emas)),
+            {k: cast(v, i32 if dtypes[k] == "int32" else f32) for k, v in slots.items()},
         ]
     )
-    lr_scale = lr / cfg.base_lr
-    if not scalar:
-        new_state = _cast_floats(xp, new_state, to_f32, _caster(xp, state.step, "int32"))
-        lr, lr_scale = to_f32(lr), to_f32(lr_scale)
-    hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=lr_scale)
-    return new_state, hp
+    lr = cast(lr, f32)
+    hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=cast(lr / cfg.base_lr, f32))
+    return new_state, hp, outputs
 
 
 def _restart(xp: Any, e: EmaState, restart: Any) -> EmaState:
@@ -440,20 +412,35 @@ def _restart(xp: Any, e: EmaState, restart: Any) -> EmaState:
     )
 
 
-def _cast_floats(xp: Any, state: State, f32: Any, i32: Any) -> State:
-    def ema(e: EmaState) -> EmaState:
-        return EmaState(*(f32(v) for v in e))
+def set_slots(config: Config, state: State, family: str, **values: Any) -> State:
+    """``state`` with slots of ``family``'s active rule set to ``values`` (pure; e.g. "start the cooldown now").
 
-    dtypes = {key: slot.dtype for key, slot in _rules.state_slots(state.config)}
-    slots = {k: i32(v) if dtypes[k] == "int32" else f32(v) for k, v in state.rule_state.items()}
-    return State._make(
-        [
-            state.config,
-            xp.astype(state.step, xp.int32),
-            xp.astype(state.skipped, xp.int32),
-            state.log_scale,
-            state.current_momentum,
-            *(ema(getattr(state, name)) for name in SIGNAL_NAMES),
-            slots,
-        ]
-    )
+    Front doors use it to act on a rule from outside its signals: the torch
+    adapter's :meth:`~adaptive_sched.AdaptiveScheduler.set_slots`, or a JAX
+    loop on ``opt_state.controller``. Each value is cast to the slot's dtype
+    in the state's namespace (and device).
+
+    Args:
+      config: the config the state belongs to.
+      state: the state.
+      family: the family whose active rule owns the slots (``"anneal"``, ...).
+      **values: ``slot=value``.
+
+    Raises:
+      ValueError: the family has no active rule, or it has no such slot.
+    """
+    name = getattr(config, f"{family}_rule", "none")
+    if name == "none":
+        raise ValueError(f"set_slots: {family}_rule is 'none' in this config; no rule owns slots there")
+    rule = _rules.lookup(family, name)
+    known = {s.name: s for s in rule.slots}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"set_slots: rule {rule.key} has no slot(s) {unknown}; its slots are {sorted(known)}")
+    xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
+    cast = _caster(xp, state.step)
+    slots = dict(state.rule_state)
+    for slot_name, value in values.items():
+        s = known[slot_name]
+        slots[slot_key(rule, s)] = cast(value, xp.int32 if s.dtype == "int32" else xp.float32)
+    return state._replace(rule_state=slots)

@@ -37,31 +37,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._signals import SIGNAL_NAMES, array_rows, finite_mean, pack, unpack
 
 __all__ = ["SignalSync", "pack_rows", "unpack_rows"]
 
 _N = len(SIGNAL_NAMES)
 
 
-def pack_rows(values: Sequence[float | None]) -> list[list[float]]:
-    """Host values (Python floats or None, in :data:`SIGNAL_NAMES` order) as the three rows of the layout."""
-    if len(values) != _N:
-        raise ValueError(f"expected {_N} signal values ({', '.join(SIGNAL_NAMES)}), got {len(values)}")
-    total, finite, present = [0.0] * _N, [0.0] * _N, [0.0] * _N
-    for i, v in enumerate(values):
-        if v is None:
-            continue
-        present[i] = 1.0
-        if math.isfinite(v):
-            total[i], finite[i] = v, 1.0
-    return [total, finite, present]
-
-
-def unpack_rows(rows: Sequence[Sequence[float]]) -> list[float | None]:
-    """The reduced rows back to one value (mean, NaN or None) per signal (see the module docstring)."""
-    total, finite, present = rows
-    return [(t / f if f > 0 else math.nan) if p > 0 else None for t, f, p in zip(total, finite, present)]
+pack_rows = pack  # the layout is the intake's (adaptive_sched._signals): one definition
+unpack_rows = unpack
 
 
 class SignalSync:
@@ -132,13 +116,11 @@ class SignalSync:
         present = self._present.get(mask)
         if present is None:
             present = self._present[mask] = torch.tensor(mask, dtype=torch.float32).to(dev)
-        zero = torch.zeros((), dtype=torch.float32, device=dev)
+        import array_api_compat.torch as xp
+
         nan = torch.full((), math.nan, dtype=torch.float32, device=dev)  # a missing value is not finite
-        x = torch.stack([nan if v is None else v for v in values])
-        finite = torch.isfinite(x)
-        packed = torch.stack([torch.where(finite, x, zero), finite.to(torch.float32), present])
+        packed = torch.cat([array_rows(xp, [nan if v is None else v for v in values]), present[None]])
         dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=self.group)
-        total, n_finite = packed[0], packed[1]
-        mean = torch.where(n_finite > 0, total / n_finite.clamp(min=1.0), torch.full_like(total, math.nan))
+        mean = finite_mean(torch, packed[0], packed[1])
         # Note: ``present`` after the reduction is not read: reading it would need a host sync.
         return [mean[i] if used else None for i, used in enumerate(self.uses)]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._signals import SIGNAL_NAMES, array_rows, check_signal, finite_mean
 
 __all__ = ["MultiStepsSignalsState", "multi_steps"]
 
@@ -90,17 +90,13 @@ def multi_steps(
         updates: Any, state: MultiStepsSignalsState, params: Any = None, **extra_args: Any
     ) -> tuple[Any, MultiStepsSignalsState]:
         given = [extra_args.get(k) is not None for k in _KEYWORDS]
-        values = []
         for k, g in zip(_KEYWORDS, given):
-            v = jnp.asarray(extra_args[k], jnp.float32) if g else jnp.zeros((), jnp.float32)
-            if v.shape != ():
-                raise ValueError(f"update({k}=...) must be a scalar (shape ()), got shape {tuple(v.shape)}")
-            values.append(v)
-        x = jnp.stack(values)
-        finite = jnp.isfinite(x) & jnp.asarray(given)
-        total = state.total + jnp.where(finite, x, 0.0)
-        count = state.n_finite + finite.astype(jnp.float32)
-        mean = jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+            if g:
+                check_signal(f"update({k}=...)", extra_args[k], "a scalar (a 0-d array or a Python number)")
+        values = [extra_args[k] if g else jnp.nan for k, g in zip(_KEYWORDS, given)]  # not given: not finite
+        rows = array_rows(jnp, values)
+        total, count = state.total + rows[0], state.n_finite + rows[1]
+        mean = finite_mean(jnp, total, count)
         for i, (k, g) in enumerate(zip(_KEYWORDS, given)):
             if g:
                 extra_args[k] = mean[i]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import itertools
 import warnings
-import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adaptive_sched import _rules, _scalar
-from adaptive_sched._config import RULE_FIELDS, Config
+from adaptive_sched import _rules
+from adaptive_sched._checkpoint import check_rule_set, check_slots, rule_set_id
+from adaptive_sched._config import Config, ensure_pytree
 from adaptive_sched._core import Hparams, Signals, State, init, signal_usage, update
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._signals import SIGNAL_NAMES, check_signal
 from adaptive_sched._spmd import pmean_signals
 
 __all__ = [
@@ -35,15 +34,16 @@ class AdaptiveHyperparamsState(NamedTuple):
     """State of :func:`inject_hyperparams`.
 
     Attributes:
-      controller: the controller's :class:`~adaptive_sched.State` with
-        ``config=None`` (the config lives in the transformation; re-attach it
-        with ``state.controller._replace(config=config)`` to use the core directly).
+      controller: the controller's :class:`~adaptive_sched.State` (numbers
+        only; the config lives in the transformation, so
+        ``adaptive_sched.update(config, state.controller, signals)`` continues it).
       inner_state: the wrapped ``optax.inject_hyperparams`` state; its
         ``hyperparams`` dict holds the lr (and momentum) the controller set, so
         ``optax.tree.get(state, "learning_rate")`` reads the current lr.
-      rules_id: int32 fingerprint of the config's rule names (see
-        ``_rules_fingerprint``, a CRC-32); an update refuses a state made under
-        another rule set (e.g. a checkpoint restored into another config).
+      rules_id: int32 id of the config's rule set
+        (:func:`adaptive_sched._checkpoint.rule_set_id`); an update refuses a
+        state made under another rule set (e.g. a checkpoint restored into
+        another config: a checkpointer restores leaves, so only a value can tell).
     """
 
     controller: State
@@ -55,8 +55,7 @@ class ScaleByControllerState(NamedTuple):
     """State of :func:`scale_by_controller`.
 
     Attributes:
-      controller: the controller's :class:`~adaptive_sched.State` with
-        ``config=None`` (as in :class:`AdaptiveHyperparamsState`).
+      controller: the controller's :class:`~adaptive_sched.State` (as in :class:`AdaptiveHyperparamsState`).
       hparams: the :class:`~adaptive_sched.Hparams` of the last update
         (``optax.tree.get(state, "lr_scale")`` reads the current scale).
       rules_id: as in :class:`AdaptiveHyperparamsState`.
@@ -93,6 +92,9 @@ def _keyword(signal: str) -> str:
 _TORCH_KEYWORDS = {"loss": _keyword("loss"), "R": _keyword("reward")}
 
 
+ensure_pytree()  # configs are pytrees wherever this front door runs
+
+
 def _read_signals(config: Config) -> dict[str, str]:
     """The update keywords whose signal an active rule reads, with (the first) rule that reads it.
 
@@ -103,23 +105,6 @@ def _read_signals(config: Config) -> dict[str, str]:
         if rule.signal is not None:
             read.setdefault(_keyword(rule.signal), f"{_rules.FAMILIES[rule.family].field}={rule.name!r}")
     return read
-
-
-def _check_signal(name: str, v: Any) -> None:
-    """Refuse non-scalar signals with a message naming the update keyword (at trace time)."""
-    if v is None:
-        return
-    if isinstance(v, (list, tuple, dict, str, bytes, bool)) or str(getattr(v, "dtype", "")) == "bool":
-        raise TypeError(
-            f"update({name}=...) must be a scalar (a 0-d array or a Python number), got a "
-            f"{type(v).__name__}: {v!r:.60}"
-        )
-    shape = getattr(v, "shape", ())
-    if shape != ():
-        raise ValueError(
-            f"update({name}=...) must be a scalar (shape ()), got shape {tuple(shape)}; "
-            "reduce it first (e.g. the batch mean)."
-        )
 
 
 class _SignalReader:
@@ -157,7 +142,7 @@ class _SignalReader:
                     f"{right}=; pass update(..., {right}={wrong}) instead ({wrong}= is the torch adapter's keyword)."
                 )
         for name, v in given.items():
-            _check_signal(name, v)
+            check_signal(f"update({name}=...)", v, "a scalar (a 0-d array or a Python number)")
         loss_kw = _keyword("loss")
         if value is None and loss_kw in self.read and not self.warned:
             self.warned = True
@@ -173,121 +158,30 @@ class _SignalReader:
         return Signals(*(given[_keyword(n)] for n in SIGNAL_NAMES))
 
 
-def _rules_text(rules: tuple[str, ...]) -> str:
-    """``"lr_rule=trend/kl_rule=target"``: the active rules with their Config fields (``"none"`` left out)."""
-    return "/".join(f"{f}={r}" for f, r in zip(RULE_FIELDS, rules) if r != "none")
-
-
-def _fingerprint(rules: tuple[str, ...]) -> int:
-    return zlib.crc32(_rules_text(rules).encode()) & 0x7FFFFFFF
-
-
-def _rules_fingerprint(config: Config) -> int:
-    """A 31-bit fingerprint of ``config``'s rule set (CRC-32; knob values are not part of it).
-
-    Derived from the registry's rule fields (``Config.rules``): the active
-    rules with their fields, so a family added later (its rule ``"none"``)
-    leaves existing fingerprints as they are. The optax states store it as an
-    int32 leaf, so a checkpoint restored into a transformation with another
-    rule set (the state's leaves fit, their meaning does not) is refused at
-    the first update instead of running silently.
-    """
-    return _fingerprint(config.rules)
-
-
-def _describe_fingerprint(fp: int) -> str:
-    for rules in itertools.product(*RULE_FIELDS.values()):
-        if _fingerprint(rules) == fp:
-            return ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, rules))
-    return f"an unknown rule set (fingerprint {fp})"
-
-
-def _mismatch(found: Any, config: Config) -> str:
-    bad = sorted({int(v) for v in np.ravel(np.asarray(found))} - {_rules_fingerprint(config)})
-    made_by = "; ".join(_describe_fingerprint(fp) for fp in bad)
-    ours = ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, config.rules))
-    return (
-        f"this adaptive_sched optax state was made under another rule set ({made_by}) than this "
-        f"transformation's config ({ours}); e.g. a checkpoint restored into another config. Restore "
-        "it into a transformation built with the config it was saved under."
-    )
-
-
 def _checked_rules_id(found: Any, config: Config) -> jax.Array:
-    """The state's ``rules_id`` after refusing one that is not ``config``'s.
+    """The state's ``rules_id`` after refusing one that is not ``config``'s (:func:`check_rule_set`).
 
     Eagerly a ``ValueError``; under ``jax.jit`` the comparison runs on the
     device and only a mismatch calls back to the host to raise (the callback is
     in an untaken ``lax.cond`` branch otherwise, and a ``pure_callback`` keeps
     the fast dispatch path that an effectful ``jax.debug.callback`` loses).
     """
-    expected = _rules_fingerprint(config)
     if not isinstance(found, jax.core.Tracer):
-        if np.any(np.asarray(found) != expected):
-            raise ValueError(_mismatch(found, config))
+        check_rule_set(config, found)
         return jnp.asarray(found, jnp.int32)
 
     def refuse(v: Any) -> Any:
-        if np.any(np.asarray(v) != expected):
-            raise ValueError(_mismatch(v, config))
+        check_rule_set(config, v)
         return np.asarray(v, np.int32)
 
     found = jnp.asarray(found, jnp.int32)
     out = jax.ShapeDtypeStruct(found.shape, jnp.int32)
     return jax.lax.cond(
-        found != expected,
+        found != rule_set_id(config),
         lambda v: jax.pure_callback(refuse, out, v, vmap_method="expand_dims"),
         lambda v: v,
         found,
     )
-
-
-def _slot_keys(config: Config) -> frozenset[str]:
-    """The rule-slot keys of ``config``'s state (from the registry; computed once per transformation)."""
-    return frozenset(key for key, _ in _rules.state_slots(config))
-
-
-def _check_slots(controller: Any, config: Config, expected: frozenset[str]) -> None:
-    """Refuse (at trace time: the slots are the state's structure) a state whose rule slots are not ``expected``.
-
-    A state made under another rule set usually fails the ``rules_id`` check;
-    under ``jax.jit`` that check runs on the device, so a state whose slots
-    differ would otherwise reach the rules and fail there with a bare
-    ``KeyError``. ``expected`` is :func:`_slot_keys` of ``config``.
-    """
-    found = frozenset(getattr(controller, "rule_state", {}) or {})
-    if found != expected:
-        ours = ", ".join(f"{f}={r!r}" for f, r in zip(RULE_FIELDS, config.rules))
-        raise ValueError(
-            f"this adaptive_sched optax state was made under another rule set than this transformation's "
-            f"config ({ours}): its rule slots are {sorted(found) or 'none'}, the config's are "
-            f"{sorted(expected) or 'none'}; e.g. a checkpoint restored into another config. Restore it into a "
-            "transformation built with the config it was saved under."
-        )
-
-
-def _init_controller(config: Config) -> State:
-    # The config is not carried in the optimizer state: it lives in the
-    # transformation (so XLA can fold Python-float knobs into constants, and a
-    # training loop's carry holds 20 scalars instead of 48; each carried scalar
-    # costs a copy per step on CPU). See _step_controller.
-    return init(config, xp=jnp)._replace(config=None)  # type: ignore[arg-type]  # config-less carry, see above
-
-
-def _step_controller(config: Config, controller: State, signals: Signals) -> tuple[State, Hparams, Config]:
-    """One controller update with the transformation's config re-attached.
-
-    Concrete knobs (Python numbers) go in as float32-valued Python scalars
-    (:class:`adaptive_sched._scalar.F32`): expressions of knobs alone (``1 - beta``,
-    ``log(trend_up)``) are then computed once on the host with the same float32
-    semantics as the torch adapter's host and device modes, and XLA folds them in
-    as constants. Traced knobs (a ``vmap`` over configs) stay float32 arrays.
-    """
-    cfg = config._map(
-        lambda v: _scalar.float32(v) if isinstance(v, (int, float)) else jnp.asarray(v, jnp.float32)
-    )
-    new, hp = update(controller._replace(config=cfg), signals)
-    return new._replace(config=None), hp, cfg  # type: ignore[arg-type]  # config-less carry
 
 
 def inject_hyperparams(
@@ -396,13 +290,12 @@ def inject_hyperparams(
             kwargs[mom_name] = jnp.asarray(config.base_momentum, jnp.float32)
         inner = injected(**kwargs)
         read_signals = _SignalReader(config)
-        slots = _slot_keys(config)
 
         def init_fn(params: Any) -> AdaptiveHyperparamsState:
             return AdaptiveHyperparamsState(
-                controller=_init_controller(config),
+                controller=init(config, xp=jnp),
                 inner_state=inner.init(params),
-                rules_id=jnp.asarray(_rules_fingerprint(config), jnp.int32),
+                rules_id=jnp.asarray(rule_set_id(config), jnp.int32),
             )
 
         def update_fn(
@@ -414,12 +307,12 @@ def inject_hyperparams(
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
             rules_id = _checked_rules_id(state.rules_id, config)
-            _check_slots(state.controller, config, slots)
+            check_slots(config, state.controller)
             signals = read_signals(updates, value, extra_args)
             signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
-            controller, hp, cfg = _step_controller(config, state.controller, signals)
+            controller, hp = update(config, state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
-            hyperparams["learning_rate"] = _scheduled_lr(hp, cfg, schedule, state.controller.step)
+            hyperparams["learning_rate"] = _scheduled_lr(hp, config, schedule, state.controller.step)
             if mom_name is not None:
                 hyperparams[mom_name] = hp.momentum
             inner_state = state.inner_state._replace(hyperparams=hyperparams)
@@ -433,11 +326,12 @@ def inject_hyperparams(
     return make
 
 
-def _scheduled_lr(hp: Hparams, cfg: Config, schedule: optax.Schedule | None, count: Any) -> Any:
+def _scheduled_lr(hp: Hparams, config: Config, schedule: optax.Schedule | None, count: Any) -> Any:
     if schedule is None:
         return hp.lr
     lr = jnp.asarray(schedule(count), jnp.float32) * hp.lr_scale
-    return jnp.clip(lr, cfg.min_lr, cfg.max_lr).astype(jnp.float32)
+    lo, hi = (jnp.asarray(config.knobs[b], jnp.float32) for b in ("min_lr", "max_lr"))
+    return jnp.clip(lr, lo, hi).astype(jnp.float32)
 
 
 def scale_by_controller(
@@ -477,18 +371,15 @@ def scale_by_controller(
         )
 
     read_signals = _SignalReader(config)
-    slots = _slot_keys(config)
 
     def init_fn(params: Any) -> ScaleByControllerState:
         del params
-        controller = _init_controller(config)
+        controller = init(config, xp=jnp)
         one = jnp.ones((), jnp.float32)
         # A copy of the momentum: a leaf shared with the controller could not be donated.
         momentum = jnp.array(controller.current_momentum, copy=True)
         hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=momentum, lr_scale=one)
-        return ScaleByControllerState(
-            controller=controller, hparams=hp, rules_id=jnp.asarray(_rules_fingerprint(config), jnp.int32)
-        )
+        return ScaleByControllerState(controller=controller, hparams=hp, rules_id=jnp.asarray(rule_set_id(config), jnp.int32))
 
     def update_fn(
         updates: Any,
@@ -500,13 +391,13 @@ def scale_by_controller(
     ) -> tuple[Any, ScaleByControllerState]:
         del params
         rules_id = _checked_rules_id(state.rules_id, config)
-        _check_slots(state.controller, config, slots)
+        check_slots(config, state.controller)
         signals = read_signals(updates, value, extra_args)
         signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
-        controller, hp, cfg = _step_controller(config, state.controller, signals)
+        controller, hp = update(config, state.controller, signals)
         if schedule is not None:
-            lr = _scheduled_lr(hp, cfg, schedule, state.controller.step)
-            hp = hp._replace(lr=lr, lr_scale=lr / cfg.base_lr)
+            lr = _scheduled_lr(hp, config, schedule, state.controller.step)
+            hp = hp._replace(lr=lr, lr_scale=lr / jnp.asarray(config.knobs["base_lr"], jnp.float32))
         updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
         return updates, ScaleByControllerState(controller=controller, hparams=hp, rules_id=rules_id)
 

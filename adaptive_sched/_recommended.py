@@ -20,7 +20,7 @@ RECOMMENDED_RULES: dict[str, Any] = {
 def recommended(base_lr: Any, **overrides: Any) -> Config:
     """The recommended :class:`Config`: horizon-free annealing by a stationarity test, times a grad-norm guard.
 
-    Rules (each documented with its formula in ``adaptive_sched._rules`` and
+    Rules (each documented with its formula in ``adaptive_sched.rules`` and
     the README's rule table):
 
     * ``anneal_rule="slope"``: holds the lr while the raw loss falls

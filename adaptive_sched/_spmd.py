@@ -14,7 +14,7 @@ from collections.abc import Hashable
 import jax
 import jax.numpy as jnp
 
-from adaptive_sched._signals import SIGNAL_NAMES, Signals
+from adaptive_sched._signals import SIGNAL_NAMES, Signals, array_rows, check_signal, finite_mean
 
 __all__ = ["pmean_signals"]
 
@@ -30,7 +30,7 @@ def pmean_signals(signals: Signals, axis_name: Hashable | tuple[Hashable, ...] |
                         {|\\{d : x_{d,s}\\ \\mathrm{finite}\\}|}
 
     computed with one ``lax.psum`` of a ``(2, n)`` float32 array (sums and
-    counts of the ``n`` supplied signals). A NaN/inf on some devices does not
+    counts of the ``n`` supplied signals: :func:`adaptive_sched._signals.array_rows`). A NaN/inf on some devices does not
     pull the mean: it is the mean over the others; NaN on every device stays
     NaN (not observed). A ``None`` signal stays ``None`` (the pattern of
     supplied signals is part of the trace, so it is the same on every device).
@@ -41,7 +41,7 @@ def pmean_signals(signals: Signals, axis_name: Hashable | tuple[Hashable, ...] |
     bound), before :func:`adaptive_sched.update`::
 
         signals = pmean_signals(Signals(loss=local_loss), "data")
-        state, hp = adaptive_sched.update(state, signals)
+        state, hp = adaptive_sched.update(config, state, signals)
 
     The optax transformations do this themselves when given ``axis_name=``.
     Under plain ``jax.jit`` with sharded arrays the program has the global
@@ -63,16 +63,8 @@ def pmean_signals(signals: Signals, axis_name: Hashable | tuple[Hashable, ...] |
     names = [n for n in SIGNAL_NAMES if getattr(signals, n) is not None]
     if not names:
         return signals
-    values = []
     for n in names:
-        v = jnp.asarray(getattr(signals, n), jnp.float32)
-        if v.ndim != 0:
-            raise ValueError(
-                f"Signals.{n} must be a scalar (shape ()), got shape {tuple(v.shape)}; reduce it first (e.g. the batch mean)."
-            )
-        values.append(v)
-    x = jnp.stack(values)
-    finite = jnp.isfinite(x)
-    total, count = jax.lax.psum(jnp.stack([jnp.where(finite, x, 0.0), finite.astype(jnp.float32)]), axis_name)
-    mean = jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+        check_signal(f"Signals.{n}", getattr(signals, n))
+    total, count = jax.lax.psum(array_rows(jnp, [getattr(signals, n) for n in names]), axis_name)
+    mean = finite_mean(jnp, total, count)
     return signals._replace(**{n: mean[i] for i, n in enumerate(names)})

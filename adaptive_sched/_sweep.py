@@ -54,13 +54,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config, check_field
+from adaptive_sched._config import Config, _make, check_field, numeric_fields, rule_fields
 
 if TYPE_CHECKING:
     import jax
     import pandas as pd
 
-__all__ = ["GroupInfo", "SweepResult", "config_grid", "sweep"]
+__all__ = ["GroupInfo", "PointsRun", "SweepResult", "config_grid", "run_points", "sweep"]
 
 CONFIG_AXIS = "configs"
 """Name of the mesh axis the config axis is sharded over."""
@@ -92,8 +92,9 @@ def _check_values(name: str, values: Any) -> tuple[Any, ...]:
     values = tuple(values.tolist() if isinstance(values, np.ndarray) else values)
     if not values:
         raise ValueError(f"grid[{name!r}] is empty: give at least one value.")
-    if name in RULE_FIELDS:
-        allowed = RULE_FIELDS[name]
+    rules = rule_fields()
+    if name in rules:
+        allowed = rules[name]
         for v in values:
             if not isinstance(v, str) or v not in allowed:
                 raise ValueError(
@@ -138,7 +139,7 @@ def _expand(
                 raise TypeError(f"base_config[{i}] must be an adaptive_sched.Config, got {type(c).__name__}")
         if grid:
             raise ValueError("grid must be None when base_config is a list of Configs.")
-        fields = (*RULE_FIELDS, *NUMERIC_FIELDS)
+        fields = (*rule_fields(), *numeric_fields())
         knobs = tuple(f for f in fields if len({repr(getattr(c, f)) for c in configs}) > 1)
         points = tuple({k: _plain(getattr(c, k)) for k in knobs} for c in configs)
         return _Grid(configs=configs, knobs=knobs, values={}, points=points)
@@ -148,15 +149,15 @@ def _expand(
         raise ValueError(f"grid must be a mapping knob -> list of values, got {type(grid).__name__}.")
     values: dict[str, tuple[Any, ...]] = {}
     for name, vals in grid.items():
-        if name not in RULE_FIELDS and name not in NUMERIC_FIELDS:
+        if name not in rule_fields() and name not in numeric_fields():
             raise ValueError(
-                f"unknown knob {name!r} in grid; numeric knobs: {', '.join(NUMERIC_FIELDS)}; "
-                f"rule knobs: {', '.join(RULE_FIELDS)}."
+                f"unknown knob {name!r} in grid; numeric knobs: {', '.join(numeric_fields())}; "
+                f"rule knobs: {', '.join(rule_fields())}."
             )
         values[name] = _check_values(name, vals)
 
     # Derived lr bounds: Config defaults min_lr/max_lr to base_lr/1000 and base_lr*10.
-    derived = dataclasses.replace(base, min_lr=None, max_lr=None)
+    derived = base.replace(min_lr=None, max_lr=None)
     rederive = {}
     for bound in ("min_lr", "max_lr"):
         default = np.array_equal(np.asarray(getattr(base, bound)), np.asarray(getattr(derived, bound)))
@@ -274,37 +275,46 @@ def config_grid(
 
 def _stack(configs: Sequence[Config]) -> Config:
     """Configs with one structure -> one Config whose numeric leaves are float32 arrays ``(n,)``."""
-    leaves = {n: np.asarray([np.float32(getattr(c, n)) for c in configs]) for n in NUMERIC_FIELDS}
-    return dataclasses.replace(configs[0], **leaves)
+    # The union of the stored knobs: a point whose inactive-rule knob sits at its default does not store it.
+    names = dict.fromkeys(n for c in configs for n in c.knobs)
+    return _make(configs[0].active, {n: np.asarray([np.float32(getattr(c, n)) for c in configs]) for n in names})
 
 
 # --------------------------------------------------------------------------- results
 
 
 @dataclasses.dataclass(frozen=True)
-class GroupInfo:
-    """How one structure group ran.
+class PointsRun:
+    """How :func:`run_points` ran: the chunking and the timings.
 
     Attributes:
-      rules: the group's ``Config.rules``.
-      indices: positions of its configs in :attr:`SweepResult.configs`.
-      chunk_size: configs per chunk (a multiple of the device count).
-      n_chunks: chunks run through the one compiled program.
-      n_devices: devices the config axis was sharded over.
+      chunk_size: points per compiled call (a multiple of the device count).
+      n_chunks: calls of the one compiled program.
+      n_devices: devices the point axis was sharded over.
       compile_seconds: tracing + compilation time (including a memory probe, if any).
       run_seconds: execution time of all chunks, results on the host.
-      bytes_per_device: the compiled program's argument + output + temp bytes
-        per device, from XLA's memory analysis (None if unavailable).
+      bytes_per_device: XLA's argument + output + temp bytes per device (None if unavailable).
     """
 
-    rules: tuple[str, ...]
-    indices: tuple[int, ...]
     chunk_size: int
     n_chunks: int
     n_devices: int
     compile_seconds: float
     run_seconds: float
     bytes_per_device: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupInfo(PointsRun):
+    """How one structure group ran: its :class:`PointsRun` (chunks over the config axis, timings), and which configs.
+
+    Attributes:
+      rules: the group's ``Config.rules``.
+      indices: positions of its configs in :attr:`SweepResult.configs`.
+    """
+
+    rules: tuple[str, ...]
+    indices: tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -595,22 +605,94 @@ def _memory_bytes(compiled: Any) -> int | None:
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
 
 
-def _program(train_fn: Callable[[Config, Any], Any], mesh: Any) -> Any:
-    """``jit`` of ``vmap`` over configs of ``vmap`` over seeds, config axis sharded over ``mesh``."""
+def run_points(
+    fn: Callable[..., Any],
+    points: Any,
+    shared: tuple[Any, ...] = (),
+    *,
+    mesh: Any = None,
+    chunk_size: int | None = None,
+    memory_budget: float | None = None,
+) -> tuple[Any, PointsRun]:
+    """Run ``fn(point, *shared)`` for every point of a grid as one compiled ``jit(vmap(fn))``: the one grid runner.
+
+    :func:`sweep` (a config axis, seeds inside ``fn``) and the bench
+    (:func:`adaptive_sched.bench._runner.run_task`: a method x lr x seed axis)
+    both run through it.
+
+    Args:
+      fn: ``fn(point, *shared) -> pytree of arrays`` for one point; pure and traceable.
+      points: a pytree whose leaves have a leading axis of length ``n`` (the points).
+      shared: arguments every point gets unbatched (replicated on every device).
+      mesh: a 1-D :class:`jax.sharding.Mesh` (axis ``"configs"``) to shard the point
+        axis over; default: the first device alone.
+      chunk_size: points per compiled call (rounded up to a multiple of the device
+        count); None: all at once.
+      memory_budget: bytes per device a chunk may use (sizes the chunks from XLA's
+        memory analysis of the program compiled for one point per device);
+        exclusive with ``chunk_size``.
+
+    Returns:
+      ``(outputs, info)``: ``fn``'s outputs with a leading axis of length ``n``
+      (NumPy arrays), and a :class:`PointsRun`. Chunks are padded with copies of
+      the last point; the padding is dropped.
+    """
     import jax
+    from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    def per_config(config: Config, keys: Any) -> Any:
-        return jax.vmap(lambda key: train_fn(config, key))(keys)
+    if mesh is None:
+        mesh = Mesh(np.asarray(jax.devices()[:1], dtype=object), (CONFIG_AXIS,))
+    n, d = jax.tree.leaves(points)[0].shape[0], mesh.size
+    batched = jax.vmap(fn, in_axes=(0, *(None for _ in shared)))
+    if d > 1:
+        # check_vma=False: fn is written for one device and need not mark its scan carries as
+        # varying over the mesh axis (jax.lax.pcast); every output is split along the point axis.
+        specs = (P(CONFIG_AXIS), *(P() for _ in shared))
+        batched = jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(CONFIG_AXIS), check_vma=False)
+    program = jax.jit(batched)
+    point_sharding = NamedSharding(mesh, P(CONFIG_AXIS))
+    shared = jax.device_put(shared, NamedSharding(mesh, P()))
 
-    batched = jax.vmap(per_config, in_axes=(0, None))
-    if mesh.size > 1:
-        # check_vma=False: train_fn is written for one device and need not mark its scan carries as
-        # varying over the mesh axis (jax.lax.pcast); every output is split along the config axis.
-        batched = jax.shard_map(
-            batched, mesh=mesh, in_specs=(P(CONFIG_AXIS), P()), out_specs=P(CONFIG_AXIS), check_vma=False
+    def compile_at(size: int) -> Any:
+        spec = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((size, *a.shape[1:]), a.dtype, sharding=point_sharding), points
         )
-    return jax.jit(batched)
+        return program.lower(spec, *shared).compile()
+
+    whole = -(-n // d) * d  # all points, padded to a multiple of the device count
+    t0 = time.perf_counter()
+    compiled = None
+    if memory_budget is not None:
+        probe = compile_at(d)  # one point per device
+        per_point = _memory_bytes(probe)
+        if per_point is None:
+            raise ValueError(
+                "memory_budget needs XLA's memory analysis, which this backend does not report; pass chunk_size."
+            )
+        # mem(c) ~ c * mem(1) over-counts the fixed part, so the chunk errs on the small side.
+        chunk_size = min(max(1, int(memory_budget // max(per_point, 1))) * d, whole)
+        compiled = probe if chunk_size == d else None
+    chunk = whole if chunk_size is None else min(-(-chunk_size // d) * d, whole)
+    if compiled is None:
+        compiled = compile_at(chunk)
+    compile_s = time.perf_counter() - t0
+
+    n_chunks = -(-n // chunk)
+    take = np.minimum(np.arange(n_chunks * chunk), n - 1)  # pad with copies of the last point
+    t0 = time.perf_counter()
+    pieces, pending = [], None
+    for i in range(n_chunks):
+        sel = take[i * chunk : (i + 1) * chunk]
+        part = points if chunk == n and i == 0 else jax.tree.map(lambda a, sel=sel: a[sel], points)
+        out = compiled(jax.device_put(part, point_sharding), *shared)  # async; fetch the previous chunk meanwhile
+        if pending is not None:
+            pieces.append(jax.device_get(pending))
+        pending = out
+    pieces.append(jax.device_get(pending))
+    outputs = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0)[:n], *pieces)
+    run_s = time.perf_counter() - t0
+    return outputs, PointsRun(chunk, n_chunks, d, compile_s, run_s, _memory_bytes(compiled))
 
 
 def _run_group(
@@ -622,66 +704,15 @@ def _run_group(
     chunk_size: int | None,
     memory_budget: float | None,
 ) -> tuple[Any, GroupInfo]:
-    """Compile one structure group's program once and run its configs (``indices``) in chunks."""
+    """One structure group's configs through :func:`run_points` (configs outer, seeds inner)."""
     import jax
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
-    n, d = len(indices), mesh.size
+    def per_config(config: Config, keys: Any) -> Any:
+        return jax.vmap(lambda key: train_fn(config, key))(keys)
+
     stacked = _stack([configs[i] for i in indices])
-    cfg_sharding = NamedSharding(mesh, P(CONFIG_AXIS))
-    keys = jax.device_put(keys, NamedSharding(mesh, P()))
-    program = _program(train_fn, mesh)
-
-    def compile_at(size: int) -> Any:
-        spec = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct((size, *a.shape[1:]), a.dtype, sharding=cfg_sharding), stacked
-        )
-        return program.lower(spec, keys).compile()
-
-    whole = -(-n // d) * d  # the group, padded to a multiple of the device count
-    t0 = time.perf_counter()
-    compiled = None
-    if memory_budget is not None:
-        probe = compile_at(d)  # one config per device
-        per_config = _memory_bytes(probe)
-        if per_config is None:
-            raise ValueError(
-                "memory_budget needs XLA's memory analysis, which this backend does not report; pass chunk_size."
-            )
-        # mem(c) ~ c * mem(1) over-counts the fixed part, so the chunk errs on the small side.
-        chunk = max(1, int(memory_budget // max(per_config, 1))) * d
-        chunk_size = min(chunk, whole)
-        compiled = probe if chunk_size == d else None
-    chunk = whole if chunk_size is None else min(-(-chunk_size // d) * d, whole)
-    if compiled is None:
-        compiled = compile_at(chunk)
-    compile_s = time.perf_counter() - t0
-
-    n_chunks = -(-n // chunk)
-    take = np.minimum(np.arange(n_chunks * chunk), n - 1)  # pad with copies of the last config
-    t0 = time.perf_counter()
-    pieces, pending = [], None
-    for i in range(n_chunks):
-        sel = take[i * chunk : (i + 1) * chunk]
-        part = jax.device_put(jax.tree.map(lambda a, sel=sel: a[sel], stacked), cfg_sharding)
-        out = compiled(part, keys)  # dispatched asynchronously; fetch the previous chunk meanwhile
-        if pending is not None:
-            pieces.append(jax.device_get(pending))
-        pending = out
-    pieces.append(jax.device_get(pending))
-    outputs = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0)[:n], *pieces)
-    info = GroupInfo(
-        rules=configs[indices[0]].rules,
-        indices=tuple(indices),
-        chunk_size=chunk,
-        n_chunks=n_chunks,
-        n_devices=d,
-        compile_seconds=compile_s,
-        run_seconds=time.perf_counter() - t0,
-        bytes_per_device=_memory_bytes(compiled),
-    )
-    return outputs, info
+    outputs, run = run_points(per_config, stacked, (keys,), mesh=mesh, chunk_size=chunk_size, memory_budget=memory_budget)
+    return outputs, GroupInfo(**dataclasses.asdict(run), rules=configs[indices[0]].rules, indices=tuple(indices))
 
 
 def sweep(
@@ -783,6 +814,9 @@ def sweep(
     import jax.numpy as jnp
     from jax.sharding import Mesh
 
+    from adaptive_sched._config import ensure_pytree
+
+    ensure_pytree()
     devs = _resolve_devices(devices)
     mesh = Mesh(np.asarray(devs, dtype=object), (CONFIG_AXIS,))
     budget = None

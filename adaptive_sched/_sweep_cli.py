@@ -109,7 +109,7 @@ def _error(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep described by ``args``; print the best configs; write the CSV and heatmap."""
-    from adaptive_sched._config import NUMERIC_FIELDS, RULE_FIELDS, Config
+    from adaptive_sched._config import Config, numeric_fields, rule_fields
     from adaptive_sched._sweep import config_grid
 
     grid: dict[str, list[Any]] = {}
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if not grid:
         return _error("give at least one --grid KNOB=V1,V2,...")
     sets = dict(_DEFAULT_RULES, **dict(args.set))
-    fields = (*RULE_FIELDS, *NUMERIC_FIELDS)
+    fields = (*rule_fields(), *numeric_fields())
     unknown = [name for name in sets if name not in fields]
     if unknown:
         return _error(f"unknown Config field {unknown[0]!r} in --set; fields are: {', '.join(fields)}.")

@@ -107,9 +107,9 @@ def _measure(repeats: int, calls: int, train_calls: int, seed: int) -> dict[str,
         last["core"] = hp[0]
 
     def run_generic() -> None:
-        state, update, signals = core_state[0], A.update, A.Signals
+        state, update, signals, config = core_state[0], A.update, A.Signals, sched.config
         for r in rewards:
-            state, hp = update(state, signals(None, r, None, None))
+            state, hp = update(config, state, signals(None, r, None, None))
         core_state[0] = state
         last["generic"] = hp.lr
 

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 import adaptive_sched as A
-from adaptive_sched._config import RULE_FIELDS
+from adaptive_sched._config import rule_fields
 
 
 def all_combos() -> list[tuple[str, ...]]:
     """Every combination of one rule per family (``Config.rules`` order), from the registry."""
-    return list(itertools.product(*RULE_FIELDS.values()))
+    return list(itertools.product(*rule_fields().values()))
 
 
 ALL_COMBOS: list[tuple[str, ...]] = all_combos()
@@ -45,7 +45,7 @@ HOSTILE_VALUES: list[float | None] = [
 
 
 def config_for(combo: tuple[str, ...], **overrides: Any) -> A.Config:
-    kwargs: dict[str, Any] = dict(zip(RULE_FIELDS, combo))
+    kwargs: dict[str, Any] = dict(zip(rule_fields(), combo))
     kwargs.update(
         base_lr=1e-3,
         min_lr=1e-6,
@@ -99,7 +99,7 @@ def run_core(cfg: A.Config, signals: list[A.Signals], xp: Any = np) -> tuple[np.
     state = A.init(cfg, xp=xp)
     lr, mom = [], []
     for sig in signals:
-        state, hp = A.update(state, sig)
+        state, hp = A.update(cfg, state, sig)
         lr.append(as_float(hp.lr))
         mom.append(as_float(hp.momentum))
     return np.array(lr), np.array(mom), state
@@ -146,7 +146,7 @@ def check_compiled_equals_generic(cfg: A.Config, stream: list[A.Signals]) -> Non
     host = HostController(cfg)
     state = A.init(cfg, xp=_scalar)
     for sig in stream:
-        state, hp = A.update(state, sig)
+        state, hp = A.update(cfg, state, sig)
         got = host.update(*sig)
         assert got == (hp.lr, hp.momentum, hp.lr_scale)
         assert all(_same(a, b) for a, b in zip(flatten_state(host.state), flatten_state(state)))

@@ -32,7 +32,7 @@ def run_rule(stream: list[float], **knobs: float) -> tuple[dict[str, Any], list[
     """The rule's function alone, in float64, over ``stream``: (final slots, increments)."""
     cfg = DEFAULTS.replace(**{f"anneal_{k}": v for k, v in knobs.items()})
     kn = _rules.knobs_of(RULE, cfg)
-    kn = _rules._Knobs({k: np.float64(getattr(kn, k)) for k in RULE.knobs})
+    kn = RULE.knobs_type(*(np.float64(v) for v in kn))
     slots = {s.name: np.float64(s.init) for s in RULE.slots}
     incs = []
     for t, y in enumerate(stream, 1):
@@ -149,11 +149,11 @@ def test_controller_cuts_a_plateau_within_the_promised_steps_and_holds_a_descent
     cfg = A.Config(anneal_rule="slope", anneal_grow=0.0, base_lr=1e-2, min_lr=1e-5)
     state = A.init(cfg)
     for _ in range(int(cfg.anneal_min_samples)):
-        state, hp = A.update(state, A.Signals(loss=2.0 + 0.1 * rng.gauss(0, 1)))
+        state, hp = A.update(cfg, state, A.Signals(loss=2.0 + 0.1 * rng.gauss(0, 1)))
     plateau_lr = float(hp.lr)
     state = A.init(cfg)
     for i in range(300):
-        state, hp = A.update(state, A.Signals(loss=5.0 - 0.01 * i + 0.01 * rng.gauss(0, 1)))
+        state, hp = A.update(cfg, state, A.Signals(loss=5.0 - 0.01 * i + 0.01 * rng.gauss(0, 1)))
     assert float(hp.lr) == pytest.approx(1e-2)
     # one cut at step n_min with probability ~Phi(z_drop); this seed's stream is cut
     assert plateau_lr in (pytest.approx(1e-2 * cfg.anneal_drop, rel=1e-5), pytest.approx(1e-2 * cfg.anneal_drop_flat, rel=1e-5))
@@ -203,5 +203,5 @@ def test_recommended_is_accepted_by_every_front_door() -> None:
     opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=1e-2)
     sched = A.AdaptiveScheduler(opt, cfg)
     assert sched.get_last_lr() == [pytest.approx(1e-2)]
-    vmapped = jax.vmap(lambda lr: A.init(A.recommended(lr), xp=jnp).config.max_lr)(jnp.array([1e-3, 1e-2]))
+    vmapped = jax.vmap(lambda lr: (A.init(cfg := A.recommended(lr), xp=jnp), cfg.max_lr)[1])(jnp.array([1e-3, 1e-2]))
     np.testing.assert_allclose(np.asarray(vmapped), [1e-2, 1e-1], rtol=1e-6)

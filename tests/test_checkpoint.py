@@ -15,8 +15,8 @@ def saved() -> dict[str, Any]:
     cfg = A.Config(lr_rule="trend", momentum_rule="relative", reward_rule="scaling", min_lr=1e-5, max_lr=1e-1)
     state = A.init(cfg, xp=np)
     for t in range(5):
-        state, _ = A.update(state, A.Signals(loss=5.0 - t, reward=float(t)))
-    return A.state_to_dict(state)
+        state, _ = A.update(cfg, state, A.Signals(loss=5.0 - t, reward=float(t)))
+    return A.state_to_dict(cfg, state)
 
 
 @pytest.mark.parametrize(
@@ -55,11 +55,14 @@ def test_state_from_dict_accepts_what_every_namespace_saved() -> None:
     d = saved()
     for xp_name in ("numpy", "scalar"):
         xp = np if xp_name == "numpy" else A._scalar
+        cfg = A.config_from_dict(d)
         state = A.state_from_dict(d, xp=xp)
-        assert A.state_to_dict(A.state_from_dict(A.state_to_dict(state), xp=xp)).keys() == d.keys()
+        assert A.state_to_dict(cfg, A.state_from_dict(A.state_to_dict(cfg, state), xp=xp)).keys() == d.keys()
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as tx
 
-    td = A.state_to_dict(A.state_from_dict(d, xp=tx))
-    assert all(isinstance(v, (str, torch.Tensor)) for k, v in td.items() if k != "format_version")
+    td = A.state_to_dict(A.config_from_dict(d), A.state_from_dict(d, xp=tx))
+    # the state's entries keep the namespace's type; the config's are what the Config holds (names, floats)
+    assert all(isinstance(v, torch.Tensor) for k, v in td.items() if k != "format_version" and not k.startswith("config."))
+    assert all(isinstance(v, (str, float)) for k, v in td.items() if k.startswith("config."))
     A.state_from_dict(td)

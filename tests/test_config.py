@@ -9,30 +9,31 @@ import numpy as np
 import pytest
 
 import adaptive_sched as A
-from adaptive_sched._config import FIELD_CHECKS, NUMERIC_FIELDS, RULE_FIELDS
+from adaptive_sched import _rules
+from adaptive_sched._config import numeric_fields, rule_fields
 
 
 def test_defaults_are_valid_and_derived_bounds() -> None:
     cfg = A.Config(base_lr=0.02)
     assert cfg.min_lr == pytest.approx(2e-5)
     assert cfg.max_lr == pytest.approx(0.2)
-    assert cfg.rules == ("none",) * len(RULE_FIELDS)
+    assert cfg.rules == ("none",) * len(rule_fields())
 
 
 def test_every_numeric_field_has_a_check_and_a_default() -> None:
     cfg = A.Config()
-    assert set(NUMERIC_FIELDS) == set(FIELD_CHECKS)
-    for name in NUMERIC_FIELDS:
+    assert all(_rules.knob_named(name) is not None for name in numeric_fields())
+    for name in numeric_fields():
         assert math.isfinite(float(getattr(cfg, name))), name
 
 
-@pytest.mark.parametrize("field", list(RULE_FIELDS))
+@pytest.mark.parametrize("field", list(rule_fields()))
 def test_unknown_rule_name_names_field_value_and_choices(field: str) -> None:
     with pytest.raises(ValueError, match=rf"Config\.{field}='bogus'") as err:
         A.Config(**{field: "bogus"})
     msg = str(err.value)
     assert f"Config.{field}='bogus'" in msg
-    for choice in RULE_FIELDS[field]:
+    for choice in rule_fields()[field]:
         assert choice in msg
 
 
@@ -98,7 +99,7 @@ def test_config_is_a_pytree_with_static_rule_names() -> None:
     jax = pytest.importorskip("jax")
     cfg = A.Config(lr_rule="trend", trend_up=1.5)
     leaves, treedef = jax.tree.flatten(cfg)
-    assert len(leaves) == len(NUMERIC_FIELDS)
+    assert len(leaves) == len(cfg.knobs) == 13  # the core knobs and trend's: only what its rules read
     assert "trend" not in [str(x) for x in leaves]
     back = jax.tree.unflatten(treedef, leaves)
     assert back == cfg
@@ -114,3 +115,29 @@ def test_stacked_configs_vmap() -> None:
     stacked = jax.tree.map(lambda *xs: np.stack([np.float32(x) for x in xs]), *cfgs)
     out = jax.vmap(lambda c: c.trend_up * 2.0)(stacked)
     np.testing.assert_allclose(np.asarray(out), [2.0, 2.2, 2.4], rtol=1e-6)
+
+
+def test_repr_shows_the_active_rules_and_only_the_non_default_knobs() -> None:
+    assert repr(A.Config()) == "Config()"
+    cfg = A.Config(lr_rule="trend", trend_up=1.05, base_lr=1e-2)
+    assert repr(cfg) == "Config(lr_rule='trend', base_lr=0.01, trend_up=1.05)"
+    assert eval(repr(cfg), {"Config": A.Config}) == cfg  # it reads back
+    assert repr(A.Config(base_lr=1e-2, max_lr=0.05)) == "Config(base_lr=0.01, max_lr=0.05)"  # derived bounds are defaults
+    text = repr(A.recommended(1e-3))
+    assert text.startswith("Config(lr_rule='grad_norm', anneal_rule='slope', ") and "trend_up" not in text
+    assert len(text) < 120  # about 40 fields on one line before
+
+
+def test_config_is_immutable_data() -> None:
+    import dataclasses
+    import pickle
+
+    cfg = A.Config(lr_rule="trend", trend_up=1.05)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.trend_up = 2.0  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(cfg)) == cfg and hash(cfg) == hash(A.Config(lr_rule="trend", trend_up=1.05))
+    assert A.Config(**cfg.asdict()) == cfg
+    # a knob of an inactive rule is kept (not dropped) when it is not the default, and used once the rule is on
+    other = A.Config(decay_k=0.5)
+    assert other.decay_k == 0.5 and other.replace(lr_rule="loss_decay").decay_k == 0.5
+    assert A.Config(decay_k=1e-3) == A.Config()  # at its default it changes nothing

@@ -28,7 +28,7 @@ def run(cfg: A.Config, signals: list[A.Signals], xp: Any = np) -> tuple[list[A.H
     state = A.init(cfg, xp=xp)
     out = []
     for sig in signals:
-        state, hp = A.update(state, sig)
+        state, hp = A.update(cfg, state, sig)
         out.append(hp)
     return out, state
 
@@ -95,7 +95,7 @@ def test_ema_with_bias_correction_matches_hand_computation() -> None:
     state = A.init(cfg, xp=_scalar)
     m = v = 0.0
     for n, x in enumerate(xs, start=1):
-        state, _ = A.update(state, A.Signals(loss=x))
+        state, _ = A.update(cfg, state, A.Signals(loss=x))
         m = beta * m + (1 - beta) * x
         hat = m / (1 - beta**n)
         v = beta * v + (1 - beta) * (x - hat) ** 2
@@ -106,7 +106,7 @@ def test_ema_with_bias_correction_matches_hand_computation() -> None:
     # the variance rule reads the bias-corrected values
     hat, var_hat = m / (1 - beta**4), v / (1 - beta**4)
     expected = 1e-3 / (1 + math.sqrt(var_hat) / abs(hat))
-    _, hp = A.update(state, A.Signals())
+    _, hp = A.update(cfg, state, A.Signals())
     assert hp.lr == pytest.approx(expected, rel=1e-6)
 
 
@@ -126,9 +126,9 @@ def test_unobserved_signal_holds_hparams_and_counts_skips(ns: str, bad: float | 
     xp = NAMESPACES[ns]
     state = A.init(cfg, xp=xp)
     for x in (3.0, 2.0, 1.5):
-        state, hp = A.update(state, A.Signals(loss=x, reward=0.5))
+        state, hp = A.update(cfg, state, A.Signals(loss=x, reward=0.5))
     before = state
-    state, hp2 = A.update(state, A.Signals(loss=bad, reward=bad))
+    state, hp2 = A.update(cfg, state, A.Signals(loss=bad, reward=bad))
     assert as_float(hp2.lr) == as_float(hp.lr)
     assert as_float(hp2.momentum) == as_float(hp.momentum)
     assert as_float(state.loss.mean) == as_float(before.loss.mean)
@@ -258,7 +258,7 @@ def test_cyclical_restarts_and_resets_smoothing() -> None:
     assert lrs(hps)[3] < lrs(hps)[2] < lrs(hps)[1] < lrs(hps)[0]
     state = A.init(cfg, xp=_scalar)
     for t in range(5):
-        state, _ = A.update(state, A.Signals(loss=1.0))
+        state, _ = A.update(cfg, state, A.Signals(loss=1.0))
         if t == 3:
             assert state.loss.decay_pow == pytest.approx(0.5**4, rel=1e-5)
     assert state.loss.decay_pow == pytest.approx(0.5, rel=1e-5)  # restarted at step 5
@@ -297,9 +297,10 @@ def test_huge_signals_are_clipped_not_dropped() -> None:
 
 
 def test_signals_must_be_scalars() -> None:
-    state = A.init(A.Config(lr_rule="trend"))
+    cfg = A.Config(lr_rule="trend")
+    state = A.init(cfg)
     with pytest.raises(ValueError, match=r"Signals.loss must be a scalar \(shape \(\)\), got shape \(3,\)"):
-        A.update(state, A.Signals(loss=np.ones(3)))
+        A.update(cfg, state, A.Signals(loss=np.ones(3)))
 
 
 def test_init_rejects_non_config() -> None:
@@ -318,21 +319,21 @@ def test_state_dict_round_trip_continues_bit_for_bit(ns: str, tmp_path: Any) -> 
     full, _ = run(cfg, stream, xp)
     state = A.init(cfg, xp=xp)
     for sig in stream[:40]:
-        state, _ = A.update(state, sig)
-    d = A.state_to_dict(state)
+        state, _ = A.update(cfg, state, sig)
+    d = A.state_to_dict(cfg, state)
     np.savez(tmp_path / "s.npz", **{k: np.asarray(v) for k, v in d.items()})
     loaded = dict(np.load(tmp_path / "s.npz"))
-    state = A.state_from_dict(loaded, xp=xp)
+    state = A.state_from_dict(loaded, cfg, xp=xp)
     resumed = []
     for sig in stream[40:]:
-        state, hp = A.update(state, sig)
+        state, hp = A.update(cfg, state, sig)
         resumed.append(hp)
     assert [as_float(h.lr) for h in resumed] == [as_float(h.lr) for h in full[40:]]
     assert [as_float(h.momentum) for h in resumed] == [as_float(h.momentum) for h in full[40:]]
 
 
 def test_state_from_dict_rejects_future_versions_and_bad_keys() -> None:
-    d = A.state_to_dict(A.init(A.Config()))
+    d = A.state_to_dict(A.Config(), A.init(A.Config()))
     with pytest.raises(ValueError, match="format_version=99 is not supported"):
         A.state_from_dict({**d, "format_version": 99})
     with pytest.raises(ValueError, match=r"missing \['step'\]"):

@@ -43,8 +43,8 @@ def test_jit_equals_eager_equals_numpy(combo: tuple[str, ...], x64: bool) -> Non
     s_jit = s_eager = A.init(cfg, xp=jnp)
     lr_j, lr_e, mom_j = [], [], []
     for sig in stream:
-        s_jit, hj = step(s_jit, sig)
-        s_eager, he = A.update(s_eager, sig)
+        s_jit, hj = step(cfg, s_jit, sig)
+        s_eager, he = A.update(cfg, s_eager, sig)
         lr_j.append(as_float(hj.lr))
         lr_e.append(as_float(he.lr))
         mom_j.append(as_float(hj.momentum))
@@ -59,12 +59,14 @@ def test_jit_equals_eager_equals_numpy(combo: tuple[str, ...], x64: bool) -> Non
 def test_traces_once_over_100_steps(x64: bool) -> None:
     traces = []
 
+    cfg = config_for(("trend", "relative", "trend", "target"))
+
     def counted(state: A.State, sig: A.Signals) -> Any:
         traces.append(1)
-        return A.update(state, sig)
+        return A.update(cfg, state, sig)
 
     step = jax.jit(counted)
-    state = A.init(config_for(("trend", "relative", "trend", "target")))
+    state = A.init(cfg)
     rng = np.random.default_rng(0)
     for t in range(100):
         vals = [float(v) for v in rng.normal(size=4) * 10.0 ** rng.integers(-3, 4)]
@@ -87,7 +89,7 @@ def test_vmap_over_three_stacked_configs_equals_three_runs(x64: bool) -> None:
 
     def scan_run(cfg: A.Config, sigs: A.Signals) -> Any:
         def body(state: A.State, sig: A.Signals) -> Any:
-            state, hp = A.update(state, sig)
+            state, hp = A.update(cfg, state, sig)
             return state, (hp.lr, hp.momentum)
 
         return jax.lax.scan(body, A.init(cfg), sigs)[1]
@@ -112,8 +114,8 @@ def test_jitted_property_bounds_on_hostile_streams() -> None:
         stream = [nanify(s) for s in random_stream(int(rng.integers(1 << 30)), 30, hostile=0.5)]
         sigs = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), stacked(stream))
 
-        def body(state: A.State, sig: A.Signals) -> Any:
-            state, hp = A.update(state, sig)
+        def body(state: A.State, sig: A.Signals, cfg: A.Config = cfg) -> Any:
+            state, hp = A.update(cfg, state, sig)
             return state, hp
 
         final, hps = jax.jit(lambda s, x: jax.lax.scan(body, s, x))(A.init(cfg), sigs)
@@ -124,9 +126,10 @@ def test_jitted_property_bounds_on_hostile_streams() -> None:
 
 
 def test_low_precision_signals_give_float32_hparams(x64: bool) -> None:
-    state = A.init(A.Config(lr_rule="trend", momentum_rule="inverse"), xp=jnp)
-    state, hp = jax.jit(A.update)(state, A.Signals(loss=jnp.bfloat16(2.5)))
-    state, hp = jax.jit(A.update)(state, A.Signals(loss=jnp.float16(1.5)))
+    cfg = A.Config(lr_rule="trend", momentum_rule="inverse")
+    state = A.init(cfg, xp=jnp)
+    state, hp = jax.jit(A.update)(cfg, state, A.Signals(loss=jnp.bfloat16(2.5)))
+    state, hp = jax.jit(A.update)(cfg, state, A.Signals(loss=jnp.float16(1.5)))
     assert hp.lr.dtype == jnp.float32 and hp.momentum.dtype == jnp.float32
     assert float(hp.momentum) == pytest.approx(1 - 1 / (1 + (0.1 * 2.5 * 0.9 + 0.1 * 1.5) / 0.19), rel=1e-5)
 
@@ -138,18 +141,18 @@ def test_flatten_save_load_continue_is_bit_exact(tmp_path: Any, x64: bool) -> No
     state = A.init(cfg)
     full = []
     for sig in stream:
-        state, hp = step(state, sig)
+        state, hp = step(cfg, state, sig)
         full.append((np.asarray(hp.lr), np.asarray(hp.momentum)))
     state = A.init(cfg)
     for sig in stream[:30]:
-        state, _ = step(state, sig)
+        state, _ = step(cfg, state, sig)
     leaves, treedef = jax.tree.flatten(state)
     np.savez(tmp_path / "ckpt.npz", *[np.asarray(x) for x in leaves])
     with np.load(tmp_path / "ckpt.npz") as f:
         loaded = [f[f"arr_{i}"] for i in range(len(leaves))]
     state = jax.tree.unflatten(treedef, loaded)
     for t, sig in enumerate(stream[30:], start=30):
-        state, hp = step(state, sig)
+        state, hp = step(cfg, state, sig)
         assert np.asarray(hp.lr).tobytes() == full[t][0].tobytes()
         assert np.asarray(hp.momentum).tobytes() == full[t][1].tobytes()
 
@@ -161,8 +164,8 @@ import jax, jax.numpy as jnp
 import adaptive_sched as A
 cfg = A.Config(lr_rule="trend", trend_up=1.5)
 leaves = jax.tree.leaves(cfg)
-assert len(leaves) == len(A._config.NUMERIC_FIELDS), leaves
-s, hp = jax.jit(A.update)(A.init(cfg), A.Signals(loss=1.0))
+assert len(leaves) == len(cfg.knobs) == 13, leaves  # the core knobs and trend's
+s, hp = jax.jit(A.update)(cfg, A.init(cfg), A.Signals(loss=1.0))
 print("ok")
 """
 
@@ -178,7 +181,7 @@ def test_config_is_registered_whatever_the_import_order(first: str) -> None:
 
 def test_import_imports_no_optional_framework() -> None:
     code = (
-        "import sys, adaptive_sched as A; A.update(A.init(A.Config(lr_rule='trend')), A.Signals(loss=1.0));"
+        "import sys, adaptive_sched as A; c = A.Config(lr_rule='trend'); A.update(c, A.init(c), A.Signals(loss=1.0));"
         "bad = [m for m in ('jax', 'optax', 'torch', 'matplotlib', 'sklearn') if m in sys.modules];"
         "print(bad)"
     )

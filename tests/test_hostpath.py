@@ -45,7 +45,7 @@ def test_random_streams_every_pattern(combo: tuple[str, str, str, str]) -> None:
     host = HostController(cfg)
     state = A.init(cfg, xp=_scalar)
     for sig in random_stream(1, 80, hostile=0.3):
-        state, hp = A.update(state, sig)
+        state, hp = A.update(cfg, state, sig)
         assert host.update(*sig) == (hp.lr, hp.momentum, hp.lr_scale)
 
 
@@ -94,7 +94,7 @@ def test_torch_target_matches_the_core_on_torch(combo: tuple[str, str, str, str]
     state = A.init(cfg, xp=xpt, device="cpu")
     flat, fns = flatten_state(state), {}
     for sig in random_stream(8, 50, hostile=0.3):
-        state, hp = A.update(state, sig)
+        state, hp = A.update(cfg, state, sig)
         key = tuple(v is not None for v in sig)
         if key not in fns:
             fns[key] = compile_update(cfg, key, target="torch")[0]
@@ -149,6 +149,6 @@ def test_large_step_counts_become_float32_as_arrays_convert_them() -> None:
     dev_state = A.init(cfg, xp=xpt)._replace(step=torch.tensor(2**24 + 1, dtype=torch.int32))
     dev = HostController(cfg, dev_state, target="torch")
     for _ in range(4):
-        state, hp = A.update(state, A.Signals())
+        state, hp = A.update(cfg, state, A.Signals())
         assert host.update() == (hp.lr, hp.momentum, hp.lr_scale)
         assert tuple(float(v) for v in dev.update()) == (hp.lr, hp.momentum, hp.lr_scale)

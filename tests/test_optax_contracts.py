@@ -60,7 +60,7 @@ def test_core_state_from_init_can_be_donated() -> None:
     state = A.init(LOSS_CFG, xp=jnp)
     leaves = jax.tree.leaves(state)
     assert len({id(x) for x in leaves}) == len(leaves)
-    step = jax.jit(lambda s, loss: A.update(s, A.Signals(loss=loss)), donate_argnums=0)
+    step = jax.jit(lambda s, loss: A.update(LOSS_CFG, s, A.Signals(loss=loss)), donate_argnums=0)
     for loss in (3.0, 2.0, 1.0):
         state, hp = step(state, jnp.float32(loss))
     assert float(hp.lr) == pytest.approx(1e-2 * 1.1 * 1.1)  # two improvements
@@ -216,7 +216,7 @@ def test_rule_slots_get_their_own_buffers_and_can_be_donated(door: str) -> None:
             assert set(state.rule_state) == {"lr.count_ups.last", "lr.count_ups.n"}
             leaves = jax.tree.leaves(state)
             assert len({id(x) for x in leaves}) == len(leaves)
-            step = jax.jit(lambda s, loss: A.update(s, A.Signals(loss=loss)), donate_argnums=0)
+            step = jax.jit(lambda s, loss: A.update(cfg, s, A.Signals(loss=loss)), donate_argnums=0)
             for loss in (1.0, 2.0, 1.5, 3.0):
                 state, hp = step(state, jnp.float32(loss))
             assert int(state.rule_state["lr.count_ups.n"]) == 3  # 0 -> 1, 1 -> 2 and 1.5 -> 3
@@ -241,19 +241,19 @@ def test_rule_slots_get_their_own_buffers_and_can_be_donated(door: str) -> None:
 
 
 def test_fingerprint_derives_from_the_registry() -> None:
-    from streams import all_combos
+    from streams import all_combos, config_for
 
-    from adaptive_sched import _optax, _rules
+    from adaptive_sched import _checkpoint, _optax, _rules
 
-    fps = {_optax._fingerprint(c) for c in all_combos()}
+    fps = {_checkpoint.rule_set_id(config_for(c)) for c in all_combos()}
     assert len(fps) == len(all_combos())  # every rule set its own fingerprint
     # all "none" rules and the active rules only: a family added later (its rule "none")
     # leaves the fingerprints of existing configs as they are
-    assert _optax._rules_text(A.Config(lr_rule="trend", kl_rule="target").rules) == "lr_rule=trend/kl_rule=target"
+    assert _checkpoint._rules_text(A.Config(lr_rule="trend", kl_rule="target")) == "lr_rule=trend/kl_rule=target"
     with _rules.registered(_slot_rule()):
-        assert len({_optax._fingerprint(c) for c in all_combos()}) == len(all_combos())
+        assert len({_checkpoint.rule_set_id(config_for(c)) for c in all_combos()}) == len(all_combos())
         cfg = A.Config(lr_rule="count_ups", base_lr=1e-2, max_lr=0.1)
-        assert "lr_rule='count_ups'" in _optax._describe_fingerprint(_optax._rules_fingerprint(cfg))
+        assert "lr_rule='count_ups'" in _checkpoint._describe(_checkpoint.rule_set_id(cfg))
         # the loss warning and the keyword check read the registry too
         assert _optax._read_signals(cfg) == {"value": "lr_rule='count_ups'"}
         tx = _front_doors(cfg)["inject_hyperparams"]

@@ -31,7 +31,7 @@ from streams import (
 
 import adaptive_sched as A
 from adaptive_sched import _rules, _scalar
-from adaptive_sched._config import FIELD_CHECKS, NUMERIC_FIELDS, RULE_FIELDS
+from adaptive_sched._config import config_doc, numeric_fields, rule_fields
 from adaptive_sched._hostpath import HostController, flatten_state, state_fields
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -75,10 +75,9 @@ def toy() -> Any:
 def registry_snapshot() -> tuple[Any, ...]:
     return (
         tuple(_rules.RULES),
-        tuple(NUMERIC_FIELDS),
-        dict(RULE_FIELDS),
-        tuple(f.name for f in dataclasses.fields(A.Config)),
-        A.Config.__doc__,
+        numeric_fields(),
+        rule_fields(),
+        config_doc(),
         _rules.rule_table_markdown(),
     )
 
@@ -98,15 +97,15 @@ def test_registration_is_undone_and_leaves_nothing_behind() -> None:
 
 
 def test_toy_rule_validates_like_every_rule(toy: Any) -> None:
-    assert "toy_peak" in A.LR_RULES and "toy_peak" in RULE_FIELDS["lr_rule"]
-    assert "toy_rate" in NUMERIC_FIELDS and FIELD_CHECKS["toy_rate"][1] == "a finite number >= 0"
+    assert "toy_peak" in A.LR_RULES and "toy_peak" in rule_fields()["lr_rule"]
+    assert "toy_rate" in numeric_fields() and _rules.knob_named("toy_rate").allowed == "a finite number >= 0"
     cfg = A.Config(lr_rule="toy_peak", toy_rate=0.5)
     assert cfg.toy_rate == 0.5 and cfg.replace(toy_rate=1).toy_rate == 1.0
     assert A.Config().toy_rate == 0.25
     with pytest.raises(ValueError, match=r"Config.toy_rate=-1.0 is invalid: must be a finite number >= 0."):
         A.Config(lr_rule="toy_peak", toy_rate=-1.0)
-    assert "toy_rate: log-lr cut per new loss peak" in A.Config.__doc__
-    assert "``none | loss_decay | trend | variance | grad_norm | cyclical | toy_peak``" in A.Config.__doc__
+    assert "toy_rate: log-lr cut per new loss peak" in config_doc()
+    assert "``none | loss_decay | trend | variance | grad_norm | cyclical | toy_peak``" in config_doc()
 
 
 def test_registry_refuses_inconsistent_definitions() -> None:
@@ -120,8 +119,9 @@ def test_registry_refuses_inconsistent_definitions() -> None:
         _rules.register(dataclasses.replace(TOY, signal="bogus"))
     with pytest.raises(ValueError, match="clashes with another Config field"):
         _rules.register(dataclasses.replace(TOY, knobs={"rate": dataclasses.replace(TOY_RATE, name="base_lr")}))
+    decay_k = _rules.RULES["lr.loss_decay"].knobs["k"]
     with pytest.raises(ValueError, match="clashes with another Config field"):
-        _rules.register(dataclasses.replace(TOY, knobs={"rate": dataclasses.replace(_rules.DECAY_K, default=9.0)}))
+        _rules.register(dataclasses.replace(TOY, knobs={"rate": dataclasses.replace(decay_k, default=9.0)}))
     with pytest.raises(ValueError, match="a clock rule reads no signal"):
         _rules.register(dataclasses.replace(TOY, kind="clock"))
     assert "lr.toy_peak" not in _rules.RULES
@@ -149,7 +149,7 @@ def test_toy_rule_semantics_and_slots_in_plain_python(toy: Any) -> None:
     assert state.rule_state == {"lr.toy_peak.peak": 0.0, "lr.toy_peak.count": 0}
     lrs = []
     for x in (1.0, 2.0, math.nan, 3.0, 2.5, 4.0):
-        state, hp = A.update(state, A.Signals(loss=x))
+        state, hp = A.update(cfg, state, A.Signals(loss=x))
         lrs.append(hp.lr)
     cuts = [0, 1, 1, 2, 2, 3]  # new peaks at 2, 3 and 4; NaN holds
     assert lrs == pytest.approx([1e-3 * math.exp(-0.5 * c) for c in cuts], rel=1e-6)  # float32 arithmetic
@@ -172,7 +172,7 @@ def test_toy_rule_numpy_jit_and_vmap_agree(toy: Any) -> None:
 
     def counted(st: A.State, sig: A.Signals) -> Any:
         traces.append(1)
-        return A.update(st, sig)
+        return A.update(cfg, st, sig)
 
     step = jax.jit(counted)
     s = A.init(cfg, xp=jnp)
@@ -191,7 +191,7 @@ def test_toy_rule_numpy_jit_and_vmap_agree(toy: Any) -> None:
 
     def scan_run(c: A.Config, xs: A.Signals) -> Any:
         def body(st: A.State, sig: A.Signals) -> Any:
-            st, hp = A.update(st, sig)
+            st, hp = A.update(c, st, sig)
             return st, hp.lr
 
         return jax.lax.scan(body, A.init(c), xs)[1]
@@ -210,7 +210,7 @@ def test_toy_rule_host_path_and_checkpoints_carry_the_slots(toy: Any) -> None:
     for sig in toy_stream():
         host.update(*sig)
     assert type(host.flat[-1]) is int and host.flat[-1] > 0
-    d = A.state_to_dict(host.state)
+    d = A.state_to_dict(cfg, host.state)
     assert {f"rule_state.{k}" for k in TOY_KEYS} <= set(d)
     back = A.state_from_dict(d, xp=_scalar)
     assert flatten_state(back) == host.flat
@@ -310,6 +310,116 @@ def test_observe_keywords_come_from_signals() -> None:
         a.observe(rewards=1.0)
 
 
+# ----------------------------------------------------------------------------- configs are data
+
+COOL_FAMILY = _rules.Family("toy_cool", "toy post-clamp schedule (tests only)")
+COOL_FLOOR = _rules.knob("toy_cool_floor", 0.1, _rules.CHECKS["positive"], "final factor of the toy cooldown.")
+
+
+def toy_cooldown(xp: Any, obs: Any, knobs: Any, ctx: _rules.RuleContext) -> Any:
+    """Toy cooldown (tests only): ``c_t = max(floor, 1 - (t - start) / length)`` once started (``length > 0``).
+
+    Its slots ``start`` and ``length`` are set from outside (``set_slots``): the
+    shape of the lead's cooldown rule, which needs a post-clamp kind.
+    """
+    sl = ctx.slots
+    started = sl["length"] > 0.0
+    frac = xp.clip((ctx.t - sl["start"]) / xp.where(started, sl["length"], 1.0), 0.0, 1.0)
+    c = xp.where(started, 1.0 - (1.0 - knobs.floor) * frac, 1.0)
+    return xp.log(xp.clip(c, knobs.floor, 1.0)), {"start": sl["start"], "length": sl["length"]}
+
+
+COOL = _rules.Rule(
+    "toy_cool", "linear", "schedule", None, toy_cooldown, {"floor": COOL_FLOOR},
+    slots=(_rules.Slot("start"), _rules.Slot("length")),
+)  # fmt: skip
+
+
+def test_registering_a_rule_and_a_family_changes_no_existing_config() -> None:
+    import pickle
+
+    before = A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling")
+    text, blob, h = repr(before), pickle.dumps(before), hash(before)
+    state, _ = A.update(before, A.init(before, xp=_scalar), A.Signals(loss=1.0, reward=0.5))
+    with _rules.registered(TOY, COOL_FAMILY, COOL):
+        now = A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling")
+        assert before == now and hash(before) == h == hash(now)  # compares (and equals one made now)
+        assert repr(before) == text  # prints
+        assert pickle.loads(blob) == before == pickle.loads(pickle.dumps(before))  # pickles
+        assert before.toy_cool_rule == "none" and before.rules[-1] == "none"  # a new family: "none"
+        assert before.toy_rate == 0.25 and before.knobs == now.knobs  # a new rule's knob: its default, not stored
+        A.update(before, state, A.Signals(loss=0.5, reward=0.5))  # and it still runs
+    assert before == A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling") and repr(before) == text
+
+
+def test_schedule_kind_multiplies_after_the_clamp_outside_the_anti_windup() -> None:
+    # trend up at every step pins the adaptive lr at max_lr; the cooldown started at t=4 then scales it
+    # down to floor * max_lr, and a_t (log_scale) is neither pushed up nor down by it.
+    with _rules.registered(COOL_FAMILY, COOL):
+        cfg = A.Config(lr_rule="trend", toy_cool_rule="linear", trend_up=2.0, trend_threshold=0.0, ema_beta=0.0,
+                       base_lr=1e-3, max_lr=4e-3, toy_cool_floor=0.25)  # fmt: skip
+        for xp in (_scalar, np):
+            state, lrs, scales = A.init(cfg, xp=xp), [], []
+            for t in range(1, 13):
+                if t == 4:
+                    state = A.set_slots(cfg, state, "toy_cool", start=3.0, length=4.0)
+                state, hp = A.update(cfg, state, A.Signals(loss=10.0 - t))
+                lrs.append(float(hp.lr))
+                scales.append(float(state.log_scale))
+            hi = float(np.float32(4e-3))
+            assert lrs[1:3] == [pytest.approx(2e-3, rel=1e-6), pytest.approx(hi, rel=1e-6)]
+            c = [1 - 0.75 * min(1.0, (t - 3) / 4) for t in range(4, 13)]  # 1 -> floor over 4 steps
+            assert lrs[3:] == pytest.approx([hi * x for x in c], rel=1e-5)
+            assert scales[2:] == pytest.approx([math.log(4.0)] * 10, rel=1e-6)  # a_t stays at the bound
+        with pytest.raises(ValueError, match=r"no slot\(s\) \['begin'\]"):
+            A.set_slots(cfg, state, "toy_cool", begin=1.0)
+        check_compiled_equals_generic(cfg, [A.Signals(loss=10.0 - t) for t in range(12)])
+
+
+def test_a_front_door_starts_a_schedule_rule_with_set_slots_in_both_torch_modes() -> None:
+    torch = pytest.importorskip("torch")
+    from adaptive_sched.adapters.torch import AdaptiveScheduler
+
+    with _rules.registered(COOL_FAMILY, COOL):
+        cfg = A.Config(lr_rule="trend", toy_cool_rule="linear", trend_up=1.5, trend_threshold=0.0, base_lr=1e-3)
+        state, expected = A.init(cfg, xp=_scalar), []
+        for t in range(1, 9):
+            if t == 3:
+                state = A.set_slots(cfg, state, "toy_cool", start=2.0, length=3.0)
+            state, hp = A.update(cfg, state, A.Signals(loss=5.0 - t))
+            expected.append(float(hp.lr))
+        for device_mode in (False, True):
+            lr0 = torch.tensor(1e-3) if device_mode else 1e-3
+            sched = AdaptiveScheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr0), cfg,
+                                      device_mode=device_mode)  # fmt: skip
+            lrs = []
+            for t in range(1, 9):
+                if t == 3:
+                    sched.set_slots("toy_cool", start=2.0, length=3.0)
+                sched.observe(loss=5.0 - t)
+                lrs.append(float(sched.hparams.lr))
+            assert lrs == expected, device_mode  # bit for bit, as every rule
+
+
+def test_obs_bad_tells_a_non_finite_signal_from_a_missing_one() -> None:
+    def backoff(xp: Any, obs: Any, knobs: Any, ctx: _rules.RuleContext) -> Any:
+        """Toy backoff (tests only): ``eta <- eta * exp(-rate)`` at each NaN/inf loss; a missing loss holds."""
+        return xp.where(obs.bad, -knobs.rate, 0.0)
+
+    rate = _rules.knob("backoff_rate", 0.5, _rules.CHECKS["nonneg"], "log-lr cut per bad loss.")
+    with _rules.registered(_rules.Rule("lr", "backoff", "increment", "loss", backoff, {"rate": rate})):
+        cfg = A.Config(lr_rule="backoff", momentum_rule="inverse", ema_beta=0.0, min_lr=1e-9)
+        stream = [A.Signals(loss=x) for x in (1.0, math.nan, None, math.inf, None, 2.0)]
+        for xp in (_scalar, np):
+            state, lrs = A.init(cfg, xp=xp), []
+            for sig in stream:
+                state, hp = A.update(cfg, state, sig)
+                lrs.append(float(hp.lr))
+            assert lrs == pytest.approx([1e-3 * math.exp(-0.5 * k) for k in (0, 1, 1, 2, 2, 2)], rel=1e-6)
+            assert int(state.skipped) == 2 and float(hp.momentum) == pytest.approx(2 / 3, rel=1e-6)
+        check_compiled_equals_generic(cfg, stream)
+
+
 # ----------------------------------------------------------------------------- docs and hostile streams
 
 
@@ -369,4 +479,4 @@ def test_type_checker_views_match_the_derived_classes() -> None:
     # State's and Config's runtime fields derive from Signals and the registry; the
     # declarations type checkers read must follow (a new signal or family updates them).
     assert _stub_fields(A._core.__file__, "State") == A.State._fields
-    assert _stub_fields(A._config.__file__, "Config") == tuple(RULE_FIELDS)
+    assert _stub_fields(A._config.__file__, "Config") == tuple(rule_fields())

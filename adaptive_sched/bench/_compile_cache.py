@@ -112,7 +112,8 @@ class CacheStats:
       hits: programs loaded from the cache instead of compiled.
       writes: programs compiled and written to it.
       saved_s: compile seconds the hits saved (as JAX records them: the
-        original compile time minus the time to read the entry).
+        original compile time minus the time to read the entry; negative when
+        reading took longer, which :meth:`describe` shows as no saving).
     """
 
     directory: pathlib.Path | None
@@ -126,7 +127,7 @@ class CacheStats:
             return "persistent compilation cache off"
         return (
             f"persistent compilation cache {self.directory}: {self.hits} program(s) loaded "
-            f"(saving {self.saved_s:.1f} s of compilation), {self.writes} written"
+            f"(saving {max(self.saved_s, 0.0):.1f} s of compilation), {self.writes} written"
         )
 
 

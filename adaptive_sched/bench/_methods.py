@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import optax
 
 import adaptive_sched
+from adaptive_sched._config import numeric_fields, rule_fields
 from adaptive_sched._recommended import RECOMMENDED_RULES
 from adaptive_sched.bench._tasks import Task, eval_params, read_hparams
 
@@ -108,17 +109,17 @@ def describe_config(config: adaptive_sched.Config) -> str:
     default = adaptive_sched.Config()
     base = float(config.base_lr)
     parts = []
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if field.name == "base_lr":
+    for name in (*rule_fields(), *numeric_fields()):
+        value = getattr(config, name)
+        if name == "base_lr":
             continue
-        if field.name in ("min_lr", "max_lr"):
-            parts.append(f"{field.name}=lr*{float(value) / base:g}")
+        if name in ("min_lr", "max_lr"):
+            parts.append(f"{name}=lr*{float(value) / base:g}")
         elif isinstance(value, str):
-            if value != getattr(default, field.name):
-                parts.append(f"{field.name}={value!r}")
-        elif float(value) != float(getattr(default, field.name)):
-            parts.append(f"{field.name}={float(value):g}")
+            if value != getattr(default, name):
+                parts.append(f"{name}={value!r}")
+        elif float(value) != float(getattr(default, name)):
+            parts.append(f"{name}={float(value):g}")
     return "Config(" + ", ".join(parts) + ")"
 
 

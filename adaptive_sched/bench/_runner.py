@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adaptive_sched._sweep import run_points
 from adaptive_sched.bench._methods import Method, switch
 from adaptive_sched.bench._tasks import Task
 
@@ -52,7 +52,7 @@ def run_task(
     """Train ``task`` with every method at every ``grid`` multiplier of its base lr, ``seeds`` times.
 
     One ``jax.jit`` program, vmapped over the flattened (method, lr, seed)
-    axis: each run builds all methods' transformations from its traced lr and
+    axis (:func:`adaptive_sched._sweep.run_points`, the grid runner sweeps use too): each run builds all methods' transformations from its traced lr and
     applies the one its traced method index selects (:func:`switch`). Seeds
     are common random numbers: seed ``s`` gives the same initialisation and
     data order for every method and lr.
@@ -83,16 +83,12 @@ def run_task(
     keys = jax.random.split(jax.random.key(seed), s)
     keys = jnp.tile(keys, k * g)
 
-    def one(i: jax.Array, lr: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    def one(point: tuple[jax.Array, jax.Array, jax.Array]) -> dict[str, jax.Array]:
+        i, lr, key = point
         txs = [m.build(lr, task, n_steps) for m in methods]
         return task.run(switch(txs, i), key, n_steps)
 
-    program = jax.jit(jax.vmap(one))
-    t0 = time.perf_counter()
-    compiled = program.lower(index, lrs, keys).compile()
-    t1 = time.perf_counter()
-    out = jax.block_until_ready(compiled(index, lrs, keys))
-    t2 = time.perf_counter()
+    out, run = run_points(one, (index, lrs, keys))  # the sweeps' grid runner: one jit(vmap) program
     arrays = {name: np.asarray(v).reshape((k, g, s, *v.shape[1:])) for name, v in out.items()}
     return TaskResult(
         task=task,
@@ -101,6 +97,6 @@ def run_task(
         seeds=s,
         steps=n_steps,
         arrays=arrays,
-        compile_s=t1 - t0,
-        run_s=t2 - t1,
+        compile_s=run.compile_seconds,
+        run_s=run.run_seconds,
     )

@@ -125,8 +125,7 @@ def test_grad_norm_rule_is_fed_the_pre_step_gradient_norm(tmp_path: Path) -> Non
 
     import adaptive_sched
 
-    module = Tiny(**{f.name: getattr(adaptive_sched.recommended(0.05), f.name)
-                     for f in __import__("dataclasses").fields(adaptive_sched.Config)})  # fmt: skip
+    module = Tiny(**adaptive_sched.recommended(0.05).asdict())
     norms = Norms()
     cb = AdaptiveSchedulerCallback(reward_key=None)
     trainer = pl.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,

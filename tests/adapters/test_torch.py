@@ -138,7 +138,7 @@ def reference_jax(cfg: A.Config, stream: list[A.Signals]) -> tuple[np.ndarray, n
     state = A.init(cfg, xp=jax.numpy)
     lr, mom = [], []
     for sig in stream:  # None -> NaN keeps one trace; both mean "not observed"
-        state, hp = step(state, A.Signals(*(math.nan if v is None else v for v in sig)))
+        state, hp = step(cfg, state, A.Signals(*(math.nan if v is None else v for v in sig)))
         lr.append(as_float(hp.lr))
         mom.append(as_float(hp.momentum))
     return np.array(lr), np.array(mom)
@@ -378,7 +378,7 @@ def core_run(cfg: A.Config, stream: list[A.Signals]) -> list[float]:
     state = A.init(cfg, xp=A._scalar)
     out = []
     for sig in stream:
-        state, hp = A.update(state, sig)
+        state, hp = A.update(cfg, state, sig)
         out.append(hp.lr)
     return out
 
@@ -732,7 +732,7 @@ def test_config_mismatch_hint_only_when_base_lr_came_from_the_optimizer() -> Non
 
     opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1e-2)
     saved = AdaptiveScheduler(opt, adaptive_sched.recommended(1e-2)).state_dict()
-    with pytest.raises(ValueError, match=r"base_lr: checkpoint 0\.0099999.* vs scheduler 0\.02") as info:
+    with pytest.raises(ValueError, match=r"base_lr: checkpoint 0\.01 vs scheduler 0\.02") as info:
         AdaptiveScheduler(opt, adaptive_sched.recommended(2e-2)).load_state_dict(saved)
     assert "build the scheduler before" not in str(info.value)  # base_lr was given: the hint would mislead
 
@@ -746,3 +746,18 @@ def test_bool_signals_are_refused(device_mode: bool) -> None:
         with pytest.raises(TypeError, match=r"observe\(loss=\.\.\.\) must be"):
             sched.observe(loss=bad)
     assert sched.controller_state.step == 0  # refused before any update
+
+
+def test_repr_is_a_few_readable_lines_and_the_readme_says_what_to_read() -> None:
+    sched = AdaptiveScheduler(torch.optim.AdamW([one_param()], lr=5e-5), lr_rule="trend", reward_rule="trend",
+                              min_lr=1e-6, max_lr=5e-4)  # fmt: skip
+    text = repr(sched)
+    assert text.count("\n") <= 6 and len(text) < 400, text
+    assert "Config(lr_rule='trend', reward_rule='trend', base_lr=5e-05, min_lr=1e-06)" in text
+    assert "AdamW" in text and "host" in text
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quickstart: PyTorch", 1)[1].split("\n## ", 1)[0]
+    for name in ("sched.hparams", "sched.controller_state", "sched.config", "sched.get_last_lr()"):
+        assert name in section, name

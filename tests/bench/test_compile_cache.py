@@ -79,3 +79,10 @@ def test_second_sweep_loads_what_the_first_compiled(tmp_path: pathlib.Path) -> N
     assert "persistent compilation cache off" in off
     assert not (tmp_path / "unused").exists()
     assert rows3 == rows1
+
+
+def test_a_load_slower_than_the_compile_it_replaces_reads_as_no_saving() -> None:
+    # JAX records compile_time_saved as the original compile time minus the read time, which is
+    # negative for a tiny program read on a loaded machine; the line said "saving -0.1 s".
+    line = cc.CacheStats(pathlib.Path("/c"), hits=4, saved_s=-0.1).describe()
+    assert _counts(line) == (4, 0) and "saving 0.0 s" in line

@@ -1,0 +1,56 @@
+"""Math shared by the built-in rules (and available to rules written elsewhere)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adaptive_sched import _scalar
+from adaptive_sched._signals import SIGNAL_LIMIT
+
+__all__ = ["REL_EPS", "SIGNAL_LIMIT", "TINY", "log_knob", "trend_step", "variance_factor"]
+
+TINY = 1e-30
+"""Floor for values that are divided by or logged."""
+REL_EPS = 1e-12
+"""Floor of ``|reference|`` in relative comparisons."""
+
+def log_knob(xp: Any, v: Any) -> Any:
+    """``log`` of a config knob (or of any value that depends on knobs only): on the host when it is a number.
+
+    Rules should take the log of a knob through this. Every front door holds
+    concrete knobs as float32 numbers (:func:`adaptive_sched._scalar.knob`), so
+    they share one value, ``log`` in float64 rounded once to float32, instead of
+    each backend's own float32 ``log`` (XLA, torch and libm differ by an ulp on
+    some inputs, and these constants accumulate in ``log_scale``). Traced or
+    array knobs (a ``vmap`` over configs) use ``xp.log``.
+    """
+    if isinstance(v, (int, float)):
+        host: Any = _scalar  # its elementwise functions come from _scalar.OPS (invisible to type checkers)
+        return host.log(_scalar.float32(v))
+    if isinstance(v, np.float32):  # NumPy's form of a concrete knob: the same host value, typed float32
+        return np.float32(_scalar.log(_scalar.float32(v)))  # type: ignore[attr-defined]
+    return xp.log(v)
+
+
+def trend_step(xp: Any, obs: Any, up: Any, down: Any, threshold: Any, maximize: bool) -> Any:
+    """``eta <- eta * up`` if the smoothed signal improved, else ``eta * down`` (log-increment).
+
+    Improvement is relative to the magnitude of the previous smoothed value, so
+    it is correct for negative losses and rewards (unlike ``best * (1 - thr)``):
+    minimising, ``improved = x^_t < x^_{t-1} - thr * |x^_{t-1}|``; maximising,
+    ``improved = x^_t > x^_{t-1} + thr * |x^_{t-1}|``. Nothing moves on the first
+    observation or when the signal is not observed.
+    """
+    margin = threshold * xp.abs(obs.prev_hat)
+    improved = obs.hat > obs.prev_hat + margin if maximize else obs.hat < obs.prev_hat - margin
+    active = xp.logical_and(obs.ok, obs.has_prev)
+    step = xp.where(improved, log_knob(xp, up), log_knob(xp, down))
+    return xp.where(active, step, 0.0)
+
+
+def variance_factor(xp: Any, obs: Any, k: Any, scale: Any) -> Any:
+    """``eta = base / (1 + k * sqrt(v^_t) / scale)`` as a log-factor."""
+    std = xp.sqrt(xp.clip(obs.var_hat, 0.0, SIGNAL_LIMIT * SIGNAL_LIMIT))
+    return -xp.log1p(k * xp.clip(std / xp.clip(scale, REL_EPS, SIGNAL_LIMIT), 0.0, 1e30))

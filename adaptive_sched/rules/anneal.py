@@ -1,0 +1,133 @@
+"""The ``anneal`` family: horizon-free annealing by a stationarity test on the loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, Slot, knob, register, register_family
+from adaptive_sched.rules._math import TINY, log_knob
+
+FAMILY = register_family(Family("anneal", "horizon-free annealing of the lr by a stationarity test on the loss"))
+
+ANNEAL_MIN_SAMPLES = knob(
+    "anneal_min_samples", 30.0, CHECKS["ge1"], "observations at the current lr before the first test (``n_min``, >= 1)."
+)
+ANNEAL_TEST_EVERY = knob("anneal_test_every", 5.0, CHECKS["ge1"], "observations between tests once ``n >= n_min`` (>= 1).")
+ANNEAL_WINDOW_POWER = knob(
+    "anneal_window_power", 1.0, CHECKS["nonneg"],
+    "``c`` of the growing window: observation ``i`` of ``n`` weighs ``(i/n)^c`` (0: plain OLS).",
+)
+ANNEAL_Z_DROP = knob(
+    "anneal_z_drop", 1.0, CHECKS["nonneg"], "one-sided z of the stationarity test: cut unless ``T < -t_q(z)`` (>= 0)."
+)
+ANNEAL_DROP = knob(
+    "anneal_drop", 0.9, CHECKS["down"],
+    "lr factor when the slope is negative but not significantly so (``-t_q < T < 0``; in (0, 1]).",
+)
+ANNEAL_DROP_FLAT = knob(
+    "anneal_drop_flat", 0.6, CHECKS["down"], "lr factor when the slope is flat or rising (``T >= 0``; in (0, 1])."
+)
+ANNEAL_UP = knob("anneal_up", 2.0, CHECKS["up"], "lr factor per growth test passed before the first cut (>= 1).")
+ANNEAL_Z_UP = knob("anneal_z_up", 1.645, CHECKS["nonneg"], "z of the growth test: grow only if ``T < -t_q(z_up)`` (>= 0).")
+ANNEAL_GROW = knob("anneal_grow", 1.0, CHECKS["flag"], "1 to allow the growth phase before the first cut, 0 to disable.")
+
+ANNEAL_SLOTS = ("n", "w", "w2", "mt", "my", "ctt", "cty", "cyy", "growing", "prev_slope", "tstat")
+
+def _or(xp: Any, a: Any, b: Any) -> Any:
+    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
+
+
+def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
+    r"""Slope test: cut the lr once the loss shows no significant downward slope at the current lr.
+
+    SASA/SLOPE (Lang, Zhang & Xiao, 2019, "Using Statistics to Automate
+    Stochastic Optimization", NeurIPS; the loss-only SLOPE test of the
+    ``microsoft/statopt`` reference code) made horizon-free and O(1). Within a
+    *leg* (the ``n`` observations since the lr last changed, ``i = 1..n``) the
+    rule fits ``y_i ~ a + b*i`` to the raw loss by weighted least squares with
+    weights ``w_i = (i/n)^c`` (a growing window, the O(1) analogue of SLOPE's
+    leaky bucket that keeps the most recent fraction of the samples), updated
+    with forgetting ``rho_n = ((n-1)/n)^c`` as (West, 1979, CACM 22(9))
+    ``W = rho*W + 1``, ``t_bar += (n - t_bar)/W``, ``C_ty = rho*C_ty + (n - t_bar_old)(y - y_bar)``
+    and likewise ``C_tt``, ``C_yy``. With Kish's effective sample size
+    ``n_e = W^2 / sum w_i^2``:
+
+    ``b = C_ty/C_tt``, ``s^2 = (C_yy - b*C_ty)/W * n_e/(n_e - 2)``,
+    ``T = b / sqrt(s^2 * W / (n_e * C_tt))``.
+
+    A test runs when ``n >= n_min`` and ``n mod k = 0`` (``anneal_min_samples``,
+    ``anneal_test_every``), against the Student-t quantile with ``n_e - 2``
+    degrees of freedom (Cornish-Fisher: ``t_q(z) = z*(1 + (z^2 + 1)/(4*(n_e - 2)))``):
+
+    * *anneal*: ``T > -t_q(z_drop)`` (progress is within noise: the iterates are
+      stationary at this lr): the lr is cut, by evidence, and the leg restarts:
+      ``eta <- eta * drop_flat`` if ``T >= 0`` (the loss is flat or rising: no
+      sign of progress), else ``eta <- eta * drop`` (it still leans down, within
+      noise: a gentle cut, so the lr stays high while there may be progress,
+      as a cosine schedule does early on);
+    * *grow* (before the first cut only, when ``anneal_grow = 1``; the warm-up
+      role of SALSA, Zhang et al., 2020, without its line search):
+      ``T < -t_q(z_up)`` and the slope at least as steep as at the previous
+      growth: ``eta <- eta * up`` and the leg restarts; significant progress
+      that is not steeper ends the growth phase;
+    * otherwise the lr holds.
+
+    So the lr never falls faster than one cut per ``n_min`` observations,
+    and needs no total step count. On a stationary stream the first test cuts
+    with probability about ``Phi(z_drop)``; a loss falling clearly faster than
+    its noise is never cut. Non-finite losses are not observed.
+    """
+    sl = ctx.slots
+    ok = obs.ok
+    y = obs.x
+    n = sl["n"] + 1.0
+    rho = xp.where(n > 1.0, xp.exp(knobs.window_power * xp.log(xp.clip((n - 1.0) / n, TINY, 1.0))), 0.0)
+    w = rho * sl["w"] + 1.0
+    w2 = rho * rho * sl["w2"] + 1.0
+    dt = n - sl["mt"]
+    dy = y - sl["my"]
+    mt = sl["mt"] + dt / w
+    my = sl["my"] + dy / w
+    ctt = rho * sl["ctt"] + dt * (n - mt)
+    cty = rho * sl["cty"] + dt * (y - my)
+    cyy = rho * sl["cyy"] + dy * (y - my)
+
+    ne = w * w / xp.clip(w2, TINY, 1e30)
+    dof = xp.clip(ne - 2.0, 1.0, 1e30)
+    ctt_s = xp.clip(ctt, TINY, 1e30)
+    b = cty / ctt_s
+    rss = xp.clip(cyy - b * cty, 0.0, 1e30)
+    sigma2 = rss / xp.clip(w, TINY, 1e30) * ne / dof
+    se = xp.sqrt(xp.clip(sigma2 * w / (xp.clip(ne, TINY, 1e30) * ctt_s), TINY, 1e30))
+    tstat = xp.clip(b / se, -1e30, 1e30)  # a perfectly flat leg (rss = 0, b = 0) has T = 0: stationary
+    tq_drop = knobs.z_drop * (1.0 + (knobs.z_drop * knobs.z_drop + 1.0) / (4.0 * dof))
+    tq_up = knobs.z_up * (1.0 + (knobs.z_up * knobs.z_up + 1.0) / (4.0 * dof))
+
+    due = xp.logical_and(n >= knobs.min_samples, n - knobs.test_every * xp.floor(n / knobs.test_every) < 0.5)
+    test = xp.logical_and(ok, due)
+    stationary = xp.logical_and(test, tstat > -tq_drop)
+    growing = sl["growing"] > 0.5
+    strong = xp.logical_and(xp.logical_and(test, tstat < -tq_up), growing)
+    steeper = b <= sl["prev_slope"]
+    grow_now = xp.logical_and(xp.logical_and(strong, steeper), knobs.grow > 0.5)
+    stop_growing = _or(xp, _or(xp, stationary, xp.logical_and(strong, xp.logical_not(steeper))), knobs.grow < 0.5)
+    change = _or(xp, stationary, grow_now)
+    cut = xp.where(tstat >= 0.0, log_knob(xp, knobs.drop_flat), log_knob(xp, knobs.drop))
+    inc = xp.where(stationary, cut, xp.where(grow_now, log_knob(xp, knobs.up), 0.0))
+
+    fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy}
+    new = {k: xp.where(ok, xp.where(change, 0.0, v), sl[k]) for k, v in fresh.items()}
+    new["growing"] = xp.where(xp.logical_and(ok, stop_growing), 0.0, sl["growing"])
+    new["prev_slope"] = xp.where(xp.logical_and(ok, grow_now), b, sl["prev_slope"])
+    new["tstat"] = xp.where(test, tstat, sl["tstat"])
+    return xp.where(ok, inc, 0.0), new
+
+
+for _rule in (
+    Rule("anneal", "slope", "increment", "loss", anneal_slope,
+         {"min_samples": ANNEAL_MIN_SAMPLES, "test_every": ANNEAL_TEST_EVERY, "window_power": ANNEAL_WINDOW_POWER,
+          "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "drop_flat": ANNEAL_DROP_FLAT, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
+         slots=tuple(Slot(k, init=1.0 if k == "growing" else 0.0) for k in ANNEAL_SLOTS),
+         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once `n ≥ n_min`: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)'),
+):  # fmt: skip
+    register(_rule)
