@@ -17,7 +17,9 @@ from adaptive_sched.bench._summary import LOSE, WIN, verdict
 
 __all__ = ["headline_tables", "plot_task", "plot_sensitivity", "write_json", "write_report"]
 
-_OURS_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#4b0082", "#2f4f4f")
+_OURS_COLORS = (
+    "#d62728", "#8b0000", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#4b0082", "#2f4f4f",
+)  # fmt: skip
 _PEER_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#7f7f7f", "#bcbd22", "#000000")
 
 
