@@ -30,6 +30,16 @@ def test_help_documents_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
         assert name in text
 
 
+def test_help_says_what_full_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adaptive_sched.bench import _data
+
+    monkeypatch.setenv("COLUMNS", "400")
+    text = " ".join(_help().split())
+    assert f"{_data.DIGITS_SIZES['full']['steps']} steps on digits-mlp" in text
+    assert f"{_data.LM_SIZES['full']['steps']} on char-lm" in text
+    assert "10 seeds" in text and "minutes" in text
+
+
 def test_cli_task_names_match_the_tasks() -> None:
     pytest.importorskip("jax")
     from adaptive_sched.bench._tasks import TASK_NAMES
