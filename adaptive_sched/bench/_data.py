@@ -28,7 +28,7 @@ DIGITS_SIZES: dict[str, dict[str, int]] = {
     "tiny": {"hidden": 32, "batch": 32, "steps": 40},
     "quick": {"hidden": 32, "batch": 32, "steps": 100},
     "default": {"hidden": 64, "batch": 32, "steps": 300},
-    "full": {"hidden": 64, "batch": 32, "steps": 1000},
+    "full": {"hidden": 64, "batch": 32, "steps": 1200},
 }
 
 
@@ -131,7 +131,7 @@ LM_SIZES: dict[str, dict[str, int]] = {
     "tiny": {"embed": 8, "hidden": 32, "seq": 16, "batch": 8, "steps": 40},
     "quick": {"embed": 16, "hidden": 48, "seq": 24, "batch": 16, "steps": 100},
     "default": {"embed": 16, "hidden": 32, "seq": 20, "batch": 8, "steps": 150},
-    "full": {"embed": 16, "hidden": 48, "seq": 24, "batch": 16, "steps": 400},
+    "full": {"embed": 16, "hidden": 48, "seq": 24, "batch": 16, "steps": 600},
 }
 LM_EVAL: dict[str, int] = {"windows": 16, "length": 48}
 """Held-out evaluation of the char-lm: evenly spaced windows of the held-out text."""

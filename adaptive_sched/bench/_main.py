@@ -59,10 +59,22 @@ def _definitions() -> list[str]:
         "only the best point; 0.48 or 0.52 = two adjacent points; 1 = three; 2 = the whole grid x0.1..x10).",
         "*Δ vs best tuned* (headline): 100 (m_ours - m_b) / |m_b| for a higher-is-better metric, "
         "100 (m_b - m_ours) / |m_b| for a lower-is-better one, with m_ours the recommended preset's "
-        "seed mean at the base lr and m_b the best tuned baseline's seed mean at its best grid lr: "
-        "positive = ours better; 'within 1%' = Δ >= -1%. Ill-conditioned when m_b is near 0 (rewards).",
+        "(ours or ours-horizon) seed mean at the base lr and m_b the best tuned baseline's seed mean at its "
+        "best grid lr: positive = ours better; 'within 1%' = Δ >= -1%. Ill-conditioned when m_b is near 0 (rewards).",
         "*untuned vs tuned* (headline): P(a seed of the recommended preset at the base lr beats a seed "
-        "of the baseline at the baseline's own best grid lr), over all pairs of seeds.",
+        "of the baseline at the baseline's own best grid lr), over all pairs of seeds; *tuned vs tuned*: the "
+        "same with the preset at its own best grid lr.",
+        "*horizon known / horizon-free* (headline): ours-horizon is built with the run's length "
+        "(recommended(lr, total_steps=steps)), as cosine, one-cycle and ours-cosine are; ours, constant, "
+        "plateau, prodigy and schedule-free are not (the methods table's 'uses the run's length').",
+        "*worst grid point* (robustness): the method's worst seed-mean final metric over the whole lr grid (a "
+        "non-finite mean counts as the worst); Δ as above against the best tuned baseline. A preset's worst "
+        "point is *better than every peer's worst* when strictly better than each peer's worst point; *margin*: "
+        "its Δ against the best of the peers' worst points.",
+        "*targets* (headline): issue 16's targets, each computed from these summaries; 'ties or wins' and "
+        "'never loses' mean P > 0.25 (not a loss by the verdicts), 'wins' P >= 0.75; counts are over the tasks "
+        "that ran (the targets are defined on the default run's 5 tasks); the wall time is this run's, before "
+        "writing the report.",
         "*diverged*: non-finite loss at any step or non-finite final metric, or a final metric worse "
         "than before training (RL: below the initial reward by more than 10% of the reward range, "
         "a reward collapse). Counted at the base lr (of seeds) and over the whole grid (of grid x seeds).",
@@ -167,7 +179,9 @@ def run_bench(
             res = run_task(task, methods, grid, seeds)
             ours = {m.name for m in methods if m.ours}
             summaries[name] = _summary.summarize(res, ours)
-            summaries[name]["headline"] = _summary.headline(res, summaries[name], _methods.RECOMMENDED)
+            summaries[name]["headline"] = _summary.headlines(
+                res, summaries[name], horizon_known=_methods.RECOMMENDED_HORIZON, horizon_free=_methods.RECOMMENDED
+            )
             t0 = time.perf_counter()
             figures[name] = _report.plot_task(res, ours, out)
             timing[f"plots {name}"] = time.perf_counter() - t0
@@ -206,6 +220,7 @@ def run_bench(
             if compile_cache is None
             else compile_cache.describe()
         )
+        targets = _summary.targets(results, summaries, wall)
         lo, hi = _methods.LR_BOUNDS
         grid_text = "{" + ", ".join(f"{g:g}" for g in grid) + "}"
         setup = {
@@ -223,7 +238,10 @@ def run_bench(
             "other_s": wall - compile_s - run_s,
             "compile_cache": cache_line,
             "recommended": _methods.RECOMMENDED,
+            "recommended_horizon": _methods.RECOMMENDED_HORIZON,
             "recommended_config": _methods.describe_config(_methods.recommended_config(1.0)),
+            "targets": targets,
+            "default_run": (size, seeds, tuple(task_names), tuple(grid)) == ("default", 5, TASK_NAMES, _methods.GRID),
             "methods_note": _METHODS_NOTE.format(grid=grid_text, lo=lo, hi=hi),
             "method_rows": method_rows,
             "presets": {k: v for k, v in _methods.PRESETS.items() if k in all_methods},
@@ -258,8 +276,10 @@ def run_bench(
                 "saved_s": compile_cache.saved_s,
             },
             "recommended": _methods.RECOMMENDED,
+            "recommended_horizon": _methods.RECOMMENDED_HORIZON,
             "recommended_config": setup["recommended_config"],
+            "default_run": setup["default_run"],
         }
-        _report.write_json(out / "results.json", results, summaries, meta, torch_result)
+        _report.write_json(out / "results.json", results, summaries, meta, torch_result, targets)
         bar.update()
     return BenchRun(report, wall, compile_s, run_s, wall - compile_s - run_s, cache_line)

@@ -17,7 +17,9 @@ from adaptive_sched.bench._summary import LOSE, WIN, verdict
 
 __all__ = ["headline_tables", "plot_task", "plot_sensitivity", "write_json", "write_report"]
 
-_OURS_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#4b0082", "#2f4f4f")
+_OURS_COLORS = (
+    "#d62728", "#8b0000", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#4b0082", "#2f4f4f",
+)  # fmt: skip
 _PEER_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#7f7f7f", "#bcbd22", "#000000")
 
 
@@ -44,13 +46,21 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def write_json(path: pathlib.Path, results: Sequence[TaskResult], summaries: Mapping[str, Any], meta: Mapping[str, Any], torch: Mapping[str, Any] | None) -> None:
-    """``results.json``: run metadata, per-task summaries and raw per-seed curves.
+def write_json(
+    path: pathlib.Path,
+    results: Sequence[TaskResult],
+    summaries: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    torch: Mapping[str, Any] | None,
+    targets: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """``results.json``: run metadata, per-task summaries, the targets and raw per-seed curves.
 
-    Layout: ``{"meta": ..., "tasks": {task: {"info", "methods", "grid", "seeds",
-    "steps", "timing", "summary", "runs": {method: {"x<mult>": {output: per-seed
-    arrays}}}}}, "torch": ...}``; each output is a list over seeds (curves:
-    lists over steps). NaN is written as null.
+    Layout: ``{"meta": ..., "targets": [...], "tasks": {task: {"info", "methods",
+    "grid", "seeds", "steps", "timing", "summary", "runs": {method: {"x<mult>":
+    {output: per-seed arrays}}}}}, "torch": ...}``; each output is a list over
+    seeds (curves: lists over steps); ``targets`` is
+    :func:`adaptive_sched.bench._summary.targets`. NaN is written as null.
     """
     tasks: dict[str, Any] = {}
     for res in results:
@@ -79,7 +89,12 @@ def write_json(path: pathlib.Path, results: Sequence[TaskResult], summaries: Map
             "summary": jsonable(summaries[t.name]),
             "runs": runs,
         }
-    doc = {"meta": jsonable(dict(meta)), "tasks": tasks, "torch": jsonable(torch) if torch else None}
+    doc = {
+        "meta": jsonable(dict(meta)),
+        "targets": jsonable(list(targets)),
+        "tasks": tasks,
+        "torch": jsonable(torch) if torch else None,
+    }
     path.write_text(json.dumps(doc, separators=(",", ":"), allow_nan=False))
 
 
@@ -372,119 +387,301 @@ def _gap(g: float | None) -> str:
     return "n/a" if g is None else f"{g:+.1f}%"
 
 
-def headline_tables(
-    results: Sequence[TaskResult], summaries: Mapping[str, Any], all_methods: Sequence[str]
-) -> list[str]:
-    """The headline: the recommended preset untuned against every baseline tuned, at equal footing, lr windows.
+_OPS = {">": ">", ">=": "≥", "<=": "≤"}
 
-    Reads ``summaries[task]["headline"]`` (:func:`adaptive_sched.bench._summary.headline`).
-    """
-    heads = [(r, summaries[r.task.name].get("headline")) for r in results]
-    heads = [(r, h) for r, h in heads if h is not None]
+
+def _tally(verdicts: Sequence[str]) -> str:
+    return f"wins {verdicts.count('wins')}, ties {verdicts.count('ties')}, loses {verdicts.count('loses')}"
+
+
+def _arrow(task: Any) -> str:
+    return task.metric_name + (" ↑" if task.higher_is_better else " ↓")
+
+
+def _setting(
+    results: Sequence[TaskResult], summaries: Mapping[str, Any], key: str
+) -> list[tuple[TaskResult, Mapping[str, Any]]]:
+    """``(result, headline)`` of every task whose ``summary["headline"][key]`` exists."""
+    out = []
+    for r in results:
+        h = (summaries[r.task.name].get("headline") or {}).get(key)
+        if h is not None:
+            out.append((r, h))
+    return out
+
+
+def _horizon_known(results: Sequence[TaskResult], summaries: Mapping[str, Any], all_methods: Sequence[str]) -> list[str]:
+    heads = _setting(results, summaries, "horizon_known")
     if not heads:
-        return ["(the recommended preset ran on none of the selected tasks)", ""]
+        return ["(the preset given the run's length ran on none of the selected tasks)"]
     method = heads[0][1]["method"]
     peers = [m for m in all_methods if any(m in h["untuned_vs_tuned"] for _, h in heads)]
     lines = [
-        f"**Untuned against tuned.** `{method}` at each task's base lr (no tuning) against every baseline at "
-        "its own best grid lr. Each baseline cell: P(a seed of untuned "
-        f"`{method}` beats a seed of the tuned baseline) and the verdict. *Δ vs best tuned*: relative difference "
-        f"of the seed means, `{method}` @ base lr against the best tuned baseline, in % of the baseline's value, "
-        f"positive = `{method}` better.",
+        f"`{method}` (the run's length known) at each task's base lr, untuned, against every baseline at its own "
+        f"best grid lr. Each baseline cell: P(a seed of untuned `{method}` beats a seed of the tuned baseline), the "
+        f"verdict, and the baseline's tuned multiplier and mean. *Δ vs best tuned*: `{method}` @ base lr against the "
+        f"best tuned baseline, % of the baseline's value, positive = `{method}` better. *P tuned*: `{method}` at its "
+        "own best grid lr against the best tuned baseline.",
         "",
     ]
     rows = []
     for r, h in heads:
         v = h["untuned_vs_tuned"]
         best_t = h["vs_best_tuned"]["peer"]
-        rows.append(
-            [
-                r.task.name,
-                r.task.metric_name + (" ↑" if r.task.higher_is_better else " ↓"),
-                _pm(h["base"]),
-                *[
-                    f"{_p(v[m]['p'])} (x{v[m]['multiplier']:g}: {_f(v[m]['mean'])})" if m in v else "–"
-                    for m in peers
-                ],
-                f"{best_t} x{v[best_t]['multiplier']:g}: {_f(v[best_t]['mean'])}",
-                _gap(h["vs_best_tuned"]["gap_pct"]),
-                "yes" if h["ties_or_beats_every_tuned_peer"] else "no",
-            ]
-        )
+        rows.append([
+            r.task.name,
+            _arrow(r.task),
+            _pm(h["base"]),
+            *[f"{_p(v[m]['p'])} (x{v[m]['multiplier']:g}: {_f(v[m]['mean'])})" if m in v else "–" for m in peers],
+            f"{best_t} x{v[best_t]['multiplier']:g}: {_f(v[best_t]['mean'])}",
+            _gap(h["vs_best_tuned"]["gap_pct"]),
+            "yes" if h["ties_or_beats_every_tuned_peer"] else "no",
+            f"{_pm(h['tuned'])} (x{h['tuned']['multiplier']:g})",
+            _p(h["p_tuned"]),
+        ])  # fmt: skip
     lines += _table(
         ["task", "metric", f"{method} @ base lr", *[f"vs {m} tuned" for m in peers], "best tuned baseline",
-         "Δ vs best tuned", "ties or beats every tuned baseline"],
+         "Δ vs best tuned", "ties or beats every tuned baseline", f"{method} tuned", "P tuned vs best tuned"],
         rows,
     )  # fmt: skip
+    gaps = [h["vs_best_tuned"]["gap_pct"] for _, h in heads]
     lines += [
         "",
-        "**At equal footing.** Both at the base lr (best baseline = the peer with the best IQM there), and both "
-        "tuned (each at its own best grid lr; best tuned baseline = the peer with the best tuned mean).",
+        f"Tally over {len(heads)} task(s): untuned `{method}` ties or beats every tuned baseline on "
+        f"{sum(h['ties_or_beats_every_tuned_peer'] for _, h in heads)} and is within 1% of the best tuned baseline "
+        f"(Δ ≥ -1%) on {sum(g is not None and g >= -1.0 for g in gaps)}; tuned against the best tuned baseline it "
+        f"{_tally([h['verdict_tuned'] for _, h in heads])}.",
+    ]
+    return lines
+
+
+def _horizon_free(results: Sequence[TaskResult], summaries: Mapping[str, Any]) -> list[str]:
+    heads = _setting(results, summaries, "horizon_free")
+    if not heads:
+        return ["(the horizon-free preset ran on none of the selected tasks)"]
+    method = heads[0][1]["method"]
+    lines = [
+        f"`{method}` (no run length) at the base lr against the best baseline at the base lr (the peer with the best "
+        f"IQM there); untuned against the best tuned baseline (Δ, as above); tuned (`{method}` at its own best grid "
+        "lr) against the best tuned baseline and against tuned schedule-free.",
         "",
     ]
     rows = []
     for r, h in heads:
-        s = summaries[r.task.name]
-        ms = s["methods"]
+        ms = summaries[r.task.name]["methods"]
         b, bt = ms[h["best_baseline"]], ms[h["best_baseline_tuned"]]
-        best_ours = min(
-            (n for n, m in ms.items() if m["ours"]), key=lambda n: -(ms[n]["p_beats_best_baseline"] or 0.0)
-        )
-        rows.append(
-            [
-                r.task.name,
-                _pm(h["base"]),
-                f"{h['best_baseline']}: {_ms(b['base'])}",
-                _p(h["p_base"]),
-                f"{_pm(h['tuned'])} (x{h['tuned']['multiplier']:g})",
-                f"{h['best_baseline_tuned']}: {_ms(bt['tuned'])} (x{bt['tuned_multiplier']:g})",
-                _p(h["p_tuned"]),
-                f"{best_ours} ({_f(ms[best_ours]['p_beats_best_baseline'], 2)})",
-            ]
-        )
+        sf = h["tuned_vs_tuned"].get("schedule-free")
+        best_ours = min((n for n, m in ms.items() if m["ours"]), key=lambda n: -(ms[n]["p_beats_best_baseline"] or 0.0))
+        rows.append([
+            r.task.name,
+            _pm(h["base"]),
+            f"{h['best_baseline']}: {_ms(b['base'])}",
+            _p(h["p_base"]),
+            _gap(h["vs_best_tuned"]["gap_pct"]),
+            f"{_pm(h['tuned'])} (x{h['tuned']['multiplier']:g})",
+            f"{h['best_baseline_tuned']}: {_ms(bt['tuned'])} (x{bt['tuned_multiplier']:g})",
+            _p(h["p_tuned"]),
+            "–" if sf is None else f"{_f(sf['mean'])} (x{sf['multiplier']:g})",
+            "–" if sf is None else _p(sf["p"]),
+            f"{best_ours} ({_f(ms[best_ours]['p_beats_best_baseline'], 2)})",
+        ])  # fmt: skip
     lines += _table(
-        ["task", f"{method} @ base lr", "best baseline @ base lr", "P base", f"{method} tuned",
-         "best baseline tuned", "P tuned", "best preset (P @ base)"],
+        ["task", f"{method} @ base lr", "best baseline @ base lr", "P base", "Δ untuned vs best tuned",
+         f"{method} tuned", "best baseline tuned", "P tuned", "schedule-free tuned", "P tuned vs schedule-free",
+         "best preset (P @ base)"],
         rows,
     )  # fmt: skip
-    n = len(heads)
-    base_v = [h["verdict_base"] for _, h in heads]
-    tuned_v = [h["verdict_tuned"] for _, h in heads]
     gaps = [h["vs_best_tuned"]["gap_pct"] for _, h in heads]
-    all_tuned = sum(h["ties_or_beats_every_tuned_peer"] for _, h in heads)
-    rl_rows = [
-        [
-            r.task.name,
-            f"{_f(t['kl_std'], 2)} vs {_f(t['kl_std_constant'], 2)}",
-            _f(t["p_kl_std_lower"], 2),
-            f"{_f(t['train_reward'])} vs {_f(t['train_reward_constant'])}",
-            _f(t["p_train_reward_higher"], 2),
-            "yes" if t["met"] else "no",
-        ]
-        for r, h in heads
-        if (t := h.get("rl_vs_constant")) is not None
-    ]
-    if rl_rows:
-        lines += [
-            "",
-            "**RL target** (base lr, against constant lr): KL std over steps no higher, at equal or better mean "
-            "reward over training. Per seed; P over all pairs of seeds; *met* when neither P is a loss (> 0.25).",
-            "",
-        ]
-        lines += _table(
-            ["task", f"KL std: {method} vs constant", "P(lower KL std)",
-             f"mean reward (training): {method} vs constant", "P(higher reward)", "met"],
-            rl_rows,
-        )  # fmt: skip
+    sf_v = [h["tuned_vs_tuned"]["schedule-free"]["verdict"] for _, h in heads if "schedule-free" in h["tuned_vs_tuned"]]
     lines += [
         "",
-        f"Tally over {n} task(s): at the base lr `{method}` wins {base_v.count('wins')}, ties "
-        f"{base_v.count('ties')}, loses {base_v.count('loses')}; tuned against tuned it wins "
-        f"{tuned_v.count('wins')}, ties {tuned_v.count('ties')}, loses {tuned_v.count('loses')}; untuned it ties or "
-        f"beats every tuned baseline on {all_tuned}, and is within 1% of the best tuned baseline "
-        f"(Δ ≥ -1%) on {sum(g is not None and g >= -1.0 for g in gaps)}.",
+        f"Tally over {len(heads)} task(s): at the base lr `{method}` {_tally([h['verdict_base'] for _, h in heads])}; "
+        f"untuned it is within 1% of the best tuned baseline (Δ ≥ -1%) on {sum(g is not None and g >= -1.0 for g in gaps)}; "
+        f"tuned against the best tuned baseline it {_tally([h['verdict_tuned'] for _, h in heads])}; tuned against "
+        f"tuned schedule-free it {_tally(sf_v)}.",
+    ]
+    return lines
+
+
+def _robustness(results: Sequence[TaskResult], summaries: Mapping[str, Any], all_methods: Sequence[str]) -> list[str]:
+    lines = [
+        "Each method's **worst** grid point: its worst seed-mean final metric over the whole lr grid "
+        "(a non-finite mean, from a diverged seed, counts as the worst), the multiplier, and Δ of that worst value "
+        "against the best tuned baseline (% of the baseline's value, positive = better than it).",
         "",
-        "**lr window** (decades; every method, every task): the widest run of adjacent grid multipliers, containing "
+    ]
+    rows = []
+    for r in results:
+        ms = summaries[r.task.name]["methods"]
+        cells = []
+        for m in all_methods:
+            w = ms[m]["worst"] if m in ms else None
+            cells.append("–" if w is None else f"{_f(w['mean'])} (x{w['multiplier']:g}, {_gap(w['gap_pct'])})")
+        rows.append([r.task.name, _arrow(r.task), *cells])
+    lines += _table(["task", "metric", *all_methods], rows)
+    presets = []
+    for key in ("horizon_free", "horizon_known"):
+        heads = _setting(results, summaries, key)
+        if heads and heads[0][1]["method"] not in presets:
+            presets.append(heads[0][1]["method"])
+    if not presets:
+        return lines
+    lines += [
+        "",
+        "Per task: is the preset's worst grid point strictly better than every peer's worst grid point? *Margin*: "
+        "Δ of the preset's worst against the best of the peers' worst points (positive = better).",
+        "",
+    ]
+    rows = []
+    for r in results:
+        rob = summaries[r.task.name].get("robustness", {})
+        first = next((rob[p] for p in presets if p in rob), None)
+        if first is None:
+            continue
+        bp = first["best_peer_worst"]
+        row = [r.task.name, f"{bp['peer']}: {_f(bp['mean'])} (x{bp['multiplier']:g})"]
+        for p in presets:
+            x = rob.get(p)
+            row += ["–", "–"] if x is None else [
+                f"{_f(x['worst']['mean'])} (x{x['worst']['multiplier']:g}), margin {_gap(x['margin_pct'])}",
+                "yes" if x["beats_every_peer_worst"] else "no",
+            ]  # fmt: skip
+        rows.append(row)
+    header = ["task", "best of the peers' worst points"]
+    for p in presets:
+        header += [f"{p} worst point", f"{p} better than every peer's worst"]
+    lines += _table(header, rows)
+    return lines
+
+
+def _rl_target(results: Sequence[TaskResult], summaries: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for key in ("horizon_free", "horizon_known"):
+        for r, h in _setting(results, summaries, key):
+            t = h.get("rl_vs_constant")
+            if t is None:
+                continue
+            rows.append([
+                r.task.name,
+                h["method"],
+                f"{_f(t['kl_std'], 2)} vs {_f(t['kl_std_constant'], 2)}",
+                _f(t["p_kl_std_lower"], 2),
+                f"{_f(t['train_reward'])} vs {_f(t['train_reward_constant'])}",
+                _f(t["p_train_reward_higher"], 2),
+                "yes" if t["met"] else "no",
+            ])  # fmt: skip
+    if not rows:
+        return []
+    rows.sort(key=lambda row: [r.task.name for r in results].index(row[0]))
+    lines = [
+        "At the base lr, against constant lr: KL std over steps no higher, at equal or better mean "
+        "reward over training. Per seed; P over all pairs of seeds; *met* when neither P is a loss (> 0.25).",
+        "",
+    ]
+    lines += _table(
+        ["task", "method", "KL std: method vs constant", "P(lower KL std)", "mean reward (training): method vs constant",
+         "P(higher reward)", "met"],
+        rows,
+    )  # fmt: skip
+    return lines
+
+
+def _target_value(kind: str, v: Mapping[str, Any]) -> str:
+    value = v["value"]
+    if kind == "rl":
+        if v.get("p_kl_std_lower") is None:
+            return "n/a"
+        return f"P(lower KL std) {_f(v['p_kl_std_lower'], 2)}, P(higher reward) {_f(v['p_train_reward_higher'], 2)}"
+    if value is None:
+        return "n/a"
+    if kind in ("gap_pct", "margin_pct"):
+        return _gap(value)
+    if kind == "seconds":
+        return f"{value:.0f} s"
+    return _f(value, 2)
+
+
+def _target_miss(row: Mapping[str, Any], miss: Mapping[str, Any]) -> str:
+    kind, op = row["kind"], _OPS[row["op"]]
+    thr = row["threshold"][miss["task"]] if isinstance(row["threshold"], Mapping) else row["threshold"]
+    name = "" if kind == "seconds" else f"{miss['task']} "
+    value = _target_value(kind, miss)
+    short = miss["short"]
+    if kind == "margin_pct":
+        peer = f" of {miss['peer']}'s worst" if miss.get("peer") else ""
+        return f"{name}{value}{peer} (needs > 0%)"
+    if short is None:
+        return f"{name}{value} (needs {op} {thr:g})"
+    unit = {"gap_pct": " points", "seconds": " s", "decades": " decades"}.get(kind, "")
+    word = "over" if row["op"] == "<=" else "short"
+    need = {"gap_pct": f"{thr:g}%", "seconds": f"{thr:g} s"}.get(kind, f"{thr:g}")
+    each = "each P needs" if kind == "rl" else "needs"
+    digits = {"gap_pct": 1, "seconds": 0}.get(kind, 2)
+    return f"{name}{value} ({each} {op} {need}; {short:.{digits}f}{unit} {word})"
+
+
+def targets_table(targets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The targets (:func:`adaptive_sched.bench._summary.targets`) as a markdown table.
+
+    Columns: group, target, method, measured (count and per-task values), needed, met, missed by (how many
+    tasks short, and each failing task's value and its distance to the threshold, closest first).
+    """
+    rows = []
+    for t in targets:
+        values = ", ".join(
+            _target_value(t["kind"], v) if t["kind"] == "seconds" else f"{task} {_target_value(t['kind'], v)}"
+            for task, v in t["per_task"].items()
+        )
+        if t["kind"] == "seconds":
+            measured, needed = values, f"{_OPS[t['op']]} {t['threshold']:g} s"
+        else:
+            measured = f"{t['count']} of {t['of']}" + (f": {values}" if values else "")
+            needed = f"all {t['of']}" if t["all"] else f"≥ {t['required']} (of {t['of']})"
+        met = "n/a" if t["met"] is None else "yes" if t["met"] else "no"
+        if t["met"] is None or t["met"]:
+            missed = "–"
+        else:
+            prefix = "" if t["kind"] == "seconds" else f"{t['tasks_short']} task(s) short: "
+            missed = prefix + "; ".join(_target_miss(t, m) for m in t["misses"])
+        rows.append([t["group"], t["target"], t["method"] or "–", measured, needed, met, missed])
+    return _table(["group", "target", "method", "measured", "needed", "met", "missed by"], rows)
+
+
+def headline_tables(
+    results: Sequence[TaskResult],
+    summaries: Mapping[str, Any],
+    all_methods: Sequence[str],
+    targets: Sequence[Mapping[str, Any]] = (),
+) -> list[str]:
+    """The headline: targets, both horizon settings, robustness, lr windows and the RL target.
+
+    Reads ``summaries[task]["headline"]`` (:func:`adaptive_sched.bench._summary.headlines`), its
+    ``"robustness"`` and ``"methods"``; ``targets`` from :func:`adaptive_sched.bench._summary.targets`
+    (no targets table when empty).
+    """
+    lines: list[str] = []
+    if targets:
+        lines += [
+            "### Targets",
+            "",
+            "Issue 16's targets, every cell computed from the tables below (P > 0.25 = not a loss, the verdicts' "
+            "threshold; *within 1%* = Δ ≥ -1%). *missed by*: how many tasks short, then each failing task's value "
+            "and its distance to the threshold, closest first.",
+            "",
+        ]
+        lines += targets_table(targets)
+        lines += [""]
+    lines += ["### Horizon known: untuned against tuned", ""]
+    lines += _horizon_known(results, summaries, all_methods)
+    lines += ["", "### Horizon-free", ""]
+    lines += _horizon_free(results, summaries)
+    lines += ["", "### Robustness: the worst grid point", ""]
+    lines += _robustness(results, summaries, all_methods)
+    lines += [
+        "",
+        "### lr window",
+        "",
+        "Decades, every method, every task: the widest run of adjacent grid multipliers, containing "
         "the method's best, over which its seed-mean final metric stays within 5% of its best improvement over the "
         "untrained model (definition below). 0 = only the best point, 0.48 or 0.52 = two adjacent points, 1 = three, "
         "2 = the whole grid x0.1..x10.",
@@ -495,6 +692,9 @@ def headline_tables(
         ms = summaries[r.task.name]["methods"]
         rows.append([r.task.name] + [f"{ms[m]['lr_window']['width']:.2f}" if m in ms else "–" for m in all_methods])
     lines += _table(["task", *all_methods], rows)
+    rl = _rl_target(results, summaries)
+    if rl:
+        lines += ["", "### RL target", "", *rl]
     return lines
 
 
@@ -521,15 +721,24 @@ def write_report(
         f"x{{{', '.join(f'{g:g}' for g in setup['grid'])}}} · wall time {setup['wall_s']:.0f} s "
         f"(compile {setup['compile_s']:.0f} s, run {setup['run_s']:.0f} s, other {setup['other_s']:.0f} s)",
         "",
-        f"## Headline: the recommended configuration (`{setup['recommended']}`), untuned, against every baseline",
+        "## Headline: the recommended configuration, with and without the run's length, against every baseline",
         "",
-        f"`{setup['recommended']}` = `{setup['recommended_config']}`, the configuration a user starts from. "
-        f"*Tuned* = a method at its own best grid lr (best seed-mean final metric over x0.1..x10, chosen on the "
-        f"reported seeds: optimistic for the baselines). P = probability that a seed of `{setup['recommended']}` "
+        f"`{setup['recommended']}` = `adaptive_sched.recommended(lr)` = `{setup['recommended_config']}`, the "
+        "configuration a user starts from, which needs no step count; "
+        f"`{setup['recommended_horizon']}` = `adaptive_sched.recommended(lr, total_steps=steps)`, the same told the "
+        "run's length (as cosine and one-cycle are). "
+        "*Tuned* = a method at its own best grid lr (best seed-mean final metric over the grid, chosen on the "
+        "reported seeds: optimistic for the baselines). P = probability that a seed of ours "
         f"beats a seed of the other method (≥ {WIN} reported as a win, ≤ {LOSE} as a loss, else a tie).",
         "",
     ]
-    lines += headline_tables(results, summaries, setup["all_methods"])
+    if not setup.get("default_run", True):
+        lines += [
+            "*Not the default run* (5 tasks, 5 seeds, default size, grid x0.1..x10), on which the targets are "
+            "defined: read the targets below as measured on this run.",
+            "",
+        ]
+    lines += headline_tables(results, summaries, setup["all_methods"], setup.get("targets", ()))
     lines += [
         "",
         "## Where each preset wins and loses",
@@ -548,13 +757,22 @@ def write_report(
         ],
     )
     lines += ["", "### Methods", "", setup["methods_note"], ""]
-    lines += _table(["method", "family", "how it is built"], [[m["name"], m["family"], f"`{m['description']}`"] for m in setup["method_rows"]])
+    lines += _table(
+        ["method", "family", "uses the run's length", "how it is built"],
+        [[m["name"], m["family"], m["uses_horizon"], f"`{m['description']}`"] for m in setup["method_rows"]],
+    )
     lines += ["", "Our presets (`PRESETS` in `adaptive_sched/bench/_methods.py`; every unlisted field is the Config "
               f"default; `{setup['recommended']}` is `recommended_config` there):", "", "```"]
     from adaptive_sched.bench._methods import PRESET_SCHEDULES
 
     lines += [
-        (f"{k}: {setup['recommended_config']}" if k == setup["recommended"] else f"{k}: {v}")
+        (
+            f"{k}: {setup['recommended_config']}"
+            if k == setup["recommended"]
+            else f"{k}: recommended(lr, total_steps=steps): {setup['recommended']}'s rules plus the cooldown at the end"
+            if k == setup["recommended_horizon"]
+            else f"{k}: {v}"
+        )
         + (f"  + schedule={PRESET_SCHEDULES[k]} (optax.cosine_decay_schedule(lr, steps))" if k in PRESET_SCHEDULES else "")
         for k, v in setup["presets"].items()
     ]

@@ -20,9 +20,19 @@ Definitions (also printed in the report):
   of the method's per-seed final metrics against those of the best peer (the
   peer with the best IQM at the base lr; for *tuned*, the peer with the best
   tuned mean), each at the same operating point.
-* *headline* (:func:`headline`): the recommended preset untuned (at the base
+* *headline* (:func:`headline`): a recommended preset untuned (at the base
   lr) against every peer tuned (at the peer's best grid lr), the relative gap
-  to the best tuned peer, and every method's lr-window width.
+  to the best tuned peer, tuned against every peer tuned, and every method's
+  lr-window width; :func:`headlines` for both horizon settings (``ours-horizon``
+  knows the run's length, ``ours`` does not).
+* *worst grid point* (robustness): the method's worst seed-mean final metric
+  over the whole lr grid (a non-finite mean, from a diverged seed, is the
+  worst), and its :func:`relative_gap_pct` to the best tuned peer's mean.
+  Per task and preset: whether the preset's worst point is strictly better
+  than every peer's worst point, and its gap to the best of the peers' worst
+  points (*margin*).
+* *targets* (:func:`targets`): issue 16's targets, each computed from the
+  summaries: the measured value per task, met or not, and by how much missed.
 """
 
 from __future__ import annotations
@@ -35,7 +45,17 @@ import numpy as np
 from adaptive_sched.bench import _stats
 from adaptive_sched.bench._runner import TaskResult
 
-__all__ = ["headline", "relative_gap_pct", "summarize", "verdict"]
+__all__ = [
+    "LR_WINDOW_TARGETS",
+    "WALL_LIMIT_S",
+    "WITHIN_PCT",
+    "headline",
+    "headlines",
+    "relative_gap_pct",
+    "summarize",
+    "targets",
+    "verdict",
+]
 
 _SMOOTH = 10
 _COLLAPSE = 0.1
@@ -136,6 +156,8 @@ def summarize(res: TaskResult, ours: set[str]) -> dict[str, Any]:
                 "kl_std": _finite(float(np.mean(np.std(kl, axis=-1)))),
                 "kl_final": _finite(float(np.mean(kl[:, -_SMOOTH:]))),
             }
+        jw = int(np.argmin(score))
+        entry["worst"] = {"multiplier": float(grid[jw]), "mean": _finite(float(grid_means[jw])), "gap_pct": None}
         methods[name] = entry
 
     peers = [n for n in res.methods if n not in ours]
@@ -163,6 +185,10 @@ def summarize(res: TaskResult, ours: set[str]) -> dict[str, Any]:
             jt = grid.tolist().index(m["tuned_multiplier"])
             m["p_beats_best_baseline"] = _stats.prob_improvement(final[i, g1], final[ib, g1], higher)
             m["p_beats_best_baseline_tuned"] = _stats.prob_improvement(final[i, jt], final[it, jt_b], higher)
+        best_tuned_mean = _nan(methods[best_t]["tuned"]["mean"])
+        for m in methods.values():
+            m["worst"]["gap_pct"] = _finite(relative_gap_pct(_nan(m["worst"]["mean"]), best_tuned_mean, higher))
+        out["robustness"] = {n: _robustness(methods, n, peers, higher) for n in res.methods if n in ours}
     if task.is_rl:
         _sample_efficiency(res, out, g1)
     return out
@@ -170,6 +196,22 @@ def summarize(res: TaskResult, ours: set[str]) -> dict[str, Any]:
 
 def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
+
+
+def _robustness(methods: dict[str, Any], name: str, peers: list[str], higher: bool) -> dict[str, Any]:
+    """Preset ``name``'s worst grid point against every peer's worst grid point (module docstring)."""
+    worst = _nan(methods[name]["worst"]["mean"])
+    best_peer = peers[0]
+    for n in peers[1:]:
+        if _better(_nan(methods[n]["worst"]["mean"]), _nan(methods[best_peer]["worst"]["mean"]), higher):
+            best_peer = n
+    peer_worst = methods[best_peer]["worst"]
+    return {
+        "worst": dict(methods[name]["worst"]),
+        "best_peer_worst": {"peer": best_peer, "multiplier": peer_worst["multiplier"], "mean": peer_worst["mean"]},
+        "margin_pct": _finite(relative_gap_pct(worst, _nan(peer_worst["mean"]), higher)),
+        "beats_every_peer_worst": all(_better(worst, _nan(methods[n]["worst"]["mean"]), higher) for n in peers),
+    }
 
 
 def _sample_efficiency(res: TaskResult, out: dict[str, Any], g1: int) -> None:
@@ -212,13 +254,16 @@ def headline(res: TaskResult, summary: dict[str, Any], method: str) -> dict[str,
       JSON-ready ``{"method", "base": mean/std at the base lr, "best_baseline",
       "p_base", "verdict_base", "tuned": mean/std/multiplier, "best_baseline_tuned",
       "p_tuned", "verdict_tuned", "untuned_vs_tuned": {peer: {"multiplier",
-      "mean", "p", "verdict"}}, "vs_best_tuned": {"peer", "p", "verdict",
+      "mean", "p", "verdict"}}, "tuned_vs_tuned": {peer: the same},
+      "vs_best_tuned": {"peer", "p", "verdict",
       "gap_pct"}, "ties_or_beats_every_tuned_peer", "lr_window": {method:
       decades}, "rl_vs_constant": the RL target against constant lr, or None
       (:func:`_rl_vs_constant`)}``. ``untuned_vs_tuned[peer]["p"]`` is
       ``P(ours at the base lr beats peer at its own best grid lr)`` over all
-      pairs of seeds; ``gap_pct`` is :func:`relative_gap_pct` of the seed means
-      (ours at the base lr, the best tuned peer at its best lr).
+      pairs of seeds, ``tuned_vs_tuned[peer]["p"]`` the same with ours at its
+      own best grid lr (``p_tuned`` is its entry for the best tuned peer);
+      ``gap_pct`` is :func:`relative_gap_pct` of the seed means (ours at the
+      base lr, the best tuned peer at its best lr).
     """
     ms = summary["methods"]
     if method not in ms or summary["best_baseline"] is None:
@@ -230,16 +275,17 @@ def headline(res: TaskResult, summary: dict[str, Any], method: str) -> dict[str,
     io = res.methods.index(method)
     o = ms[method]
     peers = [n for n in res.methods if not ms[n]["ours"]]
+    jo = grid.index(o["tuned_multiplier"])
     versus: dict[str, dict[str, Any]] = {}
+    tuned_versus: dict[str, dict[str, Any]] = {}
     for peer in peers:
         jp = grid.index(ms[peer]["tuned_multiplier"])
-        p = _stats.prob_improvement(final[io, g1], final[res.methods.index(peer), jp], higher)
-        versus[peer] = {
-            "multiplier": ms[peer]["tuned_multiplier"],
-            "mean": ms[peer]["tuned"]["mean"],
-            "p": p,
-            "verdict": verdict(p),
-        }
+        peer_final = final[res.methods.index(peer), jp]
+        p = _stats.prob_improvement(final[io, g1], peer_final, higher)
+        pt = _stats.prob_improvement(final[io, jo], peer_final, higher)
+        common = {"multiplier": ms[peer]["tuned_multiplier"], "mean": ms[peer]["tuned"]["mean"]}
+        versus[peer] = {**common, "p": p, "verdict": verdict(p)}
+        tuned_versus[peer] = {**common, "p": pt, "verdict": verdict(pt)}
     best_t = summary["best_baseline_tuned"]
     gap = relative_gap_pct(_nan(o["base"]["mean"]), _nan(ms[best_t]["tuned"]["mean"]), higher)
     return {
@@ -253,6 +299,7 @@ def headline(res: TaskResult, summary: dict[str, Any], method: str) -> dict[str,
         "p_tuned": o["p_beats_best_baseline_tuned"],
         "verdict_tuned": verdict(o["p_beats_best_baseline_tuned"]),
         "untuned_vs_tuned": versus,
+        "tuned_vs_tuned": tuned_versus,
         "vs_best_tuned": {
             "peer": best_t,
             "p": versus[best_t]["p"],
@@ -291,3 +338,210 @@ def _rl_vs_constant(res: TaskResult, io: int, g1: int) -> dict[str, Any] | None:
         "p_train_reward_higher": p_reward,
         "met": bool(verdict(p_kl) != "loses" and verdict(p_reward) != "loses"),
     }
+
+
+HORIZON_SETTINGS: tuple[str, ...] = ("horizon_known", "horizon_free")
+"""The keys of :func:`headlines`: the run's length given to ours (``total_steps``) or not."""
+
+
+def headlines(res: TaskResult, summary: dict[str, Any], horizon_known: str, horizon_free: str) -> dict[str, Any]:
+    """:func:`headline` for both horizon settings: ``{"horizon_known": ..., "horizon_free": ...}``.
+
+    Args:
+      res: the task's raw results.
+      summary: :func:`summarize` of ``res``.
+      horizon_known: the preset given the run's length (the bench's ``ours-horizon``).
+      horizon_free: the preset without it (the bench's ``ours``).
+    """
+    return {"horizon_known": headline(res, summary, horizon_known), "horizon_free": headline(res, summary, horizon_free)}
+
+
+# --------------------------------------------------------------------------- targets
+
+WITHIN_PCT = -1.0
+"""*Within 1% of the best tuned baseline*: :func:`relative_gap_pct` ``>= WITHIN_PCT``."""
+LR_WINDOW_TARGETS: dict[str, float] = {"digits-mlp": 1.5, "logreg": 1.5, "char-lm": 1.0}
+"""The lr-window target per task, in decades (``width >= target``)."""
+WALL_LIMIT_S = 300.0
+"""The default run's wall-time target (seconds, 2 CPU cores, compilation cache warm)."""
+
+
+def _short(value: float | None, op: str, threshold: float) -> float | None:
+    """How far ``value`` is from passing ``op threshold`` (>= 0 for a failing value), None when unknown."""
+    if value is None or not math.isfinite(value):
+        return None
+    return max(0.0, value - threshold) if op == "<=" else max(0.0, threshold - value)
+
+
+def _target(
+    tid: str,
+    group: str,
+    method: str | None,
+    text: str,
+    kind: str,
+    op: str,
+    threshold: float | dict[str, float],
+    per_task: dict[str, dict[str, Any]],
+    required: int | None,
+) -> dict[str, Any]:
+    """One target row: per-task values and passes, the count against ``required`` (None: every task measured).
+
+    ``threshold`` is one number, or one per task (the lr window).
+    """
+    of = len(per_task)
+    need = of if required is None else required
+    count = sum(bool(v["ok"]) for v in per_task.values())
+    misses = []
+    for t, v in per_task.items():
+        if not v["ok"]:
+            thr = threshold[t] if isinstance(threshold, dict) else threshold
+            misses.append({**v, "task": t, "short": _short(v["value"], op, thr)})
+    misses.sort(key=lambda m: math.inf if m["short"] is None else m["short"])
+    return {
+        "id": tid,
+        "group": group,
+        "method": method,
+        "target": text,
+        "kind": kind,
+        "op": op,
+        "threshold": threshold,
+        "required": need,
+        "of": of,
+        "all": required is None,
+        "count": count,
+        "per_task": per_task,
+        "met": None if of == 0 else count >= need,
+        "tasks_short": max(0, need - count),
+        "misses": misses,
+    }
+
+
+def targets(
+    results: list[TaskResult] | tuple[TaskResult, ...], summaries: dict[str, Any], wall_s: float
+) -> list[dict[str, Any]]:
+    """Issue 16's targets, computed from the summaries (JSON-ready).
+
+    Reads, per task, ``summaries[task]["headline"]`` (:func:`headlines`),
+    ``["robustness"]`` and ``["methods"][...]["lr_window"]``. The targets
+    (defined on the default run: 5 tasks, 5 seeds, grid x0.1..x10):
+
+    * horizon known (``headline["horizon_known"]``, ours given ``total_steps``):
+      tuned ties or wins against the best tuned baseline on every task
+      (``p_tuned > 0.25``, i.e. not a loss by :func:`verdict`); untuned
+      within 1% of the best tuned baseline (``gap_pct >= -1``) on >= 4 tasks.
+    * horizon-free (``headline["horizon_free"]``): never loses at the base lr
+      (``p_base > 0.25`` on every task); wins there (``p_base >= 0.75``) on
+      >= 2; untuned within 1% on >= 3; tuned ties or wins against tuned
+      schedule-free on every task.
+    * robustness, for both presets: the worst grid point strictly better than
+      every peer's worst on every supervised task (value: the margin, %);
+      lr window >= :data:`LR_WINDOW_TARGETS` decades (of the tasks that ran).
+    * RL, for both presets: the KL-std target against constant lr met
+      (:func:`_rl_vs_constant`) on every RL task.
+    * the run's wall time <= :data:`WALL_LIMIT_S` seconds.
+
+    "Every task" means every task of ``results`` (of its kind); a target none
+    of whose tasks ran has ``met`` None.
+
+    Args:
+      results: the tasks' raw results (for the task names and kinds).
+      summaries: per task, :func:`summarize` with ``"headline"`` set to :func:`headlines`.
+      wall_s: the run's wall time in seconds.
+
+    Returns:
+      A list of ``{"id", "group", "method", "target", "kind", "op",
+      "threshold", "required", "of", "all", "count", "per_task": {task:
+      {"value", "ok", ...}}, "met", "tasks_short", "misses": [{"task",
+      "value", "ok", "short", ...}]}``: ``value`` is the measured number
+      (None when not finite), ``short`` how far it is from the threshold
+      (None when unknown), misses sorted closest first.
+    """
+    names = [r.task.name for r in results]
+    rl = {r.task.name for r in results if r.task.is_rl}
+    supervised = [n for n in names if n not in rl]
+
+    def heads(key: str) -> dict[str, dict[str, Any] | None]:
+        return {n: (summaries[n].get("headline") or {}).get(key) for n in names}
+
+    def per_task(hs: dict[str, dict[str, Any] | None], read: Any, ok: Any) -> dict[str, dict[str, Any]]:
+        values = {n: None if h is None else read(h) for n, h in hs.items()}
+        return {n: {"value": v, "ok": bool(hs[n] is not None and ok(v))} for n, v in values.items()}
+
+    def not_a_loss(p: float | None) -> bool:
+        return p is not None and math.isfinite(p) and p > LOSE
+
+    def a_win(p: float | None) -> bool:
+        return p is not None and math.isfinite(p) and p >= WIN
+
+    def within(g: float | None) -> bool:
+        return g is not None and g >= WITHIN_PCT
+
+    def vs_schedule_free(h: dict[str, Any]) -> float | None:
+        v = h["tuned_vs_tuned"].get("schedule-free")
+        return None if v is None else v["p"]
+
+    known, free = heads("horizon_known"), heads("horizon_free")
+    hk = next((h["method"] for h in known.values() if h is not None), None)
+    hf = next((h["method"] for h in free.values() if h is not None), None)
+    rows = [
+        _target("horizon-known/tuned", "horizon known", hk,
+                "tuned ties or wins against the best tuned baseline (P > 0.25) on every task",
+                "p", ">", LOSE, per_task(known, lambda h: h["p_tuned"], not_a_loss), None),
+        _target("horizon-known/untuned-within-1pct", "horizon known", hk,
+                "untuned (base lr) within 1% of the best tuned baseline on >= 4 tasks",
+                "gap_pct", ">=", WITHIN_PCT, per_task(known, lambda h: h["vs_best_tuned"]["gap_pct"], within), 4),
+        _target("horizon-free/never-loses", "horizon-free", hf,
+                "never loses at the base lr against the best baseline there (P > 0.25 on every task)",
+                "p", ">", LOSE, per_task(free, lambda h: h["p_base"], not_a_loss), None),
+        _target("horizon-free/wins", "horizon-free", hf,
+                "wins at the base lr against the best baseline there (P >= 0.75) on >= 2 tasks",
+                "p", ">=", WIN, per_task(free, lambda h: h["p_base"], a_win), 2),
+        _target("horizon-free/untuned-within-1pct", "horizon-free", hf,
+                "untuned (base lr) within 1% of the best tuned baseline on >= 3 tasks",
+                "gap_pct", ">=", WITHIN_PCT, per_task(free, lambda h: h["vs_best_tuned"]["gap_pct"], within), 3),
+        _target("horizon-free/tuned-vs-schedule-free", "horizon-free", hf,
+                "tuned ties or wins against tuned schedule-free (P > 0.25) on every task",
+                "p", ">", LOSE, per_task(free, vs_schedule_free, not_a_loss), None),
+    ]  # fmt: skip
+    presets = [(m, hs) for m, hs in ((hf, free), (hk, known)) if m is not None]
+    for m, _ in presets:
+        robust = {}
+        for n in supervised:
+            r = summaries[n].get("robustness", {}).get(m)
+            robust[n] = {
+                "value": None if r is None else r["margin_pct"],
+                "ok": bool(r is not None and r["beats_every_peer_worst"]),
+                "peer": None if r is None else r["best_peer_worst"]["peer"],
+            }
+        rows.append(_target(f"robustness/worst-point/{m}", "robustness", m,
+                            "worst grid point better than every peer's worst grid point on every supervised task "
+                            "(value: margin to the best of the peers' worst points, %)",
+                            "margin_pct", ">", 0.0, robust, None))  # fmt: skip
+    for m, _ in presets:
+        needs = {n: v for n, v in LR_WINDOW_TARGETS.items() if n in names and m in summaries[n]["methods"]}
+        widths = {n: float(summaries[n]["methods"][m]["lr_window"]["width"]) for n in needs}
+        windows = {n: {"value": w, "ok": w >= needs[n]} for n, w in widths.items()}
+        text = ", ".join(f">= {v:g} decades on {n}" for n, v in LR_WINDOW_TARGETS.items())
+        rows.append(_target(f"robustness/lr-window/{m}", "robustness", m, f"lr window {text}",
+                            "decades", ">=", needs, windows, None))  # fmt: skip
+    for m, hs in presets:
+        kl: dict[str, dict[str, Any]] = {}
+        for n in names:
+            if n not in rl:
+                continue
+            h = hs[n]
+            t = None if h is None else h["rl_vs_constant"]
+            if t is None:
+                kl[n] = {"value": None, "ok": False, "p_kl_std_lower": None, "p_train_reward_higher": None}
+                continue
+            pk, pr = float(t["p_kl_std_lower"]), float(t["p_train_reward_higher"])
+            kl[n] = {"value": min(pk, pr), "ok": bool(t["met"]), "p_kl_std_lower": pk, "p_train_reward_higher": pr}
+        rows.append(_target(f"rl/kl-std/{m}", "RL", m,
+                            "KL std over steps no higher than constant lr's at equal or better training reward, "
+                            "on every RL task (value: the smaller of the two P; each must be > 0.25)",
+                            "rl", ">", LOSE, kl, None))  # fmt: skip
+    rows.append(_target("wall-time", "wall time", None,
+                        f"the run's wall time <= {WALL_LIMIT_S:g} s (2 CPU cores, compile cache warm)",
+                        "seconds", "<=", WALL_LIMIT_S,
+                        {"run": {"value": _finite(wall_s), "ok": bool(wall_s <= WALL_LIMIT_S)}}, None))  # fmt: skip
+    return rows

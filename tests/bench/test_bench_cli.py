@@ -30,6 +30,16 @@ def test_help_documents_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
         assert name in text
 
 
+def test_help_says_what_full_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adaptive_sched.bench import _data
+
+    monkeypatch.setenv("COLUMNS", "400")
+    text = " ".join(_help().split())
+    assert f"{_data.DIGITS_SIZES['full']['steps']} steps on digits-mlp" in text
+    assert f"{_data.LM_SIZES['full']['steps']} on char-lm" in text
+    assert "10 seeds" in text and "minutes" in text
+
+
 def test_cli_task_names_match_the_tasks() -> None:
     pytest.importorskip("jax")
     from adaptive_sched.bench._tasks import TASK_NAMES
@@ -87,16 +97,27 @@ def test_quick_run_end_to_end(
         assert heading in report
     assert "min_lr = lr x 0.01 and max_lr = lr x 10" in report
     assert re.search(r"^\| \*\*ours\*\* +\|", report, re.M)
-    assert "**Untuned against tuned.**" in report and "vs cosine tuned" in report
+    assert re.search(r"^\| \*\*ours-horizon\*\* +\|", report, re.M)
+    for heading in ("### Targets", "### Horizon known: untuned against tuned", "### Horizon-free",
+                    "### Robustness: the worst grid point", "### lr window"):  # fmt: skip
+        assert heading in report
+    assert "vs cosine tuned" in report and "P tuned vs schedule-free" in report
+    assert "*Not the default run*" in report
     assert "Compilation cache: persistent compilation cache off." in report
 
     doc = json.loads((out / "results.json").read_text())
     task = doc["tasks"]["digits-mlp"]
-    head = task["summary"]["headline"]
-    assert head["method"] == "ours" and set(head["untuned_vs_tuned"]) == {
-        "constant", "cosine", "onecycle", "plateau", "prodigy", "schedule-free",
-    }  # fmt: skip
-    assert set(head["lr_window"]) == set(task["methods"])
+    heads = task["summary"]["headline"]
+    assert heads["horizon_known"]["method"] == "ours-horizon" and heads["horizon_free"]["method"] == "ours"
+    for head in heads.values():
+        assert set(head["untuned_vs_tuned"]) == set(head["tuned_vs_tuned"]) == {
+            "constant", "cosine", "onecycle", "plateau", "prodigy", "schedule-free",
+        }  # fmt: skip
+        assert set(head["lr_window"]) == set(task["methods"])
+    assert set(task["summary"]["robustness"]) == {m for m in task["methods"] if m.startswith("ours")}
+    assert {t["id"] for t in doc["targets"]} >= {"horizon-known/tuned", "horizon-free/never-loses", "wall-time"}
+    assert doc["targets"][-1]["per_task"]["run"]["value"] == pytest.approx(doc["meta"]["wall_s_before_report"])
+    assert doc["meta"]["default_run"] is False
     assert task["seeds"] == 2 and task["grid"] == [0.1, 0.3, 1.0, 3.0, 10.0]
     run = task["runs"]["ours"]["x1"]
     assert len(run["metric"]) == 2 and len(run["loss"]) == 2 and len(run["loss"][0]) == task["steps"]

@@ -21,8 +21,10 @@ from adaptive_sched.bench._tasks import get_task  # noqa: E402
 def test_methods_per_task_family() -> None:
     sup = get_task("logreg", "tiny")
     names = [m.name for m in _methods.get_methods(sup)]
-    assert names[:6] == ["ours", "ours-quickstart", "ours-variance", "ours-momentum", "ours-gradnorm", "ours-cosine"]
-    assert names[6:] == list(_methods.PEER_NAMES)
+    assert names[:7] == [
+        "ours", "ours-horizon", "ours-quickstart", "ours-variance", "ours-momentum", "ours-gradnorm", "ours-cosine",
+    ]  # fmt: skip
+    assert names[7:] == list(_methods.PEER_NAMES)
     assert not any(n in names for n in ("ours-reward-trend", "ours-reward-scaling", "ours-kl"))
     with pytest.raises(ValueError, match="method name='ours-kl' is invalid for task 'logreg'"):
         _methods.get_methods(sup, ["ours-kl"])
@@ -45,6 +47,45 @@ def test_presets_resolve_per_task_and_bounds_follow_the_grid(tiny_policy: object
     assert _methods.preset_config("ours", length, 0.02) == adaptive_sched.recommended(base_lr=0.02)
     with pytest.raises(ValueError, match="preset name='fast'"):
         _methods.preset_config("fast", length, 0.02)
+
+
+def test_every_method_says_whether_it_uses_the_runs_length(tiny_policy: object) -> None:
+    expected = {
+        "constant": False, "cosine": True, "onecycle": True, "plateau": False, "prodigy": False,
+        "schedule-free": False, "ours": False, "ours-horizon": True, "ours-quickstart": False,
+        "ours-variance": False, "ours-momentum": False, "ours-gradnorm": False, "ours-reward-trend": False,
+        "ours-reward-scaling": False, "ours-kl": False, "ours-cosine": True,
+    }  # fmt: skip
+    assert set(expected) == set(_methods.PRESETS) | set(_methods.PEER_NAMES)
+    seen = {}
+    for task in (get_task("logreg", "tiny"), get_task("rl-length", "tiny", policy=tiny_policy)):
+        seen.update({m.name: m.uses_horizon for m in _methods.get_methods(task)})
+    assert seen == expected
+    rows = _methods.method_table(get_task("logreg", "tiny"), _methods.get_methods(get_task("logreg", "tiny")))
+    assert {r["name"]: r["uses_horizon"] for r in rows} == {
+        n: "yes" if v else "no" for n, v in expected.items() if n in {r["name"] for r in rows}
+    }
+
+
+def test_ours_horizon_is_recommended_given_the_runs_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, object]] = []
+    real = adaptive_sched.recommended
+
+    def spy(base_lr: object, **kwargs: object) -> adaptive_sched.Config:
+        calls.append(dict(kwargs))
+        return real(base_lr)  # the horizon itself is the core's to apply (issue 16's cooldown)
+
+    monkeypatch.setattr(adaptive_sched, "recommended", spy)
+    task = get_task("logreg", "tiny")
+    horizon, free = _methods.get_methods(task, ["ours-horizon", "ours"])
+    assert {"total_steps": 17} not in calls  # the method list is built before any run length is known
+    calls.clear()
+    horizon.build(jnp.float32(0.03), task, 17)
+    free.build(jnp.float32(0.03), task, 17)
+    assert calls == [{"total_steps": 17}, {}]  # the run's steps, not the task's default
+    calls.clear()
+    _methods.preset_config("ours-horizon", task, 0.02)
+    assert calls == [{"total_steps": task.steps}]
 
 
 def test_switch_follows_each_method_exactly() -> None:

@@ -9,7 +9,7 @@ pytest.importorskip("jax")
 pytest.importorskip("scipy")
 
 from adaptive_sched.bench._runner import TaskResult
-from adaptive_sched.bench._summary import headline, relative_gap_pct, summarize, verdict
+from adaptive_sched.bench._summary import headline, headlines, relative_gap_pct, summarize, verdict
 from adaptive_sched.bench._tasks import Task
 
 
@@ -99,11 +99,12 @@ def test_rl_target_against_constant_by_hand() -> None:
     from adaptive_sched.bench._report import headline_tables
 
     s = summarize(res, {"ours"})
-    s["headline"] = headline(res, s, "ours")
+    s["headline"] = headlines(res, s, horizon_known="ours-horizon", horizon_free="ours")  # no ours-horizon here
     lines = headline_tables([res], {"fake": s}, res.methods)
     header = next(i for i, ln in enumerate(lines) if "P(lower KL std)" in ln)
     cells = [c.strip() for c in lines[header + 2].strip("|").split("|")]
-    assert cells == ["fake", f"{5 * sd / 3:.2f} vs {2 * sd:.2f}", "0.67", "0.200 vs 0.300", "0.00", "no"]
+    assert cells == ["fake", "ours", f"{5 * sd / 3:.2f} vs {2 * sd:.2f}", "0.67", "0.200 vs 0.300", "0.00", "no"]
+    assert len(lines) == header + 3  # one row (only ours ran), and the RL table ends the headline
 
 
 def test_verdict_thresholds() -> None:
@@ -198,20 +199,24 @@ def test_headline_tables_render_the_columns() -> None:
 
     res = _loss_result()
     s = summarize(res, {"ours"})
-    s["headline"] = headline(res, s, "ours")
+    # LOSS_TABLE's ours plays both settings here; test_bench_targets has a table with both presets.
+    s["headline"] = {"horizon_known": headline(res, s, "ours"), "horizon_free": headline(res, s, "ours")}
     lines = headline_tables([res], {"fake-loss": s}, res.methods)
     text = "\n".join(lines)
-    tables = [ln for ln in lines if ln.startswith("|")]
+    start = lines.index("### Horizon known: untuned against tuned")
+    tables = [ln for ln in lines[start:] if ln.startswith("|")]
     widths = {ln.count("|") for ln in tables[:3]}
     assert len(widths) == 1  # header, rule and row of the first table line up
-    row = next(ln for ln in lines if ln.startswith("| fake-loss") and "vs" not in ln)
+    row = next(ln for ln in lines[start:] if ln.startswith("| fake-loss"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:3] == ["fake-loss", "loss ↓", "1.010 ± 0.014"]
     assert cells[3:6] == ["1.00 wins (x1: 1.060)", "0.50 ties (x3: 1.010)", "0.00 loses (x3: 0.910)"]
-    assert cells[6:] == ["onecycle x3: 0.910", "-11.0%", "no"]
-    assert "wins 1, ties 0, loses 0; tuned against tuned it wins 0, ties 0, loses 1" in text
-    assert "ties or beats every tuned baseline on 0, and is within 1% of the best tuned baseline (Δ ≥ -1%) on 0" in text
-    window_row = next(ln for ln in reversed(lines) if ln.startswith("| fake-loss"))
+    assert cells[6:] == ["onecycle x3: 0.910", "-11.0%", "no", "1.010 ± 0.014 (x1)", "0.00 loses"]
+    assert "ties or beats every tuned baseline on 0 and is within 1% of the best tuned baseline (Δ ≥ -1%) on 0" in text
+    assert "at the base lr `ours` wins 1, ties 0, loses 0" in text
+    assert "tuned against the best tuned baseline it wins 0, ties 0, loses 1" in text
+    start = lines.index("### lr window")
+    window_row = next(ln for ln in lines[start:] if ln.startswith("| fake-loss"))
     assert [c.strip() for c in window_row.strip("|").split("|")] == ["fake-loss", "1.00", "0.52", "0.52", "0.00"]
 
 

@@ -183,3 +183,8 @@ def test_bad_input_is_rejected() -> None:
 def test_get_tasks_shares_one_policy() -> None:
     tasks = _tasks.get_tasks(["logreg"], "tiny")
     assert list(tasks) == ["logreg"] and tasks["logreg"].name == "logreg"
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "char-lm"])
+def test_full_runs_at_least_four_times_the_default_steps(name: str) -> None:
+    assert get_task(name, "full").steps >= 4 * get_task(name, "default").steps
