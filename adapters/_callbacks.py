@@ -7,9 +7,70 @@ and gives each signal's finite mean.
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
-__all__ = ["signal_keys"]
+__all__ = ["note_if_never_annealed", "schedule_cooldown", "signal_keys"]
+
+
+def _slot(sched: Any, family: str, slot: str) -> float | None:
+    """A slot of ``family``'s active rule in the scheduler's controller state, as a float (None: no such rule)."""
+    name = getattr(sched.config, f"{family}_rule", "none")
+    if name == "none":
+        return None
+    return float(sched.controller_state.rule_state[f"{family}.{name}.{slot}"])
+
+
+def schedule_cooldown(sched: Any, total_steps: Any) -> bool:
+    """Schedule the config's cooldown over the last ``cooldown_fraction`` of a run of ``total_steps`` optimizer steps.
+
+    What the callbacks do at the start of training with the horizon the
+    framework knows (HF: ``state.max_steps``; Lightning:
+    ``trainer.estimated_stepping_batches``), so ``recommended(base_lr)``
+    cools down without the user passing ``total_steps``. Nothing happens when
+    the config has no cooldown rule, knows its horizon already
+    (``cooldown_total_steps > 0``), a cooldown is already set (resumed from a
+    checkpoint, or started by hand), or ``total_steps`` is not a finite
+    positive number.
+
+    Returns:
+      True if the cooldown was scheduled.
+    """
+    cfg = sched.config
+    length = _slot(sched, "cooldown", "length")
+    if length is None or float(cfg.cooldown_total_steps) > 0.0 or length > 0.0:
+        return False
+    try:
+        total = float(total_steps)
+    except (TypeError, ValueError):
+        return False
+    if not math.isfinite(total) or total < 1.0:
+        return False
+    steps = max(1, round(total * float(cfg.cooldown_fraction)))
+    sched.cooldown(steps, start=max(0, int(total) - steps))
+    return True
+
+
+def note_if_never_annealed(sched: Any, caller: str) -> None:
+    """Warn once, at the end of training, when the ``slope`` rule never tested and no cooldown ran: nothing annealed."""
+    tests = _slot(sched, "anneal", "tests")
+    if tests is None or tests > 0.0 or getattr(sched, "_noted_unannealed", False):
+        return
+    length = _slot(sched, "cooldown", "length")
+    cfg = sched.config
+    if length is not None and (length > 0.0 or float(cfg.cooldown_total_steps) > 0.0):
+        return
+    sched._noted_unannealed = True
+    n_min = int(float(cfg.anneal_min_samples))
+    after = " after the lr search" if getattr(cfg, "search_rule", "none") != "none" else ""
+    warnings.warn(
+        f"{caller}: training ended after {sched.optimizer_steps} optimizer steps and the slope test never ran (it "
+        f"first tests {n_min} steps into a leg{after}), so nothing annealed the lr. For short runs give the horizon "
+        "(recommended(base_lr, total_steps=...), or the framework's max_steps) so the cooldown decays it.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def signal_keys(*, functions: bool = False, **keys: Any) -> dict[str, Any]:

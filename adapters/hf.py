@@ -56,7 +56,7 @@ from adaptive_sched import _rules
 from adaptive_sched._config import Config
 from adaptive_sched._signals import SIGNAL_NAMES, Intake, host_value
 
-from ._callbacks import signal_keys
+from ._callbacks import note_if_never_annealed, schedule_cooldown, signal_keys
 from .torch import AdaptiveScheduler
 
 __all__ = ["AdaptiveSchedulerCallback", "AdaptiveSetup", "LogKey", "adaptive_trainer_setup", "negated_objective"]
@@ -131,7 +131,12 @@ def _warn_if_sparse(args: TrainingArguments, config: Config) -> None:
     detail = ""
     if config.anneal_rule == "slope":
         n = int(float(config.anneal_min_samples))
-        detail = f"; anneal_rule='slope' needs {n} observations before its first test: {n * int(steps)} steps here"
+        detail += (
+            f"; anneal_rule='slope' tests {n} optimizer steps into a leg, on the ~{max(1, n // int(steps))} "
+            "values logged by then"
+        )
+    if getattr(config, "search_rule", "none") != "none":
+        detail += f"; search_rule={config.search_rule!r} grows the lr once per logged value ({int(steps)} steps apart)"
     warnings.warn(
         f"AdaptiveSchedulerCallback: the Trainer logs, and so feeds the controller, every logging_steps={steps:g} "
         f"optimizer steps, and {', '.join(readers)} read logged signals{detail}. Set logging_steps to 1-10 for "
@@ -252,6 +257,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         _warn_if_sparse(args, self.scheduler.config)
+        schedule_cooldown(self.scheduler, getattr(state, "max_steps", None))  # the horizon, unless known or resumed
         sched = kwargs.get("lr_scheduler")
         inner = getattr(sched, "scheduler", sched)  # accelerate's AcceleratedScheduler wraps it
         if sched is not None and inner is not self.scheduler:
@@ -276,6 +282,11 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
         return self.on_step_end(args, state, control, **kwargs)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        note_if_never_annealed(self.scheduler, "AdaptiveSchedulerCallback")
 
     def on_log(
         self,

@@ -45,7 +45,7 @@ import torch
 
 from adaptive_sched._signals import SIGNAL_NAMES, Intake, host_value, pack, unpack
 
-from ._callbacks import signal_keys
+from ._callbacks import note_if_never_annealed, schedule_cooldown, signal_keys
 from .torch import AdaptiveScheduler, grad_norm
 
 __all__ = ["AdaptiveSchedulerCallback"]
@@ -186,6 +186,12 @@ class AdaptiveSchedulerCallback(pl.Callback):
                 "per optimizer step)."
             )
         self._attach(cast(AdaptiveScheduler, cfg.scheduler))  # the isinstance filter above
+        # The horizon, unless the config has its own or a resumed checkpoint set the cooldown already.
+        schedule_cooldown(self.scheduler, trainer.estimated_stepping_batches)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.scheduler is not None:
+            note_if_never_annealed(self.scheduler, "AdaptiveSchedulerCallback (Lightning)")
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         # The gradient norm for a rule that reads it (recommended()'s grad-norm guard), measured

@@ -28,6 +28,7 @@ from adaptive_sched._core import Hparams, State, init, set_slots
 from adaptive_sched._distributed import SignalSync
 from adaptive_sched._hostpath import HostController, as_python, flatten_state
 from adaptive_sched._signals import SIGNAL_NAMES, check_signal, clip_signal, from_keywords, host_value
+from adaptive_sched.rules.cooldown import start_cooldown
 
 __all__ = ["FORMAT_VERSION", "AdaptiveScheduler", "grad_norm"]
 
@@ -461,6 +462,22 @@ class AdaptiveScheduler(LRScheduler):
                 g[key] = mu if key == "momentum" else type(g[key])((mu, *g[key][1:]))
 
     # ------------------------------------------------------------------ rule slots, checkpoints, copies
+
+    def cooldown(self, steps: int, start: int | None = None) -> None:
+        """Start the cooldown: the lr decays over the next ``steps`` optimizer steps to ``min_lr``, on top of the adaptive lr.
+
+        :func:`adaptive_sched.start_cooldown` for this scheduler: the decay
+        has the shape of the config's ``cooldown_rule`` (``recommended()``:
+        linear) and begins after step ``start`` (default: now, so the next
+        update is the first decayed one). It lives in the controller's state,
+        so :meth:`state_dict` taken mid-cooldown resumes it exactly.
+
+        Raises:
+          ValueError: the config's ``cooldown_rule`` is ``"none"``, or ``steps``/``start`` are invalid.
+        """
+        new = start_cooldown(self._config, self._ctl.state, steps, start)
+        flat = flatten_state(new)
+        self._ctl.flat = as_python(self._config, flat) if self._device is None else flat
 
     def set_slots(self, family: str, **values: Any) -> None:
         """Set slots of ``family``'s active rule (:func:`adaptive_sched.set_slots`), e.g. to start a cooldown now."""

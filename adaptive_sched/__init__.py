@@ -21,6 +21,7 @@ from adaptive_sched._checkpoint import config_from_dict, state_from_dict, state_
 from adaptive_sched._config import Config
 from adaptive_sched._core import EmaState, Hparams, Signals, State, init, set_slots, update
 from adaptive_sched._recommended import recommended
+from adaptive_sched.rules.cooldown import start_cooldown
 
 Config.__doc__ = _config.config_doc()  # once, for help(Config): the built-in fields
 del _builtin_rules
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ANNEAL_RULES",
     "AdaptiveScheduler",
+    "COOLDOWN_RULES",
     "Config",
     "EmaState",
     "Hparams",
@@ -41,6 +43,7 @@ __all__ = [
     "LR_RULES",
     "MOMENTUM_RULES",
     "REWARD_RULES",
+    "SEARCH_RULES",
     "Signals",
     "State",
     "config_from_dict",
@@ -48,6 +51,7 @@ __all__ = [
     "init",
     "recommended",
     "set_slots",
+    "start_cooldown",
     "state_from_dict",
     "state_to_dict",
     "sweep",
@@ -63,7 +67,9 @@ _RULE_LISTS = {
     "MOMENTUM_RULES": "momentum",
     "REWARD_RULES": "reward",
     "KL_RULES": "kl",
+    "SEARCH_RULES": "search",
     "ANNEAL_RULES": "anneal",
+    "COOLDOWN_RULES": "cooldown",
 }
 
 

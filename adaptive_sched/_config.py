@@ -131,7 +131,9 @@ class Config:
         momentum_rule: str
         reward_rule: str
         kl_rule: str
+        search_rule: str
         anneal_rule: str
+        cooldown_rule: str
 
     __slots__ = ("_active", "_cache", "_knobs")
     _active: tuple[tuple[str, str], ...]

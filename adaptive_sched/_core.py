@@ -258,7 +258,7 @@ def signal_usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
       ``(uses, track_var)``, each ``{signal: bool}`` over :data:`SIGNAL_NAMES`.
     """
     rules = [r for r in _rules.active_rules(config) if r.kind != "clock"]
-    uses = {s: any(r.signal == s for r in rules) for s in SIGNAL_NAMES}
+    uses = {s: any(r.signal == s or s in r.reads for r in rules) for s in SIGNAL_NAMES}
     track_var = {s: any(r.signal == s and r.variance for r in rules) for s in SIGNAL_NAMES}
     return uses, track_var
 
@@ -312,13 +312,23 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
     slots = dict(state.rule_state)
     outputs: dict[str, Any] = {}
 
+    views: dict[str, Obs | None] = {}  # filled below; clock rules run before any signal is observed
+    searching: Any = False  # True while a busy rule (the lr search) that already ran is still acting
+
     def run(rule: _rules.Rule, obs: Obs | None) -> Any:
+        nonlocal searching
         own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
-        out = rule.fn(xp, obs, knobs_of(rule, cfg), RuleContext(cfg, t, own))
+        extra = {name: views.get(name) for name in rule.reads}
+        out = rule.fn(xp, obs, knobs_of(rule, cfg), RuleContext(cfg, t, own, extra, searching))
         if rule.slots:
             out, new = out
             for s in rule.slots:
                 slots[slot_key(rule, s)] = new[s.name]
+            if rule.busy is not None:
+                busy = rule.busy(new)
+                searching = busy if searching is False else xp.logical_not(
+                    xp.logical_and(xp.logical_not(searching), xp.logical_not(busy))
+                )
         outputs[rule.key] = out
         return out
 
@@ -332,7 +342,6 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
 
     skipped = state.skipped
     uses, track_var = _usage(config)
-    views: dict[str, Obs | None] = {}
     for name, value, ema in zip(SIGNAL_NAMES, signals, emas):
         check_signal(f"Signals.{name}", value)
         if value is None:

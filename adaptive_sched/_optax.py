@@ -25,6 +25,7 @@ __all__ = [
     "inject_hyperparams",
     "momentum_arg",
     "scale_by_controller",
+    "start_cooldown",
 ]
 
 _MOMENTUM_ARGS = ("b1", "momentum")
@@ -402,3 +403,44 @@ def scale_by_controller(
         return updates, ScaleByControllerState(controller=controller, hparams=hp, rules_id=rules_id)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def start_cooldown(opt_state: Any, config: Config, steps: Any, start: Any = None) -> Any:
+    """``opt_state`` with the cooldown started in every controller it holds (pure, jit-safe).
+
+    The optax form of :func:`adaptive_sched.start_cooldown`: finds each
+    :class:`AdaptiveHyperparamsState` / :class:`ScaleByControllerState` in
+    ``opt_state`` (inside ``optax.chain``, :func:`multi_steps`, ...) and starts
+    a cooldown of ``steps`` updates after step ``start`` (default: the
+    controller's current step) in its controller, so the lr decays to
+    ``min_lr`` on top of the adaptive lr::
+
+        opt_state = adaptive_sched.optax.start_cooldown(opt_state, config, steps=1000)
+
+    Args:
+      opt_state: the optimizer state.
+      config: the config the transformation was built with; its ``cooldown_rule`` must not be ``"none"``.
+      steps: the cooldown's length in updates (>= 1; may be traced).
+      start: the step after which it begins (default: now; may be traced).
+
+    Raises:
+      ValueError: no controller state in ``opt_state``, or as :func:`adaptive_sched.start_cooldown`.
+    """
+    from adaptive_sched.rules.cooldown import start_cooldown as _start
+
+    found = []
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, (AdaptiveHyperparamsState, ScaleByControllerState)):
+            found.append(node)
+            return node._replace(controller=_start(config, node.controller, steps, start))
+        return node
+
+    is_ours = lambda x: isinstance(x, (AdaptiveHyperparamsState, ScaleByControllerState))  # noqa: E731
+    out = jax.tree.map(visit, opt_state, is_leaf=is_ours)
+    if not found:
+        raise ValueError(
+            "start_cooldown: opt_state holds no adaptive_sched controller state (from "
+            "adaptive_sched.optax.inject_hyperparams or scale_by_controller)"
+        )
+    return out

@@ -182,6 +182,12 @@ class Rule:
       slots: extra per-rule state scalars.
       formula: the README table's formula cell (markdown); default: the
         first paragraph of ``fn``'s docstring.
+      reads: other signals the rule conditions on (smoothed like every read
+        signal); their :class:`Obs` arrive in ``ctx.signals``.
+      busy: for a rule that owns the lr for a while (the ``search`` family):
+        ``busy(slots) -> bool``, of its new slots, True while it is still
+        acting; rules that run after it see ``ctx.searching`` (the ``anneal``
+        rule's legs start once it is False).
     """
 
     family: str
@@ -193,6 +199,8 @@ class Rule:
     variance: bool = False
     slots: tuple[Slot, ...] = ()
     formula: str = ""
+    reads: tuple[str, ...] = ()
+    busy: Callable[[Mapping[str, Any]], Any] | None = None
 
     @property
     def key(self) -> str:
@@ -253,11 +261,16 @@ class RuleContext(NamedTuple):
       config: the Config, its knobs as float32 values (core knobs: ``base_lr``, ``min_lr``, ...).
       t: the step, 1-based, float32.
       slots: the rule's slots ``{name: value}`` (empty if it declares none).
+      signals: the :class:`Obs` of each signal in the rule's ``reads`` (``{}`` if none).
+      searching: True while a rule that ran before this one is still busy
+        (:attr:`Rule.busy`: the lr search); Python ``False`` when no such rule is active.
     """
 
     config: Any
     t: Any
     slots: Mapping[str, Any]
+    signals: Mapping[str, Any] = types.MappingProxyType({})
+    searching: Any = False
 
 
 def knobs_of(rule: Rule, config: Any) -> Any:
@@ -370,6 +383,9 @@ def register(rule: Rule) -> Rule:
         raise ValueError(
             f"Rule.signal={rule.signal!r} is invalid: must be None or one of {', '.join(SIGNAL_NAMES)}."
         )
+    for extra in rule.reads:
+        if extra not in SIGNAL_NAMES:
+            raise ValueError(f"Rule.reads={rule.reads!r} is invalid: each must be one of {', '.join(SIGNAL_NAMES)}.")
     if rule.kind == "momentum" and rule.signal is None:
         raise ValueError("a momentum rule must read a signal (it holds while the signal is not observed)")
     for k in rule.knobs.values():

@@ -8,6 +8,8 @@
   inner update reads the mean of the micro-steps' signals.
 * :func:`pmean_signals` averages signals over a ``shard_map``/``pmap`` axis
   (the transformations do it themselves with ``axis_name=``).
+* :func:`start_cooldown` starts the cooldown in an optimizer state's controllers
+  (when you decide to stop a horizon-free run).
 
 Both transformations take the loss as the optax-standard extra argument ``value=`` and the
 reward as ``reward=`` (plus optional ``kl=`` and ``grad_norm=``).
@@ -20,6 +22,7 @@ from adaptive_sched._optax import (
     inject_hyperparams,
     momentum_arg,
     scale_by_controller,
+    start_cooldown,
 )
 from adaptive_sched._spmd import pmean_signals
 
@@ -32,4 +35,5 @@ __all__ = [
     "multi_steps",
     "pmean_signals",
     "scale_by_controller",
+    "start_cooldown",
 ]

@@ -172,8 +172,10 @@ def test_recommended_is_a_config_with_bounds_from_the_base_lr() -> None:
     cfg = A.recommended(3e-4)
     assert isinstance(cfg, A.Config)
     assert cfg.anneal_rule == "slope" and cfg.lr_rule == "grad_norm"
+    assert cfg.search_rule == "range" and cfg.cooldown_rule == "linear" and cfg.anneal_grow == 0.0  # issue 16
     assert cfg.base_lr == 3e-4
-    assert cfg.min_lr == pytest.approx(3e-6) and cfg.max_lr == pytest.approx(3e-3)
+    # base/100 .. 100*base since issue 16: room for the lr search to grow (it was 10*base)
+    assert cfg.min_lr == pytest.approx(3e-6) and cfg.max_lr == pytest.approx(3e-2)
     assert A.recommended(3e-4, max_lr=1e-3).max_lr == 1e-3
     assert A.recommended(1e-3, anneal_drop=0.5).anneal_drop == 0.5
     with pytest.raises(ValueError, match=r"recommended\(base_lr=-1\) is invalid"):
@@ -198,10 +200,11 @@ def test_recommended_is_accepted_by_every_front_door() -> None:
     params = {"w": jnp.ones(3)}
     state = tx.init(params)
     _, state = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0))
-    assert float(optax.tree.get(state, "learning_rate")) == pytest.approx(1e-2)
+    # the lr search (issue 16) starts at base * search_start and grows by search_growth on the first loss
+    assert float(optax.tree.get(state, "learning_rate")) == pytest.approx(1e-2 * 0.5 * 1.12, rel=1e-6)
 
     opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=1e-2)
     sched = A.AdaptiveScheduler(opt, cfg)
-    assert sched.get_last_lr() == [pytest.approx(1e-2)]
+    assert sched.get_last_lr() == [pytest.approx(1e-2 * 0.5)]  # the search's start, before any signal
     vmapped = jax.vmap(lambda lr: (A.init(cfg := A.recommended(lr), xp=jnp), cfg.max_lr)[1])(jnp.array([1e-3, 1e-2]))
-    np.testing.assert_allclose(np.asarray(vmapped), [1e-2, 1e-1], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(vmapped), [1e-1, 1.0], rtol=1e-6)

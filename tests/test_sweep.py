@@ -110,11 +110,11 @@ def test_base_lr_grid_of_recommended_scales_its_bounds() -> None:
     # Mixed: an explicit bound keeps its ratio, a default one its default ratio (scaling it is the same).
     c = A.config_grid(A.Config(base_lr=1e-3, max_lr=4e-3), {"base_lr": [1e-2]}, lr_bounds="scale")[0]
     assert (c.min_lr, c.max_lr) == pytest.approx((1e-2 * 1e-3, 4e-2))
-    # "auto" keeps recommended's explicit min_lr = base/100 fixed (its max_lr = 10*base is Config's own
-    # default ratio, so that one follows base_lr): the bounds no longer match recommended(b), and it says so.
-    with pytest.warns(UserWarning, match=r"sets min_lr=0.0001 explicitly.*lr_bounds='scale'"):
+    # "auto" keeps recommended's explicit bounds (base/100 and, since issue 16, 100*base) fixed: the
+    # bounds no longer match recommended(b), and it says so.
+    with pytest.warns(UserWarning, match=r"sets min_lr=0.0001, max_lr=1.0 explicitly.*lr_bounds='scale'"):
         auto = A.config_grid(A.recommended(1e-2), {"base_lr": [1e-3, 1e-1]})
-    assert [(c.min_lr, c.max_lr) for c in auto] == [(1e-4, pytest.approx(1e-2)), (1e-4, pytest.approx(1.0))]
+    assert [(c.min_lr, c.max_lr) for c in auto] == [(1e-4, pytest.approx(1.0)), (1e-4, pytest.approx(1.0))]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # asked-for modes are silent
         A.config_grid(A.recommended(1e-2), {"base_lr": [1e-3, 1e-1]}, lr_bounds="keep")

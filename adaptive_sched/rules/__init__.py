@@ -7,7 +7,9 @@ module                       rules
 :mod:`.momentum`             ``inverse``, ``exp``, ``relative``, ``normalized``
 :mod:`.reward`               ``scaling``, ``trend``, ``variance``
 :mod:`.kl`                   ``target``
+:mod:`.search`               ``range``
 :mod:`.anneal`               ``slope``
+:mod:`.cooldown`             ``linear``, ``sqrt``, ``cosine``
 ===========================  ======================================================
 
 ``import adaptive_sched`` imports this package, so the built-ins are always
@@ -31,7 +33,7 @@ from adaptive_sched.rules._math import REL_EPS, SIGNAL_LIMIT, TINY, log_knob, tr
 
 __all__ = ["BUILTIN", "REL_EPS", "SIGNAL_LIMIT", "TINY", "log_knob", "trend_step", "variance_factor"]
 
-BUILTIN: tuple[str, ...] = ("lr", "momentum", "reward", "kl", "anneal")
+BUILTIN: tuple[str, ...] = ("lr", "momentum", "reward", "kl", "search", "anneal", "cooldown")
 """The built-in family modules, in family order (``Config.rules``, the README table)."""
 
 for _name in BUILTIN:

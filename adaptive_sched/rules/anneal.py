@@ -31,7 +31,11 @@ ANNEAL_UP = knob("anneal_up", 2.0, CHECKS["up"], "lr factor per growth test pass
 ANNEAL_Z_UP = knob("anneal_z_up", 1.645, CHECKS["nonneg"], "z of the growth test: grow only if ``T < -t_q(z_up)`` (>= 0).")
 ANNEAL_GROW = knob("anneal_grow", 1.0, CHECKS["flag"], "1 to allow the growth phase before the first cut, 0 to disable.")
 
-ANNEAL_SLOTS = ("n", "w", "w2", "mt", "my", "ctt", "cty", "cyy", "growing", "prev_slope", "tstat")
+ANNEAL_SLOTS = (
+    "n", "w", "w2", "mt", "my", "ctt", "cty", "cyy", "growing", "prev_slope", "tstat", "t0", "i_prev", "next", "tests",
+)
+_MIN_OBS = 3.0  # observations a leg needs before its first test (the t statistic's dof)
+
 
 def _or(xp: Any, a: Any, b: Any) -> Any:
     return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
@@ -43,21 +47,27 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     SASA/SLOPE (Lang, Zhang & Xiao, 2019, "Using Statistics to Automate
     Stochastic Optimization", NeurIPS; the loss-only SLOPE test of the
     ``microsoft/statopt`` reference code) made horizon-free and O(1). Within a
-    *leg* (the ``n`` observations since the lr last changed, ``i = 1..n``) the
-    rule fits ``y_i ~ a + b*i`` to the raw loss by weighted least squares with
-    weights ``w_i = (i/n)^c`` (a growing window, the O(1) analogue of SLOPE's
-    leaky bucket that keeps the most recent fraction of the samples), updated
-    with forgetting ``rho_n = ((n-1)/n)^c`` as (West, 1979, CACM 22(9))
-    ``W = rho*W + 1``, ``t_bar += (n - t_bar)/W``, ``C_ty = rho*C_ty + (n - t_bar_old)(y - y_bar)``
+    *leg* (the steps since the lr last changed: step ``i = t - t_0`` of the
+    leg, counted in update calls, i.e. optimizer steps, whatever the
+    observation interval) the rule fits ``y ~ a + b*i`` to the raw losses
+    observed in the leg by weighted least squares with weights ``w = (i/i_n)^c``
+    for the observation at leg step ``i`` when the latest is at ``i_n`` (a
+    growing window, the O(1) analogue of SLOPE's leaky bucket that keeps the
+    most recent fraction of the samples), updated with forgetting
+    ``rho = (i_{n-1}/i_n)^c`` as (West, 1979, CACM 22(9)) ``W = rho*W + 1``,
+    ``t_bar += (i_n - t_bar)/W``, ``C_ty = rho*C_ty + (i_n - t_bar_old)(y - y_bar)``
     and likewise ``C_tt``, ``C_yy``. With Kish's effective sample size
-    ``n_e = W^2 / sum w_i^2``:
+    ``n_e = W^2 / sum w^2``:
 
     ``b = C_ty/C_tt``, ``s^2 = (C_yy - b*C_ty)/W * n_e/(n_e - 2)``,
     ``T = b / sqrt(s^2 * W / (n_e * C_tt))``.
 
-    A test runs when ``n >= n_min`` and ``n mod k = 0`` (``anneal_min_samples``,
-    ``anneal_test_every``), against the Student-t quantile with ``n_e - 2``
-    degrees of freedom (Cornish-Fisher: ``t_q(z) = z*(1 + (z^2 + 1)/(4*(n_e - 2)))``):
+    A test runs at the first observation at a leg step ``i >= k*ceil(n_min/k)``,
+    then at the first one past each later multiple of ``k`` (``anneal_min_samples``
+    = ``n_min``, ``anneal_test_every`` = ``k``, both in steps; with a loss
+    observed every step: when ``i >= n_min`` and ``i mod k = 0``), once the leg
+    holds at least 3 observations, against the Student-t quantile with
+    ``n_e - 2`` degrees of freedom (Cornish-Fisher: ``t_q(z) = z*(1 + (z^2 + 1)/(4*(n_e - 2)))``):
 
     * *anneal*: ``T > -t_q(z_drop)`` (progress is within noise: the iterates are
       stationary at this lr): the lr is cut, by evidence, and the leg restarts:
@@ -72,23 +82,30 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       that is not steeper ends the growth phase;
     * otherwise the lr holds.
 
-    So the lr never falls faster than one cut per ``n_min`` observations,
-    and needs no total step count. On a stationary stream the first test cuts
+    So the lr never falls faster than one cut per ``n_min`` steps, and needs
+    no total step count; a run shorter than ``n_min`` steps (plus the search,
+    when one runs) is never cut. On a stationary stream the first test cuts
     with probability about ``Phi(z_drop)``; a loss falling clearly faster than
-    its noise is never cut. Non-finite losses are not observed.
+    its noise is never cut. Non-finite losses are not observed. While an lr
+    search that runs before it is still searching (``ctx.searching``), the
+    rule observes nothing and its leg starts when the search ends.
     """
     sl = ctx.slots
-    ok = obs.ok
+    searching = ctx.searching
+    ok = obs.ok if searching is False else xp.logical_and(obs.ok, xp.logical_not(searching))
+    t0 = sl["t0"] if searching is False else xp.where(searching, ctx.t, sl["t0"])
     y = obs.x
-    n = sl["n"] + 1.0
-    rho = xp.where(n > 1.0, xp.exp(knobs.window_power * xp.log(xp.clip((n - 1.0) / n, TINY, 1.0))), 0.0)
+    i = ctx.t - t0  # this step's position in the leg, in steps (1 at the first step after a change)
+    n = sl["n"] + 1.0  # observations in the leg, this one included
+    ratio = xp.clip(sl["i_prev"] / xp.clip(i, 1.0, 1e30), TINY, 1.0)
+    rho = xp.where(n > 1.0, xp.exp(knobs.window_power * xp.log(ratio)), 0.0)
     w = rho * sl["w"] + 1.0
     w2 = rho * rho * sl["w2"] + 1.0
-    dt = n - sl["mt"]
+    dt = i - sl["mt"]
     dy = y - sl["my"]
     mt = sl["mt"] + dt / w
     my = sl["my"] + dy / w
-    ctt = rho * sl["ctt"] + dt * (n - mt)
+    ctt = rho * sl["ctt"] + dt * (i - mt)
     cty = rho * sl["cty"] + dt * (y - my)
     cyy = rho * sl["cyy"] + dy * (y - my)
 
@@ -103,7 +120,10 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     tq_drop = knobs.z_drop * (1.0 + (knobs.z_drop * knobs.z_drop + 1.0) / (4.0 * dof))
     tq_up = knobs.z_up * (1.0 + (knobs.z_up * knobs.z_up + 1.0) / (4.0 * dof))
 
-    due = xp.logical_and(n >= knobs.min_samples, n - knobs.test_every * xp.floor(n / knobs.test_every) < 0.5)
+    k = knobs.test_every
+    first_test = k * (0.0 - xp.floor((0.0 - knobs.min_samples) / k))  # k * ceil(n_min / k)
+    next_test = xp.where(sl["next"] > 0.5, sl["next"], first_test)
+    due = xp.logical_and(i >= next_test - 0.5, n >= _MIN_OBS)
     test = xp.logical_and(ok, due)
     stationary = xp.logical_and(test, tstat > -tq_drop)
     growing = sl["growing"] > 0.5
@@ -115,11 +135,15 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     cut = xp.where(tstat >= 0.0, log_knob(xp, knobs.drop_flat), log_knob(xp, knobs.drop))
     inc = xp.where(stationary, cut, xp.where(grow_now, log_knob(xp, knobs.up), 0.0))
 
-    fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy}
-    new = {k: xp.where(ok, xp.where(change, 0.0, v), sl[k]) for k, v in fresh.items()}
+    fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy, "i_prev": i}
+    new = {key: xp.where(ok, xp.where(change, 0.0, v), sl[key]) for key, v in fresh.items()}
     new["growing"] = xp.where(xp.logical_and(ok, stop_growing), 0.0, sl["growing"])
     new["prev_slope"] = xp.where(xp.logical_and(ok, grow_now), b, sl["prev_slope"])
     new["tstat"] = xp.where(test, tstat, sl["tstat"])
+    new["tests"] = xp.where(test, sl["tests"] + 1.0, sl["tests"])
+    new["t0"] = xp.where(xp.logical_and(ok, change), ctx.t, t0)
+    after = k * (xp.floor(i / k) + 1.0)  # the next multiple of k past this test
+    new["next"] = xp.where(xp.logical_and(ok, change), 0.0, xp.where(test, after, sl["next"]))
     return xp.where(ok, inc, 0.0), new
 
 
@@ -128,6 +152,6 @@ for _rule in (
          {"min_samples": ANNEAL_MIN_SAMPLES, "test_every": ANNEAL_TEST_EVERY, "window_power": ANNEAL_WINDOW_POWER,
           "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "drop_flat": ANNEAL_DROP_FLAT, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
          slots=tuple(Slot(k, init=1.0 if k == "growing" else 0.0) for k in ANNEAL_SLOTS),
-         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once `n ≥ n_min`: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)'),
+         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once the leg is `n_min` steps long: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)'),
 ):  # fmt: skip
     register(_rule)

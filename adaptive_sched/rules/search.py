@@ -1,0 +1,235 @@
+"""The ``search`` family: an online lr search at the start of the run (an lr range test inside the real run)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, Slot, knob, register, register_family
+from adaptive_sched.rules._math import TINY, log_knob
+
+FAMILY = register_family(
+    Family("search", "online lr search at the start of the run (an lr range test inside the real run)")
+)
+
+SEARCH_START = knob(
+    "search_start", 0.5, CHECKS["positive"],
+    "the search's first lr, as a multiple of ``base_lr`` (> 0; the warm start of the range test).",
+)
+SEARCH_GROWTH = knob(
+    "search_growth", 1.12, CHECKS["up"], "lr factor of the first growth step (>= 1); later steps grow less (``search_tau``).",
+)
+SEARCH_TAU = knob(
+    "search_tau", 40.0, CHECKS["ge1"],
+    "observations over which the growth per step halves: step ``n`` grows by ``g^(1/(1 + n/tau))`` (>= 1).",
+)
+SEARCH_BETA = knob("search_beta", 0.8, CHECKS["beta"], "EMA decay of the search's robust smoothed loss, in [0, 1).")
+SEARCH_MIN_SAMPLES = knob(
+    "search_min_samples", 8.0, CHECKS["ge1"], "observations before the search tests anything (>= 1)."
+)
+SEARCH_Z_RISE = knob(
+    "search_z_rise", 3.0, CHECKS["nonneg"],
+    "a rise of the smoothed loss by this many of its standard errors above its best ends the growth (>= 0).",
+)
+SEARCH_Z_PROGRESS = knob(
+    "search_z_progress", 3.0, CHECKS["nonneg"],
+    "a fall by this many standard errors below the start level counts as the loss responding (>= 0).",
+)
+SEARCH_PATIENCE = knob(
+    "search_patience", 4.0, CHECKS["ge1"], "observations without a new best (and ``search_patience_growth``) that end the growth."
+)
+SEARCH_PATIENCE_GROWTH = knob(
+    "search_patience_growth", 1.6, CHECKS["up"],
+    "lr growth since the best smoothed loss that, with ``search_patience``, ends the growth (>= 1).",
+)
+SEARCH_BACKOFF = knob(
+    "search_backoff", 2.0, CHECKS["up"],
+    "the search lands at the lr of the best smoothed loss (lag-corrected) divided by this (>= 1).",
+)
+SEARCH_MAX_GROWTH = knob(
+    "search_max_growth", 1000.0, CHECKS["up"], "most growth over ``base_lr`` (>= 1); ``max_lr`` also bounds it."
+)
+SEARCH_MAX_SAMPLES = knob(
+    "search_max_samples", 150.0, CHECKS["ge1"], "observations after which the search ends whatever it has seen (>= 1)."
+)
+
+_N0 = 5.0  # observations averaged into the start level
+_WINSOR = 3.0  # values (and differences) are winsorised at this many noise sds once n > 4
+_TOO_HIGH_RUN = 3.0  # consecutive tests above the start level before backing off
+_SHRINK = 1.2  # lr factor per observation while backing off from a too-high start
+_MAX_SHRINK = 12.0  # most observations of backing off
+
+WARMING, RESPONDING, BACKING_OFF, DONE = 0.0, 1.0, 2.0, 3.0
+PHASES = ("warming", "responding", "backing off", "done")
+
+SLOTS = (
+    Slot("phase"), Slot("n"), Slot("m"), Slot("m_pow", init=1.0), Slot("d2"), Slot("y_prev"), Slot("sigma"),
+    Slot("level0"), Slot("best", init=1e30), Slot("s_best"), Slot("since"), Slot("s"), Slot("n_back"),
+    Slot("ref"), Slot("n_high"), Slot("landed"), Slot("started"),
+)
+
+
+def _or(xp: Any, a: Any, b: Any) -> Any:
+    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
+
+
+def _seen(xp: Any, *views: Any) -> Any:
+    """Whether any of ``views`` (signal :class:`~adaptive_sched._rules.Obs`, or None) has ever been observed."""
+    out: Any = False
+    for v in views:
+        if v is not None:
+            ever = v.ema.decay_pow < 1.0
+            out = ever if out is False else _or(xp, out, ever)
+    return out
+
+
+def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
+    r"""Range: an lr range test inside the run; grows the lr geometrically from a warm start until the loss stops improving.
+
+    The lr range test (Smith, 2017, "Cyclical Learning Rates for Training
+    Neural Networks", WACV, Sec. 3.3; fastai's ``lr_find``) run inside the real
+    run, as the adaptive warm-up of Kim et al. (2021, "Automated Learning Rate
+    Scheduler for Large-batch Training", ICML AutoML workshop) does: the lr
+    starts at ``base_lr * start`` and grows by ``g_n = g^(1/(1 + n/tau))`` per
+    observation (``n`` observations so far; fast at first, about 10x within 25
+    observations from ``g = 1.12``, slower as the edge nears so the stop is
+    precise) while the loss keeps improving, and lands below the lr where it
+    stopped improving. It reads the loss only; the decisions use a robust
+    smoothed loss ``m_n`` (EMA with decay ``beta``, bias-corrected, each value
+    winsorised at ``m_{n-1} +- 3 sigma``) and its standard error
+    ``se = sigma * sqrt((1 - beta)/(1 + beta))``, with the noise ``sigma^2 =
+    EMA((y_n - y_{n-1})^2) / 2`` from first differences (winsorised alike, so a
+    trend or one spike does not inflate it). ``L0`` is the mean of the first 5
+    observations, ``m*`` the best ``m_n`` since, reached at log-scale ``s*``.
+
+    Phases (``n >= min_samples`` before any test):
+
+    * *warming*: grow while ``m_n <= L0 + se``; once ``m_n < L0 - z_progress*se``
+      the loss responds. Three tests in a row with ``m_n > L0 + z_rise*se``
+      mean the start is too high: *backing off*.
+    * *responding*: grow; stop at a rise ``m_n > m* + z_rise*se`` or on a
+      plateau (no new best for ``patience`` observations while the lr grew by
+      ``patience_growth``), and land at ``s* - lag*log(g_n) - log(backoff)``
+      with ``lag = beta/(1 - beta)`` (the smoothing's delay): the lr of the
+      best loss, divided by ``backoff``.
+    * *backing off*: divide the lr by ``backoff``, then by 1.2 per observation
+      until the loss falls ``z_progress*se`` below where it was (at most 12).
+    * *done*: the search adds nothing more; the other rules act (the
+      ``anneal`` rule's legs start here).
+
+    A supplied non-finite loss lands at once (responding) or backs off
+    (warming). The search also ends at ``max_samples`` observations, and growth
+    stops at ``min(max_growth, max_lr/base_lr)``. When the run reports a reward
+    or a KL (RL fine-tuning) the search does not run: there the KL budget, not
+    the objective's stability, bounds the lr, and growth would push the KL up
+    (``kl_rule="target"`` steers it). Deterministic given the signals; needs no
+    step count.
+    """
+    sl = ctx.slots
+    rl = _seen(xp, ctx.signals.get("reward"), ctx.signals.get("kl"))
+    phase = xp.where(rl, DONE, sl["phase"])
+    ok = obs.ok
+    first = xp.logical_and(sl["started"] < 0.5, xp.logical_not(rl))  # the first update: jump to the start
+    l_start = log_knob(xp, knobs.start)
+    s = xp.where(first, l_start, sl["s"])
+    s_best_in = xp.where(first, l_start, sl["s_best"])
+    searching = phase < 2.5
+    bad = xp.logical_and(searching, obs.bad)
+    y = obs.x
+    b = knobs.beta
+    n = xp.where(ok, sl["n"] + 1.0, sl["n"])
+    # robust smoothed loss and noise
+    prev_hat = sl["m"] / xp.clip(1.0 - sl["m_pow"], TINY, 1.0)
+    lim = _WINSOR * sl["sigma"]
+    late = n > 4.5
+    yw = xp.where(late, xp.clip(y, prev_hat - lim, prev_hat + lim), y)
+    m = xp.where(ok, b * sl["m"] + (1.0 - b) * yw, sl["m"])
+    m_pow = xp.where(ok, sl["m_pow"] * b, sl["m_pow"])
+    mhat = m / xp.clip(1.0 - m_pow, TINY, 1.0)
+    d = xp.where(n > 1.5, y - sl["y_prev"], 0.0)
+    dlim = lim * math.sqrt(2.0)
+    d = xp.where(late, xp.clip(d, -dlim, dlim), d)
+    d2 = xp.where(xp.logical_and(ok, n > 1.5), b * sl["d2"] + (1.0 - b) * d * d, sl["d2"])
+    d2hat = d2 / xp.clip(1.0 - m_pow / xp.clip(b, TINY, 1.0), TINY, 1.0)
+    sigma = xp.where(ok, xp.sqrt(xp.clip(d2hat * 0.5, 0.0, 1e30)), sl["sigma"])
+    se = sigma * xp.sqrt((1.0 - b) / (1.0 + b))
+    in0 = xp.logical_and(ok, n <= _N0 + 0.5)
+    level0 = xp.where(in0, sl["level0"] + (y - sl["level0"]) / xp.clip(n, 1.0, 1e30), sl["level0"])
+    tested = xp.logical_and(ok, n >= knobs.min_samples)
+    warming = phase < 0.5
+    responding = xp.logical_and(phase > 0.5, phase < 1.5)
+    growing = phase < 1.5
+    backing = xp.logical_and(phase > 1.5, searching)
+    improved = xp.logical_and(xp.logical_and(ok, mhat < sl["best"]), xp.logical_and(growing, n > _N0 - 0.5))
+    best = xp.where(improved, mhat, sl["best"])
+    s_best = xp.where(improved, s, s_best_in)
+    since = xp.where(improved, 0.0, xp.where(ok, sl["since"] + 1.0, sl["since"]))
+    rise = xp.logical_and(tested, mhat > best + knobs.z_rise * se)
+    high = xp.logical_and(tested, mhat > level0 + knobs.z_rise * se)
+    falls = xp.logical_and(tested, mhat < level0 - knobs.z_progress * se)
+    lg = log_knob(xp, knobs.growth) / (1.0 + sl["n"] / knobs.tau)
+    lag = b / (1.0 - b)
+    s_max = xp.clip(
+        log_knob(xp, ctx.config.max_lr) - log_knob(xp, ctx.config.base_lr), -1e30, log_knob(xp, knobs.max_growth)
+    )
+    at_max = xp.logical_and(ok, s >= s_max - 1e-6)
+    l_back = log_knob(xp, knobs.backoff)
+    land = s_best - lg * lag - l_back
+    n_high = xp.where(xp.logical_and(warming, tested), xp.where(high, sl["n_high"] + 1.0, 0.0), sl["n_high"])
+    to_back = xp.logical_and(warming, n_high >= _TOO_HIGH_RUN)
+    to_resp = xp.logical_and(xp.logical_and(warming, falls), xp.logical_not(high))
+    plateau = xp.logical_and(
+        xp.logical_and(ok, since >= knobs.patience), s - s_best >= log_knob(xp, knobs.patience_growth)
+    )
+    too_long = xp.logical_and(growing, n >= knobs.max_samples)
+    stop_resp = xp.logical_and(responding, _or(xp, _or(xp, rise, plateau), too_long))
+    stop_hold = xp.logical_and(growing, _or(xp, at_max, xp.logical_and(warming, too_long)))
+    finish = _or(xp, stop_resp, stop_hold)
+    may_grow = _or(xp, xp.logical_not(warming), mhat <= level0 + se)
+    inc_grow = xp.where(xp.logical_and(ok, may_grow), lg, 0.0)
+    inc_grow = xp.where(finish, xp.where(stop_hold, 0.0, land - s), inc_grow)
+    inc_grow = xp.where(to_back, -l_back, inc_grow)
+    n_back = xp.where(xp.logical_and(backing, ok), sl["n_back"] + 1.0, sl["n_back"])
+    recovered = xp.logical_and(xp.logical_and(backing, ok), mhat < sl["ref"] - knobs.z_progress * se)
+    end_back = _or(xp, recovered, xp.logical_and(backing, n_back >= _MAX_SHRINK))
+    inc_back = xp.where(xp.logical_and(xp.logical_and(backing, ok), xp.logical_not(end_back)), -math.log(_SHRINK), 0.0)
+    inc = xp.where(growing, inc_grow, xp.where(backing, inc_back, 0.0))
+    inc = xp.where(bad, xp.where(responding, land - s, -l_back), inc)
+    new_phase = xp.where(to_resp, RESPONDING, phase)
+    new_phase = xp.where(_or(xp, to_back, xp.logical_and(bad, warming)), BACKING_OFF, new_phase)
+    new_phase = xp.where(_or(xp, finish, xp.logical_and(bad, responding)), DONE, new_phase)
+    new_phase = xp.where(end_back, DONE, new_phase)
+    ref = xp.where(to_back, mhat, sl["ref"])
+    landed = xp.where(xp.logical_and(searching, new_phase > 2.5), s + inc, sl["landed"])
+    new = {
+        "phase": new_phase, "n": n, "m": m, "m_pow": m_pow, "d2": d2, "y_prev": xp.where(ok, y, sl["y_prev"]),
+        "sigma": sigma, "level0": level0, "best": best, "s_best": s_best, "since": since, "s": s + inc,
+        "n_back": n_back, "ref": ref, "n_high": n_high, "landed": landed,
+        "started": xp.where(first, 1.0, sl["started"]),
+    }
+    out = xp.where(searching, xp.where(first, inc + l_start, inc), 0.0)
+    return out, new
+
+
+def _busy(slots: Any) -> Any:
+    return slots["phase"] < 2.5
+
+
+register(
+    Rule(
+        "search", "range", "increment", "loss", search_range,
+        {"start": SEARCH_START, "growth": SEARCH_GROWTH, "tau": SEARCH_TAU, "beta": SEARCH_BETA,
+         "min_samples": SEARCH_MIN_SAMPLES, "z_rise": SEARCH_Z_RISE, "z_progress": SEARCH_Z_PROGRESS,
+         "patience": SEARCH_PATIENCE, "patience_growth": SEARCH_PATIENCE_GROWTH, "backoff": SEARCH_BACKOFF,
+         "max_growth": SEARCH_MAX_GROWTH, "max_samples": SEARCH_MAX_SAMPLES},
+        slots=SLOTS,
+        formula=(
+            "from `base·start`, `η ← η·g^(1/(1+n/τ))` per observation while the robust smoothed loss "
+            "improves; on a rise (`> best + z_rise·se`) or a plateau, land at the lr of the best loss "
+            "(lag-corrected) / `backoff`; a too-high start backs off; off when a reward or KL is observed "
+            "(lr range test in the run, Smith 2017)"
+        ),
+        reads=("reward", "kl"),
+        busy=_busy,
+    )
+)
