@@ -58,6 +58,7 @@ _WINSOR = 3.0  # values (and differences) are winsorised at this many noise sds 
 _TOO_HIGH_RUN = 3.0  # consecutive tests above the start level before backing off
 _SHRINK = 1.2  # lr factor per observation while backing off from a too-high start
 _MAX_SHRINK = 12.0  # most observations of backing off
+_EXPLODE = 3.0  # a loss above y_1 + 3|y_1| (and 10 noise sds) is a blow-up: the lr is far too high
 
 WARMING, RESPONDING, BACKING_OFF, DONE = 0.0, 1.0, 2.0, 3.0
 PHASES = ("warming", "responding", "backing off", "done")
@@ -65,7 +66,7 @@ PHASES = ("warming", "responding", "backing off", "done")
 SLOTS = (
     Slot("phase"), Slot("n"), Slot("m"), Slot("m_pow", init=1.0), Slot("d2"), Slot("y_prev"), Slot("sigma"),
     Slot("level0"), Slot("best", init=1e30), Slot("s_best"), Slot("since"), Slot("s"), Slot("n_back"),
-    Slot("ref"), Slot("n_high"), Slot("landed"), Slot("started"),
+    Slot("ref"), Slot("n_high"), Slot("landed"), Slot("started"), Slot("y_first"),
 )
 
 
@@ -105,21 +106,26 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     Phases (``n >= min_samples`` before any test):
 
     * *warming*: grow while ``m_n <= L0 + se``; once ``m_n < L0 - z_progress*se``
-      the loss responds. Three tests in a row with ``m_n > L0 + z_rise*se``
-      mean the start is too high: *backing off*.
-    * *responding*: grow; stop at a rise ``m_n > m* + z_rise*se`` or on a
-      plateau (no new best for ``patience`` observations while the lr grew by
+      the loss responds. Three tests in a row with ``m_n > L0 + z_rise*se``, or
+      a blow-up (a raw loss ``y_n > y_1 + 3|y_1|`` that is also more than 10
+      noise sds above ``y_1``, from the third observation), mean the start is
+      too high: *backing off*. No response by ``max_samples``: back to the
+      start lr (nothing was learnt).
+    * *responding*: grow; stop at a rise ``m_n > m* + z_rise*se``, a blow-up, or
+      a plateau (no new best for ``patience`` observations while the lr grew by
       ``patience_growth``), and land at ``s* - lag*log(g_n) - log(backoff)``
       with ``lag = beta/(1 - beta)`` (the smoothing's delay): the lr of the
       best loss, divided by ``backoff``.
     * *backing off*: divide the lr by ``backoff``, then by 1.2 per observation
-      until the loss falls ``z_progress*se`` below where it was (at most 12).
+      until the raw loss falls again with its smoothed level back below where
+      the backing off began (at most 12 observations).
     * *done*: the search adds nothing more; the other rules act (the
       ``anneal`` rule's legs start here).
 
     A supplied non-finite loss lands at once (responding) or backs off
-    (warming). The search also ends at ``max_samples`` observations, and growth
-    stops at ``min(max_growth, max_lr/base_lr)``. When the run reports a reward
+    (warming). The search also ends at ``max_samples`` observations (landing
+    as above when responding), and holds where growth stops, at
+    ``min(max_growth, max_lr/base_lr)``. When the run reports a reward
     or a KL (RL fine-tuning) the search does not run: there the KL budget, not
     the objective's stability, bounds the lr, and growth would push the KL up
     (``kl_rule="target"`` steers it). Deterministic given the signals; needs no
@@ -153,6 +159,12 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     d2hat = d2 / xp.clip(1.0 - m_pow / xp.clip(b, TINY, 1.0), TINY, 1.0)
     sigma = xp.where(ok, xp.sqrt(xp.clip(d2hat * 0.5, 0.0, 1e30)), sl["sigma"])
     se = sigma * xp.sqrt((1.0 - b) / (1.0 + b))
+    y_first = xp.where(xp.logical_and(ok, n < 1.5), y, sl["y_first"])
+    jump = y - y_first
+    explode = xp.logical_and(
+        xp.logical_and(ok, n > 2.5),
+        xp.logical_and(jump > _EXPLODE * xp.abs(y_first), jump > 10.0 * sl["sigma"]),
+    )
     in0 = xp.logical_and(ok, n <= _N0 + 0.5)
     level0 = xp.where(in0, sl["level0"] + (y - sl["level0"]) / xp.clip(n, 1.0, 1e30), sl["level0"])
     tested = xp.logical_and(ok, n >= knobs.min_samples)
@@ -176,21 +188,28 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     l_back = log_knob(xp, knobs.backoff)
     land = s_best - lg * lag - l_back
     n_high = xp.where(xp.logical_and(warming, tested), xp.where(high, sl["n_high"] + 1.0, 0.0), sl["n_high"])
-    to_back = xp.logical_and(warming, n_high >= _TOO_HIGH_RUN)
+    to_back = xp.logical_and(warming, _or(xp, n_high >= _TOO_HIGH_RUN, explode))
     to_resp = xp.logical_and(xp.logical_and(warming, falls), xp.logical_not(high))
     plateau = xp.logical_and(
         xp.logical_and(ok, since >= knobs.patience), s - s_best >= log_knob(xp, knobs.patience_growth)
     )
     too_long = xp.logical_and(growing, n >= knobs.max_samples)
-    stop_resp = xp.logical_and(responding, _or(xp, _or(xp, rise, plateau), too_long))
-    stop_hold = xp.logical_and(growing, _or(xp, at_max, xp.logical_and(warming, too_long)))
-    finish = _or(xp, stop_resp, stop_hold)
+    stop_resp = xp.logical_and(responding, _or(xp, _or(xp, _or(xp, rise, plateau), too_long), explode))
+    # growth capped, or no response at all by max_samples: hold the cap, or go back to the start (nothing learnt)
+    stop_cap = xp.logical_and(growing, xp.logical_and(at_max, xp.logical_not(stop_resp)))
+    unanswered = xp.logical_and(warming, xp.logical_and(too_long, xp.logical_not(at_max)))
+    finish = _or(xp, _or(xp, stop_resp, stop_cap), unanswered)
+    target = xp.where(unanswered, l_start, xp.where(stop_cap, s, land))
     may_grow = _or(xp, xp.logical_not(warming), mhat <= level0 + se)
     inc_grow = xp.where(xp.logical_and(ok, may_grow), lg, 0.0)
-    inc_grow = xp.where(finish, xp.where(stop_hold, 0.0, land - s), inc_grow)
+    inc_grow = xp.where(finish, target - s, inc_grow)
     inc_grow = xp.where(to_back, -l_back, inc_grow)
     n_back = xp.where(xp.logical_and(backing, ok), sl["n_back"] + 1.0, sl["n_back"])
-    recovered = xp.logical_and(xp.logical_and(backing, ok), mhat < sl["ref"] - knobs.z_progress * se)
+    # recovered: the raw loss falls again and its smoothed level is back below where the backing off began
+    recovered = xp.logical_and(
+        xp.logical_and(xp.logical_and(backing, ok), n_back >= 2.0),
+        xp.logical_and(y < sl["y_prev"], mhat < sl["ref"]),
+    )
     end_back = _or(xp, recovered, xp.logical_and(backing, n_back >= _MAX_SHRINK))
     inc_back = xp.where(xp.logical_and(xp.logical_and(backing, ok), xp.logical_not(end_back)), -math.log(_SHRINK), 0.0)
     inc = xp.where(growing, inc_grow, xp.where(backing, inc_back, 0.0))
@@ -206,6 +225,7 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
         "sigma": sigma, "level0": level0, "best": best, "s_best": s_best, "since": since, "s": s + inc,
         "n_back": n_back, "ref": ref, "n_high": n_high, "landed": landed,
         "started": xp.where(first, 1.0, sl["started"]),
+        "y_first": y_first,
     }
     out = xp.where(searching, xp.where(first, inc + l_start, inc), 0.0)
     return out, new
