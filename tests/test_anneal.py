@@ -208,3 +208,23 @@ def test_recommended_is_accepted_by_every_front_door() -> None:
     assert sched.get_last_lr() == [pytest.approx(1e-2 * 0.5)]  # the search's start, before any signal
     vmapped = jax.vmap(lambda lr: (A.init(cfg := A.recommended(lr), xp=jnp), cfg.max_lr)[1])(jnp.array([1e-3, 1e-2]))
     np.testing.assert_allclose(np.asarray(vmapped), [1e-1, 1.0], rtol=1e-6)
+
+
+def test_the_windows_count_optimizer_steps_whatever_the_observation_interval() -> None:
+    # Issue 19: through the HF callback with logging_steps=7, nothing had been decided after 80 steps (the
+    # first test came after 30 *observations*, near step 210). The windows are steps: with a loss logged
+    # every 7th step, the first test is at the first observation 30 steps into the leg (step 35).
+    cfg = A.Config(anneal_rule="slope", anneal_grow=0.0)
+    state = A.init(cfg, xp=np)
+    cut_at = None
+    for t in range(1, 120):
+        loss = 1.0 + 0.01 * t if t % 7 == 0 else None  # rising: a cut at the first test
+        state, hp = A.update(cfg, state, A.Signals(loss=loss))
+        if cut_at is None and float(hp.lr) < float(cfg.base_lr):
+            cut_at = t
+    assert cut_at == 35
+    # logged every step, the same rule tests at step 30 as before (observations = steps)
+    state = A.init(cfg, xp=np)
+    for t in range(1, 31):
+        state, hp = A.update(cfg, state, A.Signals(loss=1.0 + 0.01 * t))
+    assert float(hp.lr) == pytest.approx(float(cfg.base_lr) * 0.6)

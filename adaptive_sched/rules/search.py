@@ -66,7 +66,7 @@ PHASES = ("warming", "responding", "backing off", "done")
 SLOTS = (
     Slot("phase"), Slot("n"), Slot("m"), Slot("m_pow", init=1.0), Slot("d2"), Slot("y_prev"), Slot("sigma"),
     Slot("level0"), Slot("best", init=1e30), Slot("s_best"), Slot("since"), Slot("s"), Slot("n_back"),
-    Slot("ref"), Slot("n_high"), Slot("landed"), Slot("started"), Slot("y_first"),
+    Slot("ref"), Slot("n_high"), Slot("landed"), Slot("started"), Slot("y_first"), Slot("busy", init=1.0),
 )
 
 
@@ -97,7 +97,9 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     precise) while the loss keeps improving, and lands below the lr where it
     stopped improving. It reads the loss only; the decisions use a robust
     smoothed loss ``m_n`` (EMA with decay ``beta``, bias-corrected, each value
-    winsorised at ``m_{n-1} +- 3 sigma``) and its standard error
+    winsorised at ``m_{n-1} +- 3 sigma``, so one spike moves it by at most
+    ``3 sigma (1 - beta)``; it follows a trend steeper than that per step with
+    a lag, which delays the stop: a margin) and its standard error
     ``se = sigma * sqrt((1 - beta)/(1 + beta))``, with the noise ``sigma^2 =
     EMA((y_n - y_{n-1})^2) / 2`` from first differences (winsorised alike, so a
     trend or one spike does not inflate it). ``L0`` is the mean of the first 5
@@ -226,13 +228,14 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
         "n_back": n_back, "ref": ref, "n_high": n_high, "landed": landed,
         "started": xp.where(first, 1.0, sl["started"]),
         "y_first": y_first,
+        "busy": xp.where(searching, 1.0, 0.0),  # searching at this step (the landing step included)
     }
     out = xp.where(searching, xp.where(first, inc + l_start, inc), 0.0)
     return out, new
 
 
 def _busy(slots: Any) -> Any:
-    return slots["phase"] < 2.5
+    return slots["busy"] > 0.5
 
 
 register(

@@ -421,3 +421,29 @@ def test_grpo_resume_from_checkpoint_continues_exactly(grpo_runs: dict[str, Any]
         assert logged(rest, key) == logged(full, key)
     assert sr.scheduler.state_dict() == sf.scheduler.state_dict()
     assert sr.scheduler.get_last_lr() == sf.scheduler.get_last_lr()
+
+
+def test_a_run_that_ends_before_the_first_slope_test_says_so() -> None:
+    # Issue 19: a 20-step GRPO run never annealed (the slope test first tests 30 steps in) and nothing said so.
+    import warnings
+    from types import SimpleNamespace
+
+    import adaptive_sched
+
+    opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1))
+    cb = AdaptiveSchedulerCallback(sched)
+    for _ in range(20):
+        opt.step()
+        sched.observe(loss=1.0, grad_norm=1.0)
+    with pytest.warns(UserWarning, match=r"training ended after 20 optimizer steps and the slope test never ran.*total_steps"):
+        cb.on_train_end(None, None, None)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cb.on_train_end(None, None, None)  # type: ignore[arg-type]  # once
+        # with the horizon (the Trainer's max_steps, scheduled at on_train_begin) the cooldown anneals: no note
+        opt2 = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+        sched2 = AdaptiveScheduler(opt2, adaptive_sched.recommended(0.1))
+        cb2 = AdaptiveSchedulerCallback(sched2)
+        cb2.on_train_begin(SimpleNamespace(logging_steps=1, logging_strategy="steps"), SimpleNamespace(max_steps=20), None)  # type: ignore[arg-type]
+        cb2.on_train_end(None, None, None)  # type: ignore[arg-type]
