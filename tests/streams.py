@@ -25,6 +25,37 @@ def all_combos() -> list[tuple[str, ...]]:
 
 ALL_COMBOS: list[tuple[str, ...]] = all_combos()
 
+
+def pairwise_combos(shift: int = 0) -> list[tuple[str, ...]]:
+    """Combinations of one rule per family that cover every pair of rules of two families at least once.
+
+    A greedy covering array (Cohen et al., 1997, "The AETG System"): deterministic,
+    and it grows with the largest families' sizes, not with their product, so a
+    parametrized test over it stays small as families are registered. ``shift``
+    rotates the candidate order, so two tests cover the pairs with different combinations.
+    """
+    fields = list(rule_fields().values())
+    uncovered = {
+        (i, a, j, b)
+        for i in range(len(fields))
+        for j in range(i + 1, len(fields))
+        for a in fields[i]
+        for b in fields[j]
+    }
+    out: list[tuple[str, ...]] = []
+    candidates = ALL_COMBOS[shift % len(ALL_COMBOS):] + ALL_COMBOS[: shift % len(ALL_COMBOS)]
+    def gain(c: tuple[str, ...], left: set[tuple[int, str, int, str]]) -> int:
+        return sum((i, c[i], j, c[j]) in left for i in range(len(c)) for j in range(i + 1, len(c)))
+
+    while uncovered:
+        best = max(candidates, key=lambda c: gain(c, uncovered))
+        out.append(best)
+        uncovered -= {(i, best[i], j, best[j]) for i in range(len(best)) for j in range(i + 1, len(best))}
+    return out
+
+
+PAIRWISE_COMBOS: list[tuple[str, ...]] = pairwise_combos()
+
 HOSTILE_VALUES: list[float | None] = [
     None,
     math.nan,

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from streams import (
     ALL_COMBOS,
     HOSTILE_VALUES,
+    PAIRWISE_COMBOS,
     check_compiled_equals_generic,
     config_for,
+    pairwise_combos,
     random_stream,
 )
 
@@ -39,7 +41,8 @@ def test_compiled_equals_generic_bit_for_bit(combo, stream) -> None:  # type: ig
     check_compiled_equals_generic(config_for(combo), stream)
 
 
-@pytest.mark.parametrize("combo", ALL_COMBOS[::7], ids=lambda c: "-".join(c))
+# Every pair of rules of two families at least once (ALL_COMBOS[::7] before: the product grew with every family).
+@pytest.mark.parametrize("combo", PAIRWISE_COMBOS, ids=lambda c: "-".join(c))
 def test_random_streams_every_pattern(combo: tuple[str, str, str, str]) -> None:
     cfg = config_for(combo)
     host = HostController(cfg)
@@ -85,7 +88,7 @@ def test_symbolic_values_refuse_python_branches() -> None:
         bool(Sym(_Graph(), "s0") < 1.0)
 
 
-@pytest.mark.parametrize("combo", ALL_COMBOS[::5], ids=lambda c: "-".join(c))
+@pytest.mark.parametrize("combo", pairwise_combos(shift=1777), ids=lambda c: "-".join(c))
 def test_torch_target_matches_the_core_on_torch(combo: tuple[str, str, str, str]) -> None:
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xpt
