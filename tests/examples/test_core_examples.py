@@ -78,3 +78,38 @@ def test_bench_anneal_alternatives_runs_small() -> None:
     assert list(rows) == ["ours", *mod.ALTERNATIVES, *PEER_NAMES]
     for row in rows.values():
         assert np.isfinite(row["base"]) and np.isfinite(row["tuned"]) and 0.0 <= row["p_base"] <= 1.0
+
+
+def test_bench_search_alternatives_runs_small_and_leaves_the_registry_as_it_was() -> None:
+    pytest.importorskip("optax")
+    from adaptive_sched._rules import rule_names
+    from adaptive_sched.bench._methods import PEER_NAMES
+
+    mod = load_example("bench_search_alternatives")
+    before = rule_names("search")
+    rows = mod.main(["--tasks", "logreg", "--size", "tiny", "--seeds", "2", "--horizon"])["logreg"]
+    assert list(rows) == ["range", *mod.ALTERNATIVES, "slope-growth", *PEER_NAMES]
+    for row in rows.values():
+        assert np.isfinite(row["base"]) and np.isfinite(row["tuned"]) and 0.0 <= row["p_base"] <= 1.0
+    assert rule_names("search") == before  # the alternatives were registered for the run only
+
+
+def test_search_alternatives_progress_rule_doubles_per_responding_leg() -> None:
+    # The "progress" criterion by hand: two legs of falling loss, the second twice as steep per unit of
+    # lr (it responds): the lr doubles after each leg; then a flat leg: back one doubling, stop.
+    import adaptive_sched as A
+    from adaptive_sched import _rules
+
+    mod = load_example("bench_search_alternatives")
+    rule = mod.ALTERNATIVES["progress"]
+    with _rules.registered(rule):
+        cfg = A.Config(search_rule=rule.name, base_lr=1e-3, min_lr=1e-6, max_lr=1.0)
+        state = A.init(cfg, xp=np)
+        losses = [1.0 - 0.01 * i for i in range(8)] + [0.92 - 0.02 * i for i in range(8)] + [0.78] * 8
+        lrs = []
+        for y in losses:
+            state, hp = A.update(cfg, state, A.Signals(loss=y))
+            lrs.append(float(hp.lr))
+    assert lrs[6] == pytest.approx(1e-3) and lrs[7] == pytest.approx(2e-3)  # after the first leg
+    assert lrs[15] == pytest.approx(4e-3)  # the second leg's progress per lr held up (same rate x2)
+    assert lrs[23] == pytest.approx(2e-3)  # a flat leg: back one doubling, stopped
