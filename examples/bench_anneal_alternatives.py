@@ -158,20 +158,7 @@ def run(task_names: tuple[str, ...], size: str = "default", seeds: int = 5) -> d
         res = _runner.run_task(task, methods, _methods.GRID, seeds)
         ours = {m.name for m in methods if m.ours}
         summary = _summary.summarize(res, ours)
-        ms = summary["methods"]
-        best_tuned = ms[summary["best_baseline_tuned"]]["tuned"]["mean"]
-        rows: dict[str, dict[str, Any]] = {}
-        for m in methods:
-            s = ms[m.name]
-            rows[m.name] = {
-                "base": s["base"]["mean"],
-                "p_base": s["p_beats_best_baseline"],
-                "tuned": s["tuned"]["mean"],
-                "tuned_multiplier": s["tuned_multiplier"],
-                "p_tuned": s["p_beats_best_baseline_tuned"],
-                "gap_pct": _summary.relative_gap_pct(s["base"]["mean"], best_tuned, task.higher_is_better),
-                "window": s["lr_window"]["width"],
-            }
+        rows = _summary.method_rows(summary, [m.name for m in methods], task.higher_is_better)
         out[name] = rows
         print(f"\n## {name} ({task.metric_name}; best tuned baseline: {summary['best_baseline_tuned']})")
         print("| method | @base | P vs best @base | tuned (x) | P vs best tuned | untuned gap % | window |")

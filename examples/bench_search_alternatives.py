@@ -229,21 +229,7 @@ def run(task_names: tuple[str, ...], size: str = "default", seeds: int = 5, hori
             methods += [m for m in _methods.get_methods(task) if not m.ours]
             res = _runner.run_task(task, methods, _methods.GRID, seeds)
             summary = _summary.summarize(res, {m.name for m in methods if m.ours})
-            ms = summary["methods"]
-            best_tuned = ms[summary["best_baseline_tuned"]]["tuned"]["mean"]
-            rows = {}
-            for m in methods:
-                s = ms[m.name]
-                rows[m.name] = {
-                    "base": s["base"]["mean"],
-                    "p_base": s["p_beats_best_baseline"],
-                    "tuned": s["tuned"]["mean"],
-                    "tuned_multiplier": s["tuned_multiplier"],
-                    "p_tuned": s["p_beats_best_baseline_tuned"],
-                    "gap_pct": _summary.relative_gap_pct(s["base"]["mean"], best_tuned, task.higher_is_better),
-                    "window": s["lr_window"]["width"],
-                    "worst": s["worst"]["mean"] if "worst" in s else None,
-                }
+            rows = _summary.method_rows(summary, [m.name for m in methods], task.higher_is_better)
             out[name] = rows
             print(f"\n## {name} ({task.metric_name}; best tuned baseline: {summary['best_baseline_tuned']}; "
                   f"{'horizon known' if horizon else 'horizon-free'})")  # fmt: skip

@@ -545,3 +545,31 @@ def targets(
                         "seconds", "<=", WALL_LIMIT_S,
                         {"run": {"value": _finite(wall_s), "ok": bool(wall_s <= WALL_LIMIT_S)}}, None))  # fmt: skip
     return rows
+
+
+def method_rows(summary: dict[str, Any], names: list[str], higher_is_better: bool) -> dict[str, dict[str, Any]]:
+    """One task's headline numbers per method, for scripts that compare methods side by side (the examples).
+
+    Returns:
+      ``{name: {"base", "p_base", "tuned", "tuned_multiplier", "p_tuned", "gap_pct", "window", "worst"}}``:
+      the mean at the base lr and P of beating the best baseline there; the mean at the method's best grid
+      lr and P of beating the best baseline at its own best; ``gap_pct``, the base-lr mean against the best
+      tuned baseline (:func:`relative_gap_pct`, positive = better); the lr window in decades; the worst
+      seed-mean over the grid.
+    """
+    ms = summary["methods"]
+    best_tuned = ms[summary["best_baseline_tuned"]]["tuned"]["mean"]
+    rows: dict[str, dict[str, Any]] = {}
+    for name in names:
+        s = ms[name]
+        rows[name] = {
+            "base": s["base"]["mean"],
+            "p_base": s["p_beats_best_baseline"],
+            "tuned": s["tuned"]["mean"],
+            "tuned_multiplier": s["tuned_multiplier"],
+            "p_tuned": s["p_beats_best_baseline_tuned"],
+            "gap_pct": relative_gap_pct(_nan(s["base"]["mean"]), _nan(best_tuned), higher_is_better),
+            "window": s["lr_window"]["width"],
+            "worst": s["worst"]["mean"],
+        }
+    return rows
