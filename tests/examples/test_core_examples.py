@@ -113,3 +113,12 @@ def test_search_alternatives_progress_rule_doubles_per_responding_leg() -> None:
     assert lrs[6] == pytest.approx(1e-3) and lrs[7] == pytest.approx(2e-3)  # after the first leg
     assert lrs[15] == pytest.approx(4e-3)  # the second leg's progress per lr held up (same rate x2)
     assert lrs[23] == pytest.approx(2e-3)  # a flat leg: back one doubling, stopped
+
+
+def test_bench_heldout_tasks_runs_small() -> None:
+    pytest.importorskip("optax")
+    mod = load_example("bench_heldout_tasks")
+    out = mod.main(["--tasks", "quadratic,wine-softmax", "--steps", "30", "--seeds", "1"])
+    for rows in out.values():
+        assert list(rows)[:3] == ["before", "ours", "ours-horizon"]
+        assert all(np.isfinite(r["base"]) for r in rows.values())
