@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from streams import ALL_COMBOS, config_for, random_stream
 
 import adaptive_sched as A
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._hostpath import HostController, compile_diagnostics
-from tests.streams import ALL_COMBOS, config_for, random_stream
 
 LOSSES = [2.0, 1.0, 1.5, 0.5, math.nan, 0.8, 0.9, 0.4]
 WIDE = {"base_lr": 1e-2, "min_lr": 1e-8, "max_lr": 1e4}  # bounds that never bind on these streams
@@ -381,3 +381,45 @@ def test_checkpoints_carry_the_record_and_old_checkpoints_load_with_it_empty() -
     late = dict(d, **{"rule_state.anneal.slope/event_step": int(d["step"]) + 1})
     with pytest.raises(ValueError, match="event_step"):
         A.state_from_dict(late, cfg)
+
+
+# ----------------------------------------------------------------------------- optax
+
+
+def test_optax_diagnostics_read_from_the_transformation_state() -> None:
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    jnp = jax.numpy
+    import adaptive_sched.optax as aso
+
+    cfg = A.recommended(1e-2, total_steps=40)
+    params = {"w": jnp.ones(3)}
+    for tx, schedule in ((aso.inject_hyperparams(optax.sgd, cfg)(), None),
+                         (optax.chain(optax.sgd(1e-2), aso.scale_by_controller(cfg)), None),
+                         (aso.inject_hyperparams(optax.sgd, cfg, schedule=optax.linear_schedule(1e-2, 5e-3, 40))(), 1)):  # fmt: skip
+        state = tx.init(params)
+
+        @jax.jit
+        def step(params: Any, state: Any, tx: Any = tx) -> Any:
+            loss, grads = jax.value_and_grad(lambda q: jnp.sum((q["w"] - 3.0) ** 2))(params)
+            updates, state = tx.update(grads, state, params, value=loss)
+            return optax.apply_updates(params, updates), state
+
+        p = params
+        for _ in range(30):
+            p, state = step(p, state)
+        d = jax.jit(lambda s: aso.diagnostics(s, cfg))(state)
+        ctl = next(x.controller for x in jax.tree.leaves(state, is_leaf=lambda x: hasattr(x, "controller"))
+                   if hasattr(x, "controller"))  # fmt: skip
+        core = A.diagnostics(cfg, ctl)
+        assert set(d) == set(core) and int(d["step"]) == 30
+        for k in core:
+            if k not in ("lr", "lr_scale"):
+                assert float(d[k]) == pytest.approx(float(core[k]), rel=1e-6), k
+        if schedule:  # the scheduled lr the transformation used, not the controller's own
+            lr = optax.tree.get(state, "learning_rate")
+            assert float(d["lr"]) == pytest.approx(float(lr)) and float(d["lr"]) != pytest.approx(float(core["lr"]))
+        else:
+            assert float(d["lr"]) == pytest.approx(float(core["lr"]), rel=1e-6)
+    with pytest.raises(ValueError, match="holds 0 adaptive_sched controller states"):
+        aso.diagnostics(optax.sgd(0.1).init(params), cfg)
