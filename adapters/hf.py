@@ -329,7 +329,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
             fed = self.consume(logs)
             if self.log_diagnostics and (fed or "learning_rate" in logs):  # a training row, not an eval row
                 diag = self.diagnostic_logs()
-                history = state.log_history
+                history = getattr(state, "log_history", None)
                 # Trainer.log appended a copy of this row to the history just before on_log: complete it too
                 if history and history[-1].get("step") == state.global_step and all(k in history[-1] for k in logs):
                     history[-1].update(diag)

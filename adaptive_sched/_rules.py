@@ -449,7 +449,10 @@ def register(rule: Rule) -> Rule:
 
 def _check_explanation(rule: Rule) -> None:
     if bool(rule.events) != (rule.event is not None):
-        raise ValueError(f"rule {rule.key}: Rule.events and Rule.event come together (got events={rule.events!r})")
+        raise ValueError(
+            f"rule {rule.key}: Rule.events={rule.events!r} and Rule.event={rule.event!r} are invalid: "
+            "give both (the event names and the function returning a code) or neither."
+        )
     bad = [e for e in rule.events if not (isinstance(e, str) and e.isidentifier())]
     if bad or len(set(rule.events)) != len(rule.events):
         raise ValueError(f"Rule.events={rule.events!r} is invalid: must be distinct identifiers (e.g. 'cut').")

@@ -341,7 +341,7 @@ def test_rule_explanations_are_validated_and_derive_the_record() -> None:
         return xp.where(outcome.out < 0.0, 1, 0)
 
     rule = _rules.Rule("lr", "toy_halve", "increment", "loss", fn, events=("halved",), event=event)
-    with pytest.raises(ValueError, match="come together"):
+    with pytest.raises(ValueError, match="give both"):
         _rules.register(_rules.Rule("lr", "toy_bad", "increment", "loss", fn, events=("halved",)))
     with pytest.raises(ValueError, match="distinct identifiers"):
         _rules.register(_rules.Rule("lr", "toy_bad", "increment", "loss", fn, events=("a b",), event=event))
@@ -423,3 +423,18 @@ def test_optax_diagnostics_read_from_the_transformation_state() -> None:
             assert float(d["lr"]) == pytest.approx(float(core["lr"]), rel=1e-6)
     with pytest.raises(ValueError, match="holds 0 adaptive_sched controller states"):
         aso.diagnostics(optax.sgd(0.1).init(params), cfg)
+
+
+def test_an_optax_state_saved_without_the_record_is_refused_with_a_clear_message() -> None:
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    import adaptive_sched.optax as aso
+
+    cfg = A.recommended(1e-2)
+    tx = aso.inject_hyperparams(optax.sgd, cfg)()
+    params = {"w": jax.numpy.ones(2)}
+    state = tx.init(params)
+    old = state._replace(controller=state.controller._replace(
+        rule_state={k: v for k, v in state.controller.rule_state.items() if "/" not in k}))  # fmt: skip
+    with pytest.raises(ValueError, match="did not keep the rules' decision record"):
+        tx.update(params, old, params, value=1.0)

@@ -41,6 +41,17 @@ def _or(xp: Any, a: Any, b: Any) -> Any:
     return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
 
 
+def _t_quantile(z: Any, dof: Any) -> Any:
+    """Cornish-Fisher: the Student-t quantile of the normal quantile ``z`` with ``dof`` degrees of freedom."""
+    return z * (1.0 + (z * z + 1.0) / (4.0 * dof))
+
+
+def _first_test(xp: Any, knobs: Any) -> Any:
+    """The leg step of the first test: ``k * ceil(n_min / k)``."""
+    k = knobs.test_every
+    return k * (0.0 - xp.floor((0.0 - knobs.min_samples) / k))
+
+
 def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     r"""Slope test: cut the lr once the loss shows no significant downward slope at the current lr.
 
@@ -117,12 +128,11 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     sigma2 = rss / xp.clip(w, TINY, 1e30) * ne / dof
     se = xp.sqrt(xp.clip(sigma2 * w / (xp.clip(ne, TINY, 1e30) * ctt_s), TINY, 1e30))
     tstat = xp.clip(b / se, -1e30, 1e30)  # a perfectly flat leg (rss = 0, b = 0) has T = 0: stationary
-    tq_drop = knobs.z_drop * (1.0 + (knobs.z_drop * knobs.z_drop + 1.0) / (4.0 * dof))
-    tq_up = knobs.z_up * (1.0 + (knobs.z_up * knobs.z_up + 1.0) / (4.0 * dof))
+    tq_drop = _t_quantile(knobs.z_drop, dof)
+    tq_up = _t_quantile(knobs.z_up, dof)
 
     k = knobs.test_every
-    first_test = k * (0.0 - xp.floor((0.0 - knobs.min_samples) / k))  # k * ceil(n_min / k)
-    next_test = xp.where(sl["next"] > 0.5, sl["next"], first_test)
+    next_test = xp.where(sl["next"] > 0.5, sl["next"], _first_test(xp, knobs))
     due = xp.logical_and(i >= next_test - 0.5, n >= _MIN_OBS)
     test = xp.logical_and(ok, due)
     stationary = xp.logical_and(test, tstat > -tq_drop)
@@ -159,13 +169,11 @@ def _explain_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str,
     sl = ctx.slots
     ne = sl["w"] * sl["w"] / xp.clip(sl["w2"], TINY, 1e30)
     dof = xp.clip(ne - 2.0, 1.0, 1e30)
-    k = knobs.test_every
-    first_test = k * (0.0 - xp.floor((0.0 - knobs.min_samples) / k))
     return {
         "tstat": sl["tstat"],
-        "threshold": -knobs.z_drop * (1.0 + (knobs.z_drop * knobs.z_drop + 1.0) / (4.0 * dof)),
+        "threshold": -_t_quantile(knobs.z_drop, dof),
         "leg_steps": ctx.t - sl["t0"],
-        "next_test": xp.where(sl["next"] > 0.5, sl["next"], first_test),
+        "next_test": xp.where(sl["next"] > 0.5, sl["next"], _first_test(xp, knobs)),
         "tests": sl["tests"],
         "growing": sl["growing"],
     }

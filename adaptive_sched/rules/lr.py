@@ -51,6 +51,11 @@ def loss_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     return variance_factor(xp, obs, knobs.k, xp.abs(obs.hat))
 
 
+def _slow_hat(xp: Any, slow: Any, pow_: Any, seen: Any) -> Any:
+    """The ``grad_norm`` rule's bias-corrected slow reference norm."""
+    return slow / xp.where(seen, 1.0 - pow_, 1.0)
+
+
 def grad_norm(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     """Grad norm: ``eta = base * (g_slow / g^_t)^p``, the smoothed norm against a slow EMA of itself.
 
@@ -69,7 +74,7 @@ def grad_norm(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     slow = xp.where(obs.ok, b * ctx.slots["slow"] + (1.0 - b) * x, ctx.slots["slow"])
     pow_ = xp.where(obs.ok, ctx.slots["slow_pow"] * b, ctx.slots["slow_pow"])
     seen = obs.ema.decay_pow < 1.0
-    slow_hat = slow / xp.where(seen, 1.0 - pow_, 1.0)
+    slow_hat = _slow_hat(xp, slow, pow_, seen)
     lg = xp.log(xp.clip(obs.hat, TINY, SIGNAL_LIMIT))
     lref = xp.log(xp.clip(slow_hat, TINY, SIGNAL_LIMIT))
     out = knobs.power * (lref - lg)
@@ -110,8 +115,8 @@ def _explain_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[s
 
 def _explain_grad_norm(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
     """The smoothed gradient norm ``g^`` and the slow reference ``g_slow`` it is compared with."""
-    seen = obs.ema.decay_pow < 1.0
-    return {"grad_norm": obs.hat, "reference": ctx.slots["slow"] / xp.where(seen, 1.0 - ctx.slots["slow_pow"], 1.0)}
+    reference = _slow_hat(xp, ctx.slots["slow"], ctx.slots["slow_pow"], obs.ema.decay_pow < 1.0)
+    return {"grad_norm": obs.hat, "reference": reference}
 
 
 def _restart_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
