@@ -401,7 +401,13 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
     log_scale = comb.log_scale if incs else state.log_scale
     lr = comb.lr
     if len(incs) > 1:  # each stateful rule's own share but the last's (record_slots), under the same clamp
+        # No clock/factor rule and no warmup: the clamp's bounds are the same at every update, so a share
+        # (clamped into them at every update since init's 0) is inside them, and a zero increment keeps it.
+        w = config.knobs["warmup_steps"]
+        fixed = _static(w) and w == 0 and not any(r.kind in ("clock", "factor") for r in rules)
         for rule, d in incs[:-1]:
+            if fixed and _static(d) and d == 0.0:
+                continue  # a rule that held (statically, e.g. its signal not supplied): no work in the update
             key = f"{rule.key}/log_factor"
             slots[key] = xp.clip(slots[key] + d, comb.lo, comb.hi)
 
@@ -428,6 +434,11 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
     lr = cast(lr, f32)
     hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=cast(lr / cfg.base_lr, f32))
     return new_state, hp, outputs
+
+
+def _static(x: Any) -> bool:
+    """A Python number (any value of the scalar namespace, a constant of the host-path tracer), not an array."""
+    return isinstance(x, (int, float))
 
 
 class _Combined(NamedTuple):
