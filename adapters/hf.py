@@ -44,6 +44,7 @@ Importing this module imports torch and transformers, never JAX.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -219,10 +220,27 @@ class AdaptiveSchedulerCallback(TrainerCallback):
       grad_norm_key: log key of the gradient norm (default ``"grad_norm"``,
         the pre-clipping norm of the logging step); ``None`` not to feed it.
       log_on_save: flush the logging window at every checkpoint (see above).
+      log_diagnostics: add the scheduler's :meth:`~AdaptiveScheduler.diagnostics`
+        (each rule's factor on the lr, its statistics, its last event and the
+        step of it) to every training log row, as ``<diagnostics_prefix><name>``
+        (``adaptive/anneal.slope/factor``, ...), so they reach whatever
+        ``report_to`` names (TensorBoard, W&B, MLflow, ...) and
+        ``state.log_history``; computed at logging steps only. ``False``: not logged.
+      diagnostics_prefix: the prefix of those log keys.
+
+    **Diagnostics reach the loggers.** The Trainer runs its callbacks in
+    order, its own reporting callbacks (``TensorBoardCallback``, ...) before
+    the ones passed as ``callbacks=``; with ``log_diagnostics`` this callback
+    moves itself, once, right after the Trainer's ``DefaultFlowCallback``
+    (when the Trainer's callback handler calls ``on_init_end`` or
+    ``on_train_begin``, it is the caller), so its ``on_log`` observes the
+    row's signals and adds the diagnostics before the reporting callbacks
+    write the row.
 
     Raises:
       TypeError: ``scheduler`` is not an :class:`AdaptiveScheduler`, a key is
-        neither a string nor ``None``, or ``log_on_save`` is not a bool.
+        neither a string nor ``None``, ``log_on_save`` or ``log_diagnostics`` is
+        not a bool, or ``diagnostics_prefix`` not a str.
     """
 
     def __init__(
@@ -234,6 +252,8 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         kl_key: LogKey = "kl",
         grad_norm_key: LogKey = "grad_norm",
         log_on_save: bool = True,
+        log_diagnostics: bool = True,
+        diagnostics_prefix: str = "adaptive/",
     ) -> None:
         if not isinstance(scheduler, AdaptiveScheduler):
             raise TypeError(
@@ -241,11 +261,16 @@ class AdaptiveSchedulerCallback(TrainerCallback):
                 f"got {type(scheduler).__name__}"
             )
         keys = signal_keys(functions=True, loss=loss_key, reward=reward_key, grad_norm=grad_norm_key, kl=kl_key)
-        if not isinstance(log_on_save, bool):
-            raise TypeError(f"AdaptiveSchedulerCallback(log_on_save=...) must be a bool, got {log_on_save!r}")
+        for name, flag in (("log_on_save", log_on_save), ("log_diagnostics", log_diagnostics)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"AdaptiveSchedulerCallback({name}=...) must be a bool, got {flag!r}")
+        if not isinstance(diagnostics_prefix, str):
+            raise TypeError(f"AdaptiveSchedulerCallback(diagnostics_prefix=...) must be a str, got {diagnostics_prefix!r}")
         self.scheduler = scheduler
         self.keys: dict[str, LogKey] = keys
         self.log_on_save = log_on_save
+        self.log_diagnostics = log_diagnostics
+        self.diagnostics_prefix = diagnostics_prefix
         self._intake = Intake()  # the core's: this optimizer step's values, checked, converted and counted
         self._intake_at = 0  # the scheduler's optimizer-step count the intake's values belong to
         self.consumed: dict[str, int] = self._intake.consumed
@@ -253,9 +278,13 @@ class AdaptiveSchedulerCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ Trainer events
 
+    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self._run_before_reporting()
+
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self._run_before_reporting()
         _warn_if_sparse(args, self.scheduler.config)
         schedule_cooldown(self.scheduler, getattr(state, "max_steps", None))  # the horizon, unless known or resumed
         sched = kwargs.get("lr_scheduler")
@@ -297,15 +326,57 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         if logs:
-            self.consume(logs)
+            fed = self.consume(logs)
+            if self.log_diagnostics and (fed or "learning_rate" in logs):  # a training row, not an eval row
+                diag = self.diagnostic_logs()
+                history = getattr(state, "log_history", None)
+                # Trainer.log appended a copy of this row to the history just before on_log: complete it too
+                if history and history[-1].get("step") == state.global_step and all(k in history[-1] for k in logs):
+                    history[-1].update(diag)
+                logs.update(diag)
+
+    def diagnostic_logs(self) -> dict[str, float | int]:
+        """The scheduler's :meth:`~AdaptiveScheduler.diagnostics` as log entries: ``{prefix + name: number}``.
+
+        Plain numbers, as the Trainer's reporting callbacks take them (in
+        device mode, one host transfer for all of them: it runs at logging
+        steps only).
+        """
+        diag = self.scheduler.diagnostics()
+        values = list(diag.values())
+        if values and isinstance(values[0], torch.Tensor):
+            ints = [v.dtype == torch.int32 for v in values]
+            host = torch.stack([v.to(torch.float64) for v in values]).tolist()
+            values = [int(x) if i else x for x, i in zip(host, ints)]
+        return {self.diagnostics_prefix + k: v for k, v in zip(diag, values)}
+
+    def _run_before_reporting(self) -> None:
+        """Move this callback right after the Trainer's ``DefaultFlowCallback`` (see the class docstring)."""
+        if not self.log_diagnostics:
+            return
+        from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+
+        frame: Any = sys._getframe(1)
+        for _ in range(4):  # our hook <- CallbackHandler.call_event <- CallbackHandler.on_<event>
+            handler = frame.f_locals.get("self") if frame is not None else None
+            if isinstance(handler, CallbackHandler) and any(c is self for c in handler.callbacks):
+                others = [c for c in handler.callbacks if c is not self]
+                flow = [i for i, c in enumerate(others) if isinstance(c, DefaultFlowCallback)]
+                at = flow[-1] + 1 if flow else 0
+                handler.callbacks[:] = [*others[:at], self, *others[at:]]
+                return
+            frame = frame.f_back if frame is not None else None
 
     # ------------------------------------------------------------------ the accounting
 
-    def consume(self, logs: dict[str, Any]) -> None:
+    def consume(self, logs: dict[str, Any]) -> bool:
         """Consume one log row: observe its signals at this optimizer step (see the class docstring).
 
         ``on_log`` calls it; call it yourself only to feed a log row that
         does not go through ``Trainer.log``.
+
+        Returns:
+          Whether the row carried a signal.
         """
         n = self.scheduler.optimizer_steps
         if self._intake_at not in (0, n):  # values of an earlier, finished optimizer step
@@ -323,10 +394,11 @@ class AdaptiveSchedulerCallback(TrainerCallback):
                 continue
             added = True
         if not added or n == 0:
-            return  # nothing to observe, or no optimizer step yet in this process: merged into the first one
+            return added  # nothing to observe, or no optimizer step yet in this process: merged into the first one
         # One update per optimizer step: this step's update is redone with the mean of its rows' values.
         self.scheduler.observe(replace=True, **self._intake.means())  # type: ignore[arg-type]
         self._intake_at = n
+        return True
 
 
 class AdaptiveSetup(NamedTuple):

@@ -114,6 +114,15 @@ class AdaptiveSchedulerCallback(pl.Callback):
         ``trainer.callback_metrics``, e.g. ``{"reward": "train/reward"}``;
         signals: ``loss``, ``reward``, ``kl``, ``grad_norm``. An output value
         takes precedence over a logged one.
+      log_diagnostics: at each logging step (Lightning's own decision,
+        ``log_every_n_steps``), ``log_dict`` the scheduler's
+        :meth:`~AdaptiveScheduler.diagnostics` (each rule's factor on the lr,
+        its statistics, its last event and the step of it) as
+        ``<diagnostics_prefix><name>`` (``adaptive/anneal.slope/factor``, ...),
+        so every logger the Trainer has (TensorBoard, CSV, W&B, ...) gets them;
+        computed at logging steps only (in device mode as tensors, no sync
+        here). ``False``: not logged.
+      diagnostics_prefix: the prefix of those metric names.
 
     Raises:
       TypeError: a bad argument type.
@@ -132,6 +141,8 @@ class AdaptiveSchedulerCallback(pl.Callback):
         kl_key: str | None = "kl",
         grad_norm_key: str | None = "grad_norm",
         logged_keys: Mapping[str, str] | None = None,
+        log_diagnostics: bool = True,
+        diagnostics_prefix: str = "adaptive/",
     ) -> None:
         if scheduler is not None and not isinstance(scheduler, AdaptiveScheduler):
             raise TypeError(
@@ -149,6 +160,12 @@ class AdaptiveSchedulerCallback(pl.Callback):
         for name, key in logged.items():
             if not isinstance(key, str):
                 raise TypeError(f"AdaptiveSchedulerCallback(logged_keys[{name!r}]) must be a str, got {key!r}")
+        if not isinstance(log_diagnostics, bool):
+            raise TypeError(f"AdaptiveSchedulerCallback(log_diagnostics=...) must be a bool, got {log_diagnostics!r}")
+        if not isinstance(diagnostics_prefix, str):
+            raise TypeError(f"AdaptiveSchedulerCallback(diagnostics_prefix=...) must be a str, got {diagnostics_prefix!r}")
+        self.log_diagnostics = log_diagnostics
+        self.diagnostics_prefix = diagnostics_prefix
         self.output_keys: dict[str, str] = output_keys
         self.logged_keys: dict[str, str] = logged
         self.scheduler: AdaptiveScheduler | None = None
@@ -238,6 +255,10 @@ class AdaptiveSchedulerCallback(pl.Callback):
             signals = _mean_over_ranks(trainer, pl_module, signals)
         kwargs: dict[str, Any] = {_OBSERVE_ARG[name]: v for name, v in signals.items()}
         self.scheduler.observe(**kwargs)
+        if self.log_diagnostics and _logging_step(trainer):
+            diag = self.scheduler.diagnostics()
+            metrics = {self.diagnostics_prefix + k: v for k, v in diag.items()}
+            pl_module.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1, logger=bool(trainer.loggers))
 
     def _add(self, name: str, value: Any) -> None:
         self._pending.add(name, value, f"AdaptiveSchedulerCallback: {name}")
@@ -260,6 +281,12 @@ class AdaptiveSchedulerCallback(pl.Callback):
         self._pending.values = {k: [float(x) for x in v] for k, v in state_dict["pending"].items()}
         self.consumed.update({name: int(state_dict["consumed"].get(name, 0)) for name in SIGNALS})
         self.skipped.update({name: int(state_dict["skipped"].get(name, 0)) for name in SIGNALS})
+
+
+def _logging_step(trainer: Any) -> bool:
+    """Whether Lightning writes its loggers at this batch (what its own ``LearningRateMonitor`` asks)."""
+    connector = getattr(trainer, "_logger_connector", None)
+    return bool(getattr(connector, "should_update_logs", False))
 
 
 def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) -> dict[str, float]:

@@ -26,7 +26,7 @@ from adaptive_sched._checkpoint import ConfigMismatch, check_entry, check_hparam
 from adaptive_sched._config import Config, numeric_fields, rule_fields
 from adaptive_sched._core import Hparams, State, init, set_slots
 from adaptive_sched._distributed import SignalSync
-from adaptive_sched._hostpath import HostController, as_python, flatten_state
+from adaptive_sched._hostpath import HostController, as_python, compile_diagnostics, flatten_state
 from adaptive_sched._signals import SIGNAL_NAMES, check_signal, clip_signal, from_keywords, host_value
 from adaptive_sched.rules.cooldown import start_cooldown
 
@@ -79,7 +79,8 @@ class AdaptiveScheduler(LRScheduler):
     writes the new lr (with a momentum rule, momentum) into the param groups;
     :meth:`step` is a signal-less update unless one was made since the last
     ``optimizer.step()``. Read :attr:`hparams`, :attr:`controller_state`,
-    :attr:`config` and :meth:`get_last_lr`.
+    :attr:`config` and :meth:`get_last_lr`; :meth:`diagnostics` says what each
+    rule decided and why.
 
     Args:
       optimizer: the optimizer whose ``param_groups`` are driven.
@@ -139,6 +140,7 @@ class AdaptiveScheduler(LRScheduler):
         self._before: list[Any] | None = None
         self._hook()
         self.last_epoch, self._step_count = 0, 1  # torch's counters (mirrors)
+        self._diag: Any = None  # the compiled diagnostics, built by the first diagnostics() call
         self._write(self._hp)
 
     def _controller(self, flat: list[Any] | None) -> HostController:
@@ -255,12 +257,47 @@ class AdaptiveScheduler(LRScheduler):
         """As :meth:`get_last_lr` (the next lr depends on signals not yet observed)."""
         return self.get_last_lr()
 
+    def diagnostics(self) -> dict[str, Any]:
+        """What the controller decided at its last update and why: :func:`adaptive_sched.diagnostics`, ``{name: value}``.
+
+        Per active rule its factor on the lr (``"anneal.slope/factor"``), its
+        statistics (``"anneal.slope/tstat"``, ...) and its last event with the
+        step of it; ``lr``, ``momentum`` and ``lr_scale`` are what the scheduler
+        last wrote (:attr:`hparams`). Host mode: Python floats (ints for the
+        counters, event codes and steps); device mode: 0-d tensors on the
+        device, computed without a host sync. Computed only when called (the
+        core's diagnostics compiled for this config on the first call, then a
+        few microseconds in host mode), never by :meth:`observe` or
+        :meth:`step`; :func:`adaptive_sched.format_diagnostics` prints it.
+        """
+        if self._diag is None:
+            self._diag = compile_diagnostics(self._config, "python" if self._device is None else "torch")[:2]
+        fn, names = self._diag
+        out = dict(zip(names, fn(self._ctl.flat)))
+        out.update(zip(Hparams._fields, self._hp))
+        return out
+
     def __repr__(self) -> str:
         lr = self._hp[0]
-        return (f"{type(self).__name__}(\n    optimizer: {type(self.optimizer).__name__} "
+        text = (f"{type(self).__name__}(\n    optimizer: {type(self.optimizer).__name__} "
                 f"({len(self.optimizer.param_groups)} param group(s))\n    config: {self._config!r}\n"
                 f"    mode: {'host' if self._device is None else 'device'}, step: {self.last_epoch}, "
-                f"lr: {float(lr) if self._device is None else lr!r}\n)")  # fmt: skip
+                f"lr: {float(lr) if self._device is None else lr!r}\n")  # fmt: skip
+        decisions = self._decisions()
+        return text + (f"    decisions: {decisions}\n" if decisions else "") + ")"
+
+    def _decisions(self) -> str:
+        """The rules' last events, ``"search.range landed at step 52, anneal.slope cut at step 145"`` ('' if none)."""
+        rules = [r for r in _rules.active_rules(self._config) if r.events]
+        if not rules:
+            return ""
+        d = self.diagnostics()
+        out = []
+        for r in rules:
+            name = _rules.event_name(r, int(d[f"{r.key}/event"]))
+            if name is not None:
+                out.append(f"{r.key} {name} at step {int(d[f'{r.key}/event_step'])}")
+        return ", ".join(out)
 
     # ------------------------------------------------------------------ torch's LRScheduler contract
 
@@ -578,11 +615,12 @@ class AdaptiveScheduler(LRScheduler):
             raise ValueError(f"AdaptiveScheduler state dict has an invalid controller entry: {err}") from None
 
     def __getstate__(self) -> dict[str, Any]:
-        """``copy.deepcopy`` / ``pickle``: everything but the compiled controller, which is rebuilt."""
-        return {**self.__dict__, "_ctl": list(self._ctl.flat)}
+        """``copy.deepcopy`` / ``pickle``: everything but the compiled controller and diagnostics, which are rebuilt."""
+        return {**self.__dict__, "_ctl": list(self._ctl.flat), "_diag": None}
 
     def __setstate__(self, d: dict[str, Any]) -> None:
         self.__dict__.update(d)
+        self._diag = None
         self._ctl = self._controller(d["_ctl"])
         # torch's Optimizer drops its hooks when copied or pickled: count the copy's steps.
         hooks = getattr(self.optimizer, "_optimizer_step_post_hooks", None)

@@ -19,7 +19,17 @@ from adaptive_sched import _config
 from adaptive_sched import rules as _builtin_rules  # registers the built-in families and rules
 from adaptive_sched._checkpoint import config_from_dict, state_from_dict, state_to_dict
 from adaptive_sched._config import Config
-from adaptive_sched._core import EmaState, Hparams, Signals, State, init, set_slots, update
+from adaptive_sched._core import (
+    EmaState,
+    Hparams,
+    Signals,
+    State,
+    diagnostics,
+    format_diagnostics,
+    init,
+    set_slots,
+    update,
+)
 from adaptive_sched._recommended import recommended
 from adaptive_sched.rules.cooldown import start_cooldown
 
@@ -48,6 +58,8 @@ __all__ = [
     "State",
     "config_from_dict",
     "config_grid",
+    "diagnostics",
+    "format_diagnostics",
     "init",
     "recommended",
     "set_slots",

@@ -64,8 +64,9 @@ def state_to_dict(config: Config, state: State) -> dict[str, Any]:
 
     Keys: ``format_version``, ``config.<field>`` for every rule field and every
     stored knob, ``step``, ``skipped``, ``log_scale``, ``current_momentum``,
-    ``<signal>.<field>`` for each signal's EMA and ``rule_state.<family>.<rule>.<slot>``
-    for the active rules' slots. Rule names are strings; everything else keeps its
+    ``<signal>.<field>`` for each signal's EMA, ``rule_state.<family>.<rule>.<slot>``
+    for the active rules' slots and ``rule_state.<family>.<rule>/<name>`` for the
+    core's record of their decisions (:func:`adaptive_sched._rules.record_slots`). Rule names are strings; everything else keeps its
     dtype, so a save/load round trip is bit exact.
     """
     out: dict[str, Any] = {"format_version": FORMAT_VERSION}
@@ -164,7 +165,13 @@ def state_from_dict(
     ``mean`` and ``ref`` finite with magnitude at most ``SIGNAL_LIMIT``, ``var``
     in ``[0, 4 * SIGNAL_LIMIT**2]`` and ``decay_pow`` in ``[0, 1]`` (bounds get
     a relative slack of 1e-6 for float32 rounding). Every entry must be a real
-    number (integer entries an integer dtype) of one common shape.
+    number (integer entries an integer dtype) of one common shape. The core's
+    record of the rules' decisions (``rule_state.<family>.<rule>/<name>``) is
+    checked too (event codes among the rule's events, event steps at most
+    ``step``, stateful shares in ``log_scale``'s range); a checkpoint saved
+    before the record existed has none of these entries and loads with the
+    record empty (no event yet, the whole ``log_scale`` credited to the last
+    stateful rule): the lr, the momentum and every rule continue exactly.
 
     Raises:
       ConfigMismatch: (a ``ValueError``) the dict was saved under another config
@@ -186,6 +193,9 @@ def state_from_dict(
     optional = {f"config.{f}" for f in _rules.rule_fields()} | {k for k in d if k.startswith("config.")}
     expected_keys = set(state_to_dict_keys(saved))
     missing = expected_keys - set(d) - {f"config.{f}" for f in _rules.rule_fields()}
+    record = {f"rule_state.{key}" for key, _ in _rules.record_slots(saved)}
+    if record <= missing:  # saved before the core kept its record of the rules' decisions: they start afresh
+        missing -= record
     extra = set(d) - expected_keys - optional
     if missing or extra:
         raise ValueError(f"state dict keys do not match: missing {sorted(missing)}, unexpected {sorted(extra)}")
@@ -202,7 +212,7 @@ def state_from_dict(
 
     _validate(d, saved)
     emas = [EmaState(*(conv(d[f"{sig}.{f}"], "float32") for f in EmaState._fields)) for sig in SIGNAL_NAMES]
-    slots = {key: conv(d[f"rule_state.{key}"], slot.dtype) for key, slot in _rules.state_slots(config)}
+    slots = {key: conv(d.get(f"rule_state.{key}", slot.init), slot.dtype) for key, slot in _rules.state_slots(config)}
     head = [conv(d[n], "int32") for n in _INTS] + [conv(d[n], "float32") for n in _FLOATS]
     return State._make([*head, *emas, slots])
 
@@ -296,6 +306,13 @@ def check_slots(config: Config, state: Any) -> None:
     """Refuse a state whose rule slots are not ``config``'s (its structure: checked at trace time under jit)."""
     found = frozenset(getattr(state, "rule_state", {}) or {})
     expected = frozenset(key for key, _ in _rules.state_slots(config))
+    record = frozenset(key for key, _ in _rules.record_slots(config))
+    if found != expected and found == expected - record:
+        raise ValueError(
+            "this adaptive_sched state was saved by a version that did not keep the rules' decision record "
+            f"(its rule_state lacks {sorted(record)}); restore it into the state of this version's "
+            "tx.init(params) with those entries added at their initial value 0 (the lr continues exactly)."
+        )
     if found != expected:
         ours = ", ".join(f"{f}={r!r}" for f, r in zip(_rules.rule_fields(), config.rules))
         raise ValueError(
@@ -394,8 +411,24 @@ def _validate(d: dict[str, Any], config: Config) -> None:
         entry(f"{sig}.var", lo=0.0, hi=4 * limit * limit)
         entry(f"{sig}.decay_pow", lo=0.0, hi=1.0)
         entry(f"{sig}.ref", lo=-limit, hi=limit)
+    # The core's record (absent in a checkpoint saved before it existed): event codes of the rule's
+    # events, event steps up to the step, shares of log_scale inside the clamp's range.
+    step_now = np.asarray(host_array(d["step"]), np.int64)
+    for key, slot in _rules.record_slots(config):
+        where = f"rule_state.{key}"
+        if where not in d:
+            continue
+        rule = _rules.RULES[key.split("/")[0]]
+        if slot.name == "event":
+            entry(where, integer=True, lo=0, hi=len(rule.events))
+        elif slot.name == "event_step":
+            entry(where, integer=True, lo=0, hi=step_now)
+        else:
+            entry(where, lo=-span * (1 + _SLACK), hi=span * (1 + _SLACK))
     # Rule slots: finite (int32 slots in int32's range); a rule's own invariants are its business.
     for key, slot in _rules.state_slots(config):
+        if _rules.is_record_key(key):
+            continue
         if slot.dtype == "int32":
             entry(f"rule_state.{key}", integer=True, lo=-_INT32_MAX - 1, hi=_INT32_MAX)
         else:

@@ -35,17 +35,31 @@ Conventions (all rules):
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._config import Config, ensure_pytree
-from adaptive_sched._rules import Obs, RuleContext, knobs_of, slot_key
+from adaptive_sched._rules import Obs, Outcome, RuleContext, knobs_of, slot_key
 from adaptive_sched._signals import SIGNAL_LIMIT, SIGNAL_NAMES, Signals, beta_field, check_signal, clip_signal
 from adaptive_sched.rules._math import TINY, log_knob
 
-__all__ = ["EmaState", "Hparams", "SIGNAL_LIMIT", "Signals", "State", "init", "set_slots", "step", "update"]
+__all__ = [
+    "EmaState",
+    "Hparams",
+    "SIGNAL_LIMIT",
+    "Signals",
+    "State",
+    "diagnostics",
+    "format_diagnostics",
+    "init",
+    "set_slots",
+    "step",
+    "update",
+]
 
 _NOISE_FLOOR = 1e-6  # relative deviation treated as rounding noise in the variance EMA
+_LOG_REPORT = 80.0  # diagnostics report factors in [e^-80, e^80]: finite in float32
 
 
 class Hparams(NamedTuple):
@@ -92,8 +106,9 @@ class State(NamedTuple):
         ``optax.tree.get(state, "momentum")`` finds only the optimizer's).
       loss, reward, grad_norm, kl (one per :class:`Signals` field): the
         :class:`EmaState` of each signal.
-      rule_state: the active rules' extra slots, ``{"<family>.<rule>.<slot>": scalar}``
-        (empty unless a rule declares slots).
+      rule_state: the active rules' extra slots, ``{"<family>.<rule>.<slot>": scalar}``,
+        and the core's record of their decisions, ``{"<family>.<rule>/<name>": scalar}``
+        (:func:`adaptive_sched._rules.record_slots`; read it with :func:`diagnostics`).
     """
 
     step: Any
@@ -319,7 +334,10 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
         nonlocal searching
         own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
         extra = {name: views.get(name) for name in rule.reads}
-        out = rule.fn(xp, obs, knobs_of(rule, cfg), RuleContext(cfg, t, own, extra, searching))
+        knobs = knobs_of(rule, cfg)
+        ctx = RuleContext(cfg, t, own, extra, searching)
+        out = rule.fn(xp, obs, knobs, ctx)
+        new: dict[str, Any] = {}
         if rule.slots:
             out, new = out
             for s in rule.slots:
@@ -329,6 +347,12 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
                 searching = busy if searching is False else xp.logical_not(
                     xp.logical_and(xp.logical_not(searching), xp.logical_not(busy))
                 )
+        if rule.event is not None:  # the core's record of the rule's last decision (record_slots)
+            ev, at = f"{rule.key}/event", f"{rule.key}/event_step"
+            code = rule.event(xp, obs, knobs, ctx, Outcome(out, new, slots[ev]))
+            fired = code > 0
+            slots[ev] = xp.where(fired, code, slots[ev])
+            slots[at] = xp.where(fired, t_int, slots[at])
         outputs[rule.key] = out
         return out
 
@@ -359,32 +383,33 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
 
     # ---- lr: stateful increments and stateless log-factors, in family order
     inc: Any = 0.0
+    incs: list[tuple[_rules.Rule, Any]] = []
     log_schedule: Any = None
     for rule in rules:
         view = views[rule.signal] if rule.signal else None
         if rule.kind == "increment":
-            inc = inc + run(rule, view)
+            d = run(rule, view)
+            inc = inc + d
+            incs.append((rule, d))
         elif rule.kind == "factor":
             log_stateless = log_stateless + run(rule, view)
         elif rule.kind == "schedule":
             out = run(rule, view)
             log_schedule = out if log_schedule is None else log_schedule + out
-    w = cfg.warmup_steps
-    warm = xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), 1.0)
-    # log(1) == 0 exactly, so the identity config stays bit exact.
-    log_stateless = log_stateless + xp.log(xp.clip(warm, TINY, 1.0))
-
-    log_lo = log_knob(xp, cfg.min_lr) - log_knob(xp, cfg.base_lr)
-    log_hi = log_knob(xp, cfg.max_lr) - log_knob(xp, cfg.base_lr)
-    log_stateless = xp.clip(log_stateless, log_lo - 1.0, log_hi + 1.0)  # finite, bounded
-    if any(r.kind == "increment" for r in rules):
-        log_scale = xp.clip(state.log_scale + inc, log_lo - log_stateless, log_hi - log_stateless)
-        log_factor = log_scale + log_stateless
-    else:  # no stateful rule: log_scale stays at its initial 0 (static, so it folds away)
-        log_scale, log_factor = state.log_scale, log_stateless
-    lr = xp.clip(cfg.base_lr * xp.exp(log_factor), cfg.min_lr, cfg.max_lr)
-    if log_schedule is not None:  # after the clamp, outside the anti-windup
-        lr = xp.clip(lr * xp.exp(xp.clip(log_schedule, log_lo - log_hi - 1.0, 0.0)), cfg.min_lr, cfg.max_lr)
+    # no stateful rule: log_scale stays at its initial 0 (static, so it folds away)
+    comb = _combine(xp, cfg, t, log_stateless, log_schedule, state.log_scale + inc if incs else None)
+    log_scale = comb.log_scale if incs else state.log_scale
+    lr = comb.lr
+    if len(incs) > 1:  # each stateful rule's own share but the last's (record_slots), under the same clamp
+        # No clock/factor rule and no warmup: the clamp's bounds are the same at every update, so a share
+        # (clamped into them at every update since init's 0) is inside them, and a zero increment keeps it.
+        w = config.knobs["warmup_steps"]
+        fixed = _static(w) and w == 0 and not any(r.kind in ("clock", "factor") for r in rules)
+        for rule, d in incs[:-1]:
+            if fixed and _static(d) and d == 0.0:
+                continue  # a rule that held (statically, e.g. its signal not supplied): no work in the update
+            key = f"{rule.key}/log_factor"
+            slots[key] = xp.clip(slots[key] + d, comb.lo, comb.hi)
 
     # ---- momentum: held while its signal is not observed
     momentum = state.current_momentum  # set within bounds by init
@@ -409,6 +434,48 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
     lr = cast(lr, f32)
     hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=cast(lr / cfg.base_lr, f32))
     return new_state, hp, outputs
+
+
+def _static(x: Any) -> bool:
+    """A Python number (any value of the scalar namespace, a constant of the host-path tracer), not an array."""
+    return isinstance(x, (int, float))
+
+
+class _Combined(NamedTuple):
+    lr: Any  # the lr, after the schedule rules
+    adaptive_lr: Any  # the lr before the schedule rules (the adaptive clamp's output)
+    log_scale: Any  # the clamped accumulated log-scale (None without stateful rules)
+    lo: Any  # the anti-windup clamp's bounds on log_scale (None without stateful rules)
+    hi: Any
+    warm: Any  # the warmup factor
+
+
+def _combine(xp: Any, cfg: Any, t: Any, log_stateless: Any, log_schedule: Any, log_scale: Any) -> _Combined:
+    """The lr from the rules' outputs: the one formula :func:`step` and :func:`diagnostics` share (so they agree bit for bit).
+
+    ``log_stateless``: the sum of the clock and factor rules' log-factors;
+    ``log_schedule``: of the schedule rules' (None: none active);
+    ``log_scale``: the accumulated log-scale before its clamp (None: no stateful rule).
+    """
+    w = cfg.warmup_steps
+    warm = xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), 1.0)
+    # log(1) == 0 exactly, so the identity config stays bit exact.
+    log_stateless = log_stateless + xp.log(xp.clip(warm, TINY, 1.0))
+
+    log_lo = log_knob(xp, cfg.min_lr) - log_knob(xp, cfg.base_lr)
+    log_hi = log_knob(xp, cfg.max_lr) - log_knob(xp, cfg.base_lr)
+    log_stateless = xp.clip(log_stateless, log_lo - 1.0, log_hi + 1.0)  # finite, bounded
+    lo = hi = None
+    if log_scale is not None:
+        lo, hi = log_lo - log_stateless, log_hi - log_stateless
+        log_scale = xp.clip(log_scale, lo, hi)
+        log_factor = log_scale + log_stateless
+    else:
+        log_factor = log_stateless
+    lr = adaptive = xp.clip(cfg.base_lr * xp.exp(log_factor), cfg.min_lr, cfg.max_lr)
+    if log_schedule is not None:  # after the clamp, outside the anti-windup
+        lr = xp.clip(lr * xp.exp(xp.clip(log_schedule, log_lo - log_hi - 1.0, 0.0)), cfg.min_lr, cfg.max_lr)
+    return _Combined(lr, adaptive, log_scale, lo, hi, warm)
 
 
 def _restart(xp: Any, e: EmaState, restart: Any) -> EmaState:
@@ -453,3 +520,186 @@ def set_slots(config: Config, state: State, family: str, **values: Any) -> State
         s = known[slot_name]
         slots[slot_key(rule, s)] = cast(value, xp.int32 if s.dtype == "int32" else xp.float32)
     return state._replace(rule_state=slots)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def diagnostics(config: Config, state: State, xp: Any = None) -> dict[str, Any]:
+    """What the controller decided at its last update and why: a flat ``{name: value}`` mapping, from the state alone.
+
+    Pure and jit-safe (no Python branch on a value; the names depend on the
+    config's rules only), derived from the rule registry: computed only when
+    asked, never by :func:`update`. Names:
+
+    * ``"step"``, ``"skipped"``: the update count and the signals dropped as NaN/inf;
+    * ``"lr"``, ``"momentum"``, ``"lr_scale"``: the hparams of the last update
+      (bit-equal to what :func:`update` returned);
+    * ``"<family>.<rule>/factor"`` for each active lr rule: its factor on the
+      lr. Stateless rules (clock, factor): their factor at the last update;
+      stateful (increment) rules: their accumulated factor, each under the
+      anti-windup clamp of the total (:func:`adaptive_sched._rules.record_slots`;
+      in family order, the last one's is the rest); schedule rules (the
+      cooldown): what they multiplied the adaptive lr by, the ``min_lr`` floor
+      included;
+    * ``"warmup/factor"`` (when ``warmup_steps`` is not 0) and
+      ``"bounds/factor"``: what the warmup and the lr bounds (the adaptive
+      clamp) multiplied, so that ``lr = base_lr * warmup/factor * bounds/factor
+      * prod(<rule>/factor)`` (to float32 rounding);
+    * ``"<family>.<rule>/momentum"`` for the momentum rule: the momentum it set;
+    * ``"<family>.<rule>/<statistic>"``: each rule's statistics
+      (:attr:`~adaptive_sched._rules.Rule.explain`: the smoothed signal, the
+      slope test's ``tstat`` and ``threshold``, the KL ``error``, ...);
+    * ``"<family>.<rule>/event"`` and ``"<family>.<rule>/event_step"`` for a
+      rule with events: the code of its last event (0: none yet; the name is
+      ``Rule.events[code - 1]``, see :func:`format_diagnostics`) and the step it
+      happened at.
+
+    Before the first update every factor is 1 and ``lr`` is ``base_lr``. A
+    factor beyond ``e^±80`` (a rule asking for far more than the bounds allow,
+    e.g. on a hostile signal) is reported as ``e^±80``, so every value is finite.
+
+    Args:
+      config: the controller's Config.
+      state: its State (any namespace: Python numbers, NumPy, JAX, torch).
+      xp: the namespace (default: read off the state; the host-path compiler passes its tracer).
+
+    Returns:
+      ``{name: scalar}`` in a fixed order: float32 values, int32 for the
+      counters, event codes and event steps.
+    """
+    if xp is None:
+        xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
+    cfg = knobs32(xp, config, state.log_scale)
+    rules = _rules.active_rules(config)
+    cast = _caster(xp, state.step)
+    f32 = xp.float32
+    t = xp.astype(state.step, f32)
+    done = state.step > 0
+    uses = _usage(config)[0]
+    views = {name: _held(xp, getattr(state, name)) for name in SIGNAL_NAMES if uses[name]}
+    slots = state.rule_state
+
+    def context(rule: _rules.Rule) -> RuleContext:
+        own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
+        return RuleContext(cfg, t, own, {name: views.get(name) for name in rule.reads})
+
+    def view(rule: _rules.Rule) -> Obs | None:
+        return views.get(rule.signal) if rule.signal else None
+
+    def rerun(rule: _rules.Rule) -> Any:
+        """A stateless rule's log-factor at the last update, recomputed from the state (its inputs)."""
+        out = rule.fn(xp, view(rule), knobs_of(rule, cfg), context(rule))
+        if rule.slots:
+            out = out[0]
+        return out[0] if rule.kind == "clock" else out
+
+    logs: dict[str, Any] = {}  # rule key -> its log-factor on the lr
+    log_stateless: Any = 0.0
+    for rule in rules:  # in step()'s order, so the sums round alike
+        if rule.kind == "clock":
+            logs[rule.key] = rerun(rule)
+            log_stateless = log_stateless + logs[rule.key]
+    log_schedule: Any = None
+    for rule in rules:
+        if rule.kind == "factor":
+            logs[rule.key] = rerun(rule)
+            log_stateless = log_stateless + logs[rule.key]
+        elif rule.kind == "schedule":
+            logs[rule.key] = rerun(rule)
+            log_schedule = logs[rule.key] if log_schedule is None else log_schedule + logs[rule.key]
+    stateful = [r for r in rules if r.kind == "increment"]
+    comb = _combine(xp, cfg, t, log_stateless, log_schedule, state.log_scale if stateful else None)
+    if stateful:
+        rest = state.log_scale
+        for rule in stateful[:-1]:
+            logs[rule.key] = slots[f"{rule.key}/log_factor"]
+            rest = rest - logs[rule.key]
+        logs[stateful[-1].key] = rest
+    log_warm = xp.log(xp.clip(comb.warm, TINY, 1.0))
+    log_bounds = xp.log(comb.adaptive_lr) - log_knob(xp, cfg.base_lr) - log_warm
+    for rule in rules:
+        if rule.key in logs and rule.kind != "schedule":
+            log_bounds = log_bounds - logs[rule.key]
+    schedules = [r for r in rules if r.kind == "schedule"]
+    if schedules:  # the lr each multiplied, the final clip (the min_lr floor) included; the last gets the rest
+        rest = xp.log(comb.lr) - xp.log(comb.adaptive_lr)
+        for rule in schedules[:-1]:
+            rest = rest - logs[rule.key]
+        logs[schedules[-1].key] = rest
+
+    def factor(log: Any) -> Any:  # finite in float32 whatever a rule asked for (its log is clipped to +-80)
+        return cast(xp.exp(xp.clip(xp.where(done, log, 0.0), -_LOG_REPORT, _LOG_REPORT)), f32)
+
+    lr = xp.where(done, comb.lr, cfg.base_lr)
+    out: dict[str, Any] = {
+        "step": state.step,
+        "skipped": state.skipped,
+        "lr": cast(lr, f32),
+        "momentum": state.current_momentum,
+        "lr_scale": cast(lr / cfg.base_lr, f32),
+    }
+    w = config.knobs["warmup_steps"]
+    if not (isinstance(w, (int, float)) and w == 0):
+        out["warmup/factor"] = factor(log_warm)
+    out["bounds/factor"] = factor(log_bounds)
+    for rule in rules:
+        key = rule.key
+        if rule.kind == "momentum":
+            out[f"{key}/momentum"] = state.current_momentum
+        else:
+            out[f"{key}/factor"] = factor(logs[key])
+        if rule.explain is not None:
+            for name, value in rule.explain(xp, view(rule), knobs_of(rule, cfg), context(rule)).items():
+                out[f"{key}/{name}"] = cast(value, f32)
+        if rule.events:
+            out[f"{key}/event"] = slots[f"{key}/event"]
+            out[f"{key}/event_step"] = slots[f"{key}/event_step"]
+    return out
+
+
+def format_diagnostics(config: Config, diag: Any) -> str:
+    """:func:`diagnostics` (of any namespace, or the front doors' ``diagnostics()``) as text: why the lr is what it is.
+
+    The first line writes the lr as the product of its factors; then one line
+    per active rule with its last event and its statistics. For people
+    (a ``print``, a ``repr``); loggers take the mapping itself.
+    """
+    from adaptive_sched._checkpoint import host_array
+
+    v: dict[str, float] = {}
+    for k, x in diag.items():
+        arr = host_array(x)
+        v[k] = float(arr) if arr is not None and arr.size == 1 else math.nan
+
+    def num(x: float) -> str:
+        return f"{x:.3g}"
+
+    parts = [f"base_lr {num(float(config.base_lr))}"]
+    for name in ("warmup/factor", "bounds/factor"):
+        if name in v and abs(v[name] - 1.0) > 1e-5:  # shown where they act (not float32 rounding)
+            parts.append(f"{name.split('/')[0]} {num(v[name])}")
+    rules = _rules.active_rules(config)
+    parts += [f"{r.key} {num(v[f'{r.key}/factor'])}" for r in rules if f"{r.key}/factor" in v]
+    head = f"step {int(v['step'])}: lr {num(v['lr'])} = " + " × ".join(parts)
+    if any(r.kind == "momentum" for r in rules):
+        head += f"; momentum {num(v['momentum'])}"
+    if v.get("skipped", 0.0) > 0:
+        head += f"; {int(v['skipped'])} signal(s) skipped (NaN/inf)"
+    lines = [head]
+    for r in rules:
+        bits = []
+        if r.events:
+            event = _rules.event_name(r, v[f"{r.key}/event"])
+            bits.append(f"{event} at step {int(v[f'{r.key}/event_step'])}" if event else "no event yet")
+        prefix = f"{r.key}/"
+        stats = [
+            f"{k[len(prefix):]} {num(x)}"
+            for k, x in v.items()
+            if k.startswith(prefix) and k[len(prefix):] not in ("factor", "event", "event_step")
+        ]
+        if stats:
+            bits.append(", ".join(stats))
+        if bits:
+            lines.append(f"  {r.key}: " + "; ".join(bits))
+    return "\n".join(lines)

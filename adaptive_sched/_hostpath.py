@@ -39,7 +39,7 @@ from typing import Any
 
 from adaptive_sched import _scalar
 from adaptive_sched._config import Config
-from adaptive_sched._core import EmaState, Signals, State, _usage, init, step
+from adaptive_sched._core import EmaState, Signals, State, _usage, diagnostics, init, step
 from adaptive_sched._rules import state_slots
 from adaptive_sched._signals import SIGNAL_LIMIT, SIGNAL_NAMES
 
@@ -47,6 +47,7 @@ __all__ = [
     "STATE_FIELDS",
     "HostController",
     "as_python",
+    "compile_diagnostics",
     "compile_update",
     "flatten_state",
     "state_fields",
@@ -367,7 +368,13 @@ def _trace(config: Config, present: tuple[bool, ...], finite: bool) -> tuple[_Gr
 
 def _body(config: Config, present: tuple[bool, ...], target: str, finite: bool) -> list[str]:
     """The statements of one traced update (indented by 4), ending in its ``return``."""
-    g, inputs, outputs, results = _trace(config, present, finite)
+    return _emit(*_trace(config, present, finite), present, target, finite)
+
+
+def _emit(
+    g: _Graph, inputs: list[Any], outputs: list[Any], results: list[Any], present: tuple[bool, ...], target: str, finite: bool
+) -> list[str]:
+    """The statements (indented by 4) computing a trace's changed state entries and its ``results``, then ``return``."""
     changed = [out for inp, out in zip(inputs, outputs) if out is not inp]
     deps = {name: [a.name for a in args if isinstance(a, Sym)] for name, _, args in g.nodes}
     live: set[str] = set()
@@ -401,8 +408,11 @@ def _body(config: Config, present: tuple[bool, ...], target: str, finite: bool) 
                 value = f"torch.full_like(S[{i}], {value})"
             body.append(f"    S[{i}] = {value}")
     rendered = [_lit(r) for r in results]
-    if target == "torch":  # results are tensors even where they fold to constants
-        rendered = [r if isinstance(x, Sym) else f"torch.full_like(S[2], {r})" for r, x in zip(rendered, results)]
+    if target == "torch":  # results are tensors even where they fold to constants (S[0] an int32, S[2] a float32)
+        rendered = [
+            r if isinstance(x, Sym) else f"torch.full_like(S[{0 if _kind(x) == 'i' else 2}], {r})"
+            for r, x in zip(rendered, results)
+        ]
     body.append(f"    return ({', '.join(rendered)})")
     return body
 
@@ -475,6 +485,29 @@ def compile_update(config: Config, present: tuple[bool, ...], target: str = "pyt
     source = f"def host_update(S, {', '.join(_SIG_ARGS)}):\n" + "\n".join(lines) + "\n"
     exec(compile(source, f"<adaptive_sched update {target} {config.rules}>", "exec"), namespace)  # noqa: S102
     return namespace["host_update"], source
+
+
+def compile_diagnostics(config: Config, target: str = "python") -> tuple[Callable[[list[Any]], tuple[Any, ...]], tuple[str, ...], str]:
+    """:func:`adaptive_sched.diagnostics` for ``config``, traced into straight-line code like the update.
+
+    One implementation (the core's), so the values are bit-equal to the
+    generic core's on Python floats, and ``target="torch"`` computes them
+    with torch ops on the state's device (no host sync), bit-equal to those.
+
+    Returns:
+      ``(fn, names, source)``: ``fn(S)`` takes the flat state (:func:`state_fields`
+      order; not modified) and returns the values in the order of ``names``.
+    """
+    _check((False,) * len(SIGNAL_NAMES), target)
+    g = _Graph()
+    fields = state_fields(config)
+    inputs = [Sym(g, f"s{i}", "i" if dt == "int32" else "f") for i, (_, dt) in enumerate(fields)]
+    diag = diagnostics(config, unflatten_state(config, list(inputs)), xp=_SYM)
+    lines = _emit(g, inputs, list(inputs), list(diag.values()), (False,) * len(SIGNAL_NAMES), target, False)
+    source = "def diagnostics(S):\n" + "\n".join(lines) + "\n"
+    namespace = _namespace(target)
+    exec(compile(source, f"<adaptive_sched diagnostics {target} {config.rules}>", "exec"), namespace)  # noqa: S102
+    return namespace["diagnostics"], tuple(diag), source
 
 
 class HostController:

@@ -16,12 +16,14 @@ from adaptive_sched import _rules
 from adaptive_sched._checkpoint import check_rule_set, check_slots, rule_set_id
 from adaptive_sched._config import Config, ensure_pytree
 from adaptive_sched._core import Hparams, Signals, State, init, signal_usage, update
+from adaptive_sched._core import diagnostics as _core_diagnostics
 from adaptive_sched._signals import SIGNAL_NAMES, check_signal
 from adaptive_sched._spmd import pmean_signals
 
 __all__ = [
     "AdaptiveHyperparamsState",
     "ScaleByControllerState",
+    "diagnostics",
     "inject_hyperparams",
     "momentum_arg",
     "scale_by_controller",
@@ -443,4 +445,46 @@ def start_cooldown(opt_state: Any, config: Config, steps: Any, start: Any = None
             "start_cooldown: opt_state holds no adaptive_sched controller state (from "
             "adaptive_sched.optax.inject_hyperparams or scale_by_controller)"
         )
+    return out
+
+
+def diagnostics(opt_state: Any, config: Config) -> dict[str, Any]:
+    """What the controller in ``opt_state`` decided at its last update and why (pure, jit-safe).
+
+    :func:`adaptive_sched.diagnostics` of the one
+    :class:`AdaptiveHyperparamsState` / :class:`ScaleByControllerState` in
+    ``opt_state`` (found inside ``optax.chain``, :func:`multi_steps`, ...):
+    ``{name: value}`` with each active rule's factor on the lr, its
+    statistics and its last event with the step of it. ``"lr"`` and
+    ``"lr_scale"`` are what the transformation used (with a base
+    ``schedule``: the scheduled lr)::
+
+        diag = adaptive_sched.optax.diagnostics(opt_state, config)
+        print(adaptive_sched.format_diagnostics(config, diag))  # or log diag under a prefix
+
+    Computed only when called (e.g. at logging steps), never by ``tx.update``.
+
+    Args:
+      opt_state: the optimizer state.
+      config: the config the transformation was built with.
+
+    Raises:
+      ValueError: ``opt_state`` holds no controller state, or more than one.
+    """
+    found: list[Any] = []
+    is_ours = lambda x: isinstance(x, (AdaptiveHyperparamsState, ScaleByControllerState))  # noqa: E731
+    jax.tree.map(lambda node: found.append(node) if is_ours(node) else None, opt_state, is_leaf=is_ours)
+    if len(found) != 1:
+        raise ValueError(
+            f"diagnostics: opt_state holds {len(found)} adaptive_sched controller states (from "
+            "adaptive_sched.optax.inject_hyperparams or scale_by_controller); pass the part that holds one"
+        )
+    node = found[0]
+    check_slots(config, node.controller)
+    out = _core_diagnostics(config, node.controller)
+    if isinstance(node, AdaptiveHyperparamsState):
+        lr = jnp.asarray(node.inner_state.hyperparams["learning_rate"], jnp.float32)
+        out["lr"], out["lr_scale"] = lr, lr / jnp.asarray(config.knobs["base_lr"], jnp.float32)
+    else:
+        out["lr"], out["lr_scale"] = node.hparams.lr, node.hparams.lr_scale
     return out

@@ -57,6 +57,22 @@ holds the current values. Slots live in ``State.rule_state`` under
 ``"<family>.<rule>.<slot>"`` and travel through the host path, checkpoints and
 device mode like every other state scalar.
 
+A rule explains itself with two optional definitions, which
+:func:`adaptive_sched.diagnostics` reads (nothing else does):
+
+* ``explain(xp, obs, knobs, ctx) -> {name: value}``: its statistics, from the
+  state alone (``obs``: the held view of its signal's EMA, ``ctx.t``: the
+  step of the last update), e.g. the slope test's t statistic;
+* ``events`` (names, e.g. ``("grew", "cut")``) and ``event(xp, obs, knobs,
+  ctx, outcome) -> code``: which decision this step was (``0``: none, ``i``:
+  ``events[i - 1]``), from this step's :class:`Outcome`. The core records the
+  last event and its step in the state (:func:`record_slots`), so it costs a
+  few operations per update and nothing more.
+
+The core also keeps each stateful rule's own accumulated log-factor when
+more than one is active (:func:`record_slots`), so the diagnostics can say
+what each one contributed to the lr.
+
 Numbers are float32 in every front door (see :mod:`adaptive_sched._scalar`):
 take the ``log`` of a knob with :func:`adaptive_sched.rules.log_knob` (computed
 once on the host when the knob is concrete), and if a rule needs an
@@ -90,6 +106,7 @@ __all__ = [
     "Family",
     "Knob",
     "Obs",
+    "Outcome",
     "Rule",
     "RuleContext",
     "Slot",
@@ -97,6 +114,9 @@ __all__ = [
     "knob",
     "knob_named",
     "knobs_of",
+    "explain_rule",
+    "event_name",
+    "record_slots",
     "register",
     "register_family",
     "registered",
@@ -188,6 +208,15 @@ class Rule:
         ``busy(slots) -> bool``, of its new slots, True while it is still
         acting; rules that run after it see ``ctx.searching`` (the ``anneal``
         rule's legs start once it is False).
+      events: names of the decisions the rule reports as events (``"cut"``,
+        ``"grew"``, ...); event ``i`` (1-based) is ``events[i - 1]``.
+      event: ``event(xp, obs, knobs, ctx, outcome) -> code``, this step's
+        event (an int: 0 for none), from the rule's :class:`Outcome`; required
+        with ``events``. Runs in every update: keep it a few operations.
+      explain: ``explain(xp, obs, knobs, ctx) -> {name: value}``, the rule's
+        statistics from the state (``obs``: its signal's held view, ``ctx.slots``
+        its slots, ``ctx.t`` the step of the last update); run only by
+        :func:`adaptive_sched.diagnostics`.
     """
 
     family: str
@@ -201,6 +230,9 @@ class Rule:
     formula: str = ""
     reads: tuple[str, ...] = ()
     busy: Callable[[Mapping[str, Any]], Any] | None = None
+    events: tuple[str, ...] = ()
+    event: Callable[..., Any] | None = None
+    explain: Callable[..., Mapping[str, Any]] | None = None
 
     @property
     def key(self) -> str:
@@ -252,6 +284,20 @@ class Obs(NamedTuple):
     var_hat: Any
     ema: Any
     x: Any
+
+
+class Outcome(NamedTuple):
+    """What a rule decided this step: the argument its :attr:`Rule.event` function reads.
+
+    Attributes:
+      out: the rule's output this step (without its slots).
+      slots: its new slots (``{}`` if it has none); ``ctx.slots`` holds the previous values.
+      last: the code of its last recorded event (int32; 0 before the first).
+    """
+
+    out: Any
+    slots: Mapping[str, Any]
+    last: Any
 
 
 class RuleContext(NamedTuple):
@@ -394,10 +440,47 @@ def register(rule: Rule) -> Rule:
     for s in rule.slots:
         if s.dtype not in ("float32", "int32"):
             raise ValueError(f"Slot.dtype={s.dtype!r} is invalid: must be 'float32' or 'int32'.")
+    _check_explanation(rule)
     _RULES[rule.key] = rule
     for k in rule.knobs.values():
         _KNOBS.setdefault(k.name, k)
     return rule
+
+
+def _check_explanation(rule: Rule) -> None:
+    if bool(rule.events) != (rule.event is not None):
+        raise ValueError(
+            f"rule {rule.key}: Rule.events={rule.events!r} and Rule.event={rule.event!r} are invalid: "
+            "give both (the event names and the function returning a code) or neither."
+        )
+    bad = [e for e in rule.events if not (isinstance(e, str) and e.isidentifier())]
+    if bad or len(set(rule.events)) != len(rule.events):
+        raise ValueError(f"Rule.events={rule.events!r} is invalid: must be distinct identifiers (e.g. 'cut').")
+
+
+def explain_rule(
+    key: str,
+    *,
+    events: tuple[str, ...] = (),
+    event: Callable[..., Any] | None = None,
+    explain: Callable[..., Mapping[str, Any]] | None = None,
+) -> Rule:
+    """Add :attr:`Rule.events`/:attr:`Rule.event`/:attr:`Rule.explain` to the registered rule ``key``; returns it.
+
+    For a module that registers a rule and defines its explanation further
+    down (the rule's definition is replaced by a copy with these fields; call
+    it right after registering, before any config uses the rule).
+
+    Raises:
+      ValueError: ``key`` is not registered, or the events are invalid (as :func:`register`).
+    """
+    rule = _RULES.get(key)
+    if rule is None:
+        raise ValueError(f"explain_rule: rule {key!r} is not registered")
+    new = dataclasses.replace(rule, events=tuple(events), event=event, explain=explain)
+    _check_explanation(new)
+    _RULES[key] = new
+    return new
 
 
 def unregister(item: Rule | Family) -> None:
@@ -480,8 +563,50 @@ def slot_key(rule: Rule, slot: Slot) -> str:
 
 
 def state_slots(config: Any) -> tuple[tuple[str, Slot], ...]:
-    """``(key, slot)`` for every slot of the config's active rules, in State order."""
-    return _cached(config, "slots", lambda: tuple((slot_key(r, s), s) for r in active_rules(config) for s in r.slots))
+    """``(key, slot)`` of the core's :func:`record_slots`, then of every slot of the config's active rules, in State order."""
+    return _cached(
+        config, "slots", lambda: (*record_slots(config), *((slot_key(r, s), s) for r in active_rules(config) for s in r.slots))
+    )
+
+
+def record_slots(config: Any) -> tuple[tuple[str, Slot], ...]:
+    """The core's record of the active rules' decisions, for :func:`adaptive_sched.diagnostics`: ``(key, slot)``.
+
+    * ``"<family>.<rule>/event"`` and ``"<family>.<rule>/event_step"`` (int32)
+      for each rule with :attr:`Rule.events`: the code of its last event
+      (0: none yet) and the step (update count) at which it happened;
+    * ``"<family>.<rule>/log_factor"`` (float32) for each stateful
+      (``"increment"``) rule but the last, when more than one is active: the
+      rule's own log-increments, accumulated with the same anti-windup clamp as
+      the total ``log_scale`` (the last one's share is the rest of ``log_scale``,
+      so no slot is needed for it, nor for a single stateful rule).
+
+    The ``/`` keeps these keys apart from the rules' own slots (``"<family>.<rule>.<slot>"``).
+    """
+
+    def make() -> tuple[tuple[str, Slot], ...]:
+        rules = active_rules(config)
+        stateful = [r for r in rules if r.kind == "increment"]
+        out: list[tuple[str, Slot]] = []
+        for r in rules:
+            if r.kind == "increment" and len(stateful) > 1 and r is not stateful[-1]:
+                out.append((f"{r.key}/log_factor", Slot("log_factor")))
+            if r.events:
+                out += [(f"{r.key}/event", Slot("event", "int32")), (f"{r.key}/event_step", Slot("event_step", "int32"))]
+        return tuple(out)
+
+    return _cached(config, "record", make)
+
+
+def is_record_key(key: str) -> bool:
+    """Whether a ``State.rule_state`` key is the core's record (:func:`record_slots`) rather than a rule's slot."""
+    return "/" in key
+
+
+def event_name(rule: Rule, code: Any) -> str | None:
+    """The name of ``rule``'s event ``code`` (a number; 0 or an unknown code: None)."""
+    i = int(code)
+    return rule.events[i - 1] if 1 <= i <= len(rule.events) else None
 
 
 def signals_read(config: Any) -> tuple[str, ...]:

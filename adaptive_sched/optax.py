@@ -10,6 +10,8 @@
   (the transformations do it themselves with ``axis_name=``).
 * :func:`start_cooldown` starts the cooldown in an optimizer state's controllers
   (when you decide to stop a horizon-free run).
+* :func:`diagnostics` reads what the controller decided and why from an optimizer
+  state (each rule's factor, statistics and last event).
 
 Both transformations take the loss as the optax-standard extra argument ``value=`` and the
 reward as ``reward=`` (plus optional ``kl=`` and ``grad_norm=``).
@@ -19,6 +21,7 @@ from adaptive_sched._multisteps import MultiStepsSignalsState, multi_steps
 from adaptive_sched._optax import (
     AdaptiveHyperparamsState,
     ScaleByControllerState,
+    diagnostics,
     inject_hyperparams,
     momentum_arg,
     scale_by_controller,
@@ -30,6 +33,7 @@ __all__ = [
     "AdaptiveHyperparamsState",
     "MultiStepsSignalsState",
     "ScaleByControllerState",
+    "diagnostics",
     "inject_hyperparams",
     "momentum_arg",
     "multi_steps",

@@ -44,7 +44,7 @@ import optax
 import adaptive_sched
 from adaptive_sched._config import numeric_fields, rule_fields
 from adaptive_sched._recommended import RECOMMENDED_RULES
-from adaptive_sched.bench._tasks import Task, eval_params, read_hparams
+from adaptive_sched.bench._tasks import Task, eval_params, read_events, read_hparams
 
 __all__ = [
     "GRID",
@@ -358,12 +358,15 @@ class SwitchState(NamedTuple):
       effective_lr: the lr the selected method used in the last update
         (:func:`adaptive_sched.bench._tasks.read_hparams` of its state).
       effective_momentum: its momentum (NaN where not readable).
+      effective_events: the controller events of its last update
+        (:func:`adaptive_sched.bench._tasks.read_events`; 0 for a peer).
     """
 
     inner: tuple[Any, ...]
     selected: jax.Array
     effective_lr: jax.Array
     effective_momentum: jax.Array
+    effective_events: jax.Array
 
     def eval_params(self, params: Any) -> Any:
         """The selected method's evaluation parameters (schedule-free: its averaged iterate)."""
@@ -395,7 +398,7 @@ def switch(
     def init_fn(params: Any) -> SwitchState:
         states = tuple(t.init(params) for t in txs)
         lr, mom = _select(index, [read_hparams(s) for s in states])
-        return SwitchState(states, index, lr, mom)
+        return SwitchState(states, index, lr, mom, _select(index, [read_events(s) for s in states]))
 
     def update_fn(
         updates: Any, state: SwitchState, params: Any = None, **extra_args: Any
@@ -404,7 +407,8 @@ def switch(
         new_updates = _select(state.selected, [u for u, _ in outs])
         states = tuple(s for _, s in outs)
         lr, mom = _select(state.selected, [read_hparams(s) for s in states])
-        return new_updates, SwitchState(states, state.selected, lr, mom)
+        events = _select(state.selected, [read_events(s) for s in states])
+        return new_updates, SwitchState(states, state.selected, lr, mom, events)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

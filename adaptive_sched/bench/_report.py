@@ -15,7 +15,7 @@ from adaptive_sched.bench import _stats
 from adaptive_sched.bench._runner import TaskResult
 from adaptive_sched.bench._summary import LOSE, WIN, verdict
 
-__all__ = ["headline_tables", "plot_task", "plot_sensitivity", "write_json", "write_report"]
+__all__ = ["EVENT_MARKERS", "headline_tables", "mark_events", "plot_task", "plot_sensitivity", "write_json", "write_report"]
 
 _OURS_COLORS = (
     "#d62728", "#8b0000", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#4b0082", "#2f4f4f",
@@ -137,6 +137,33 @@ def band(ax: Any, x: np.ndarray, runs: np.ndarray, color: str, style: str, label
     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
 
 
+EVENT_MARKERS: dict[str, str] = {"grew": "^", "cut": "v", "backing_off": "X", "landed": "*", "cooldown": "s"}
+"""The controller events the hparam plots mark on the lr curve (the lr search's landing, the slope test's growth
+and cuts, the cooldown's start), with their markers; other events (``held``, the KL rule's pushes, restarts) are not marked."""
+
+
+def mark_events(ax: Any, steps: np.ndarray, lr: np.ndarray, events: np.ndarray, color: str) -> set[str]:
+    """Mark each seed's events (``events``: (seeds, steps) bitmasks of :func:`~adaptive_sched.bench._tasks.read_events`) on ``lr``.
+
+    Returns:
+      The names of the events marked.
+    """
+    from adaptive_sched.bench._tasks import event_names
+
+    names = event_names()
+    ev = np.asarray(events, np.int64).reshape(-1, len(steps))
+    done = set()
+    for name, marker in EVENT_MARKERS.items():
+        if name not in names:
+            continue
+        cols = np.nonzero(ev & (1 << names.index(name)))[1]
+        cols = cols[np.isfinite(lr[cols])]
+        if cols.size:
+            ax.scatter(steps[cols], lr[cols], marker=marker, s=30, color=color, edgecolor="black", linewidths=0.5, zorder=3)
+            done.add(name)
+    return done
+
+
 def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[str]:
     """Two figures per task at the base lr: learning curves with seed bands, and lr/momentum trajectories.
 
@@ -179,16 +206,22 @@ def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[st
     )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    marked: set[str] = set()
     for i, m in enumerate(res.methods):
         color, style = colors[m]
         lr = np.nanmean(a["lr"][i, g1], axis=0)
         if np.any(np.isfinite(lr)):
             axes[0].plot(steps, lr, color=color, linestyle=style, label=m)
+            if "events" in a:
+                marked |= mark_events(axes[0], steps, lr, a["events"][i, g1], color)
         mom = np.nanmean(a["momentum"][i, g1], axis=0) if np.any(np.isfinite(a["momentum"][i, g1])) else None
         if mom is not None:
             axes[1].plot(steps, mom, color=color, linestyle=style, label=m)
+    for name, marker in EVENT_MARKERS.items():  # one legend entry per kind of event shown
+        if name in marked:
+            axes[0].scatter([], [], marker=marker, facecolor="white", edgecolor="black", label=f"event: {name}")
     axes[0].set_yscale("log")
-    axes[0].set_title("effective learning rate (seed mean)")
+    axes[0].set_title("effective learning rate (seed mean; markers: each seed's events)")
     axes[1].set_title("momentum: Adam b1 (seed mean)")
     for ax in axes:
         ax.set_xlabel("step")

@@ -53,6 +53,8 @@ __all__ = [
     "eval_params",
     "get_task",
     "get_tasks",
+    "event_names",
+    "read_events",
     "read_hparams",
 ]
 
@@ -124,7 +126,9 @@ class Task:
           before training, ``metric_curve`` (n,) at the steps ``eval_steps``
           (n,), ``lr`` (steps,) the lr used at each step and ``momentum``
           (steps,) the Adam ``b1`` / SGD momentum when readable from the
-          optimizer state (NaN where not, see :func:`read_hparams`); RL tasks
+          optimizer state (NaN where not, see :func:`read_hparams`),
+          ``events`` (steps,) int32 the controller events of each step
+          (:func:`read_events`; 0 for other optimizers); RL tasks
           add ``reward``, ``reward_std`` and ``kl`` (steps,): the batch mean
           and standard deviation of the reward and the batch mean KL.
 
@@ -207,6 +211,48 @@ def read_hparams(state: Any) -> tuple[jax.Array, jax.Array]:
     return lr, mom
 
 
+def event_names() -> tuple[str, ...]:
+    """Every event name of the registered rules (``"grew"``, ``"cut"``, ``"landed"``, ...), each once: bit ``i`` of :func:`read_events`."""
+    from adaptive_sched import _rules
+
+    names: list[str] = []
+    for rule in _rules.RULES.values():
+        names += [e for e in rule.events if e not in names]
+    return tuple(names)
+
+
+def read_events(state: Any) -> jax.Array:
+    """The events the controllers in an optimizer state recorded at its last update, as an int32 bitmask.
+
+    Bit ``i`` is set when a rule's last event (the core's record, see
+    :func:`adaptive_sched.diagnostics`) is ``event_names()[i]`` and happened
+    at the controller's current step; 0 for a state without a controller. A
+    top-level ``effective_events`` field (the bench's method switch) is
+    read as it is. Needs no config: the record's keys name their rules.
+    """
+    eff = getattr(state, "effective_events", None)
+    if eff is not None:
+        return jnp.asarray(eff, jnp.int32)
+    from adaptive_sched import _rules
+    from adaptive_sched._optax import AdaptiveHyperparamsState, ScaleByControllerState
+
+    def ours(x: Any) -> bool:
+        return isinstance(x, (AdaptiveHyperparamsState, ScaleByControllerState))
+
+    names = event_names()
+    bits = jnp.zeros((), jnp.int32)
+    for node in (x for x in jax.tree.leaves(state, is_leaf=ours) if ours(x)):
+        ctl = node.controller
+        for key, code in ctl.rule_state.items():
+            if not key.endswith("/event"):
+                continue
+            rule = _rules.RULES[key.removesuffix("/event")]
+            table = jnp.asarray([0, *(1 << names.index(e) for e in rule.events)], jnp.int32)
+            now = jnp.logical_and(ctl.rule_state[key + "_step"] == ctl.step, ctl.step > 0)
+            bits = bits | jnp.where(now, table[jnp.clip(code, 0, len(rule.events))], 0)
+    return bits
+
+
 def eval_params(state: Any, params: Any) -> Any:
     """The parameters to evaluate: the averaged iterate for schedule-free optimizers, else ``params``.
 
@@ -256,7 +302,7 @@ def _train(problem: _Problem, tx: Any, key: jax.Array, steps: int) -> dict[str, 
         new_params = optax.apply_updates(params, updates)
         new_params = jax.tree.map(lambda p, q: p.astype(q.dtype), new_params, params)
         lr, mom = read_hparams(opt_state)
-        out = {"loss": jnp.asarray(value, _F32), "lr": lr, "momentum": mom}
+        out = {"loss": jnp.asarray(value, _F32), "lr": lr, "momentum": mom, "events": read_events(opt_state)}
         out.update({k_: jnp.asarray(v, _F32) for k_, v in aux.items()})
         return (new_params, opt_state), out
 

@@ -41,6 +41,17 @@ def _or(xp: Any, a: Any, b: Any) -> Any:
     return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
 
 
+def _t_quantile(z: Any, dof: Any) -> Any:
+    """Cornish-Fisher: the Student-t quantile of the normal quantile ``z`` with ``dof`` degrees of freedom."""
+    return z * (1.0 + (z * z + 1.0) / (4.0 * dof))
+
+
+def _first_test(xp: Any, knobs: Any) -> Any:
+    """The leg step of the first test: ``k * ceil(n_min / k)``."""
+    k = knobs.test_every
+    return k * (0.0 - xp.floor((0.0 - knobs.min_samples) / k))
+
+
 def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     r"""Slope test: cut the lr once the loss shows no significant downward slope at the current lr.
 
@@ -117,12 +128,11 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     sigma2 = rss / xp.clip(w, TINY, 1e30) * ne / dof
     se = xp.sqrt(xp.clip(sigma2 * w / (xp.clip(ne, TINY, 1e30) * ctt_s), TINY, 1e30))
     tstat = xp.clip(b / se, -1e30, 1e30)  # a perfectly flat leg (rss = 0, b = 0) has T = 0: stationary
-    tq_drop = knobs.z_drop * (1.0 + (knobs.z_drop * knobs.z_drop + 1.0) / (4.0 * dof))
-    tq_up = knobs.z_up * (1.0 + (knobs.z_up * knobs.z_up + 1.0) / (4.0 * dof))
+    tq_drop = _t_quantile(knobs.z_drop, dof)
+    tq_up = _t_quantile(knobs.z_up, dof)
 
     k = knobs.test_every
-    first_test = k * (0.0 - xp.floor((0.0 - knobs.min_samples) / k))  # k * ceil(n_min / k)
-    next_test = xp.where(sl["next"] > 0.5, sl["next"], first_test)
+    next_test = xp.where(sl["next"] > 0.5, sl["next"], _first_test(xp, knobs))
     due = xp.logical_and(i >= next_test - 0.5, n >= _MIN_OBS)
     test = xp.logical_and(ok, due)
     stationary = xp.logical_and(test, tstat > -tq_drop)
@@ -147,11 +157,41 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     return xp.where(ok, inc, 0.0), new
 
 
+def _explain_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """The slope test's state: the last test's ``tstat`` and the ``threshold`` the next one compares with.
+
+    ``tstat``: ``T`` at the last test (0 before the first); ``threshold``:
+    ``-t_q(z_drop)`` at the current leg's effective sample size (a test cuts
+    unless ``T < threshold``); ``leg_steps``: steps since the lr last changed
+    (``i``); ``next_test``: the leg step of the next test; ``tests``: tests
+    run so far; ``growing``: 1 while the growth phase is on.
+    """
+    sl = ctx.slots
+    ne = sl["w"] * sl["w"] / xp.clip(sl["w2"], TINY, 1e30)
+    dof = xp.clip(ne - 2.0, 1.0, 1e30)
+    return {
+        "tstat": sl["tstat"],
+        "threshold": -_t_quantile(knobs.z_drop, dof),
+        "leg_steps": ctx.t - sl["t0"],
+        "next_test": xp.where(sl["next"] > 0.5, sl["next"], _first_test(xp, knobs)),
+        "tests": sl["tests"],
+        "growing": sl["growing"],
+    }
+
+
+def _slope_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
+    """``grew`` (x ``anneal_up``), ``cut`` (x ``anneal_drop``/``anneal_drop_flat``) or ``held``: a test ran and the lr stayed."""
+    out = outcome.out
+    tested = outcome.slots["tests"] > ctx.slots["tests"]
+    return xp.where(out < 0.0, 2, xp.where(out > 0.0, 1, xp.where(tested, 3, 0)))
+
+
 for _rule in (
     Rule("anneal", "slope", "increment", "loss", anneal_slope,
          {"min_samples": ANNEAL_MIN_SAMPLES, "test_every": ANNEAL_TEST_EVERY, "window_power": ANNEAL_WINDOW_POWER,
           "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "drop_flat": ANNEAL_DROP_FLAT, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
          slots=tuple(Slot(k, init=1.0 if k == "growing" else 0.0) for k in ANNEAL_SLOTS),
-         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once the leg is `n_min` steps long: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)'),
+         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once the leg is `n_min` steps long: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)',
+         events=("grew", "cut", "held"), event=_slope_event, explain=_explain_slope),
 ):  # fmt: skip
     register(_rule)

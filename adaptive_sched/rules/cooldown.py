@@ -158,3 +158,21 @@ def start_cooldown(config: Any, state: Any, steps: Any, start: Any = None) -> An
             "(or 'sqrt', 'cosine'), e.g. adaptive_sched.recommended(base_lr), which has one."
         )
     return set_slots(config, state, "cooldown", **cooldown_slots(state, steps, start))
+
+
+# --------------------------------------------------------------------------- explanation (diagnostics)
+
+from adaptive_sched._rules import explain_rule  # noqa: E402  (this section is appended to the rule's module)
+
+
+def _cooldown_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
+    """``cooldown``: the first decayed update (past ``T0`` with the horizon, or past the start set by hand)."""
+    sl, t = ctx.slots, ctx.t
+    by_horizon = xp.logical_and(knobs.total_steps > 0.5, t > knobs.total_steps * (1.0 - knobs.fraction))
+    by_hand = xp.logical_and(sl["length"] > 0.5, t > sl["start"])
+    on = xp.logical_not(xp.logical_and(xp.logical_not(by_horizon), xp.logical_not(by_hand)))
+    return xp.where(xp.logical_and(on, outcome.last < 1), 1, 0)
+
+
+for _shape in _SHAPES:
+    explain_rule(f"cooldown.{_shape}", events=("cooldown",), event=_cooldown_event)

@@ -26,8 +26,21 @@ def kl_target(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     return xp.where(obs.ok, inc, 0.0)
 
 
+def _explain_kl(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """The smoothed KL and the clipped relative error ``clip(KL^/target - 1, -c, c)`` the rule acts on."""
+    return {"kl": obs.hat, "error": xp.clip(obs.hat / knobs.target - 1.0, -knobs.clip, knobs.clip)}
+
+
+def _kl_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
+    """``push_down`` / ``push_up``: the rule started moving the lr down (KL above target) or up (below)."""
+    code = xp.where(outcome.out < 0.0, 1, xp.where(outcome.out > 0.0, 2, 0))
+    changed = xp.logical_not(xp.logical_and(xp.logical_not(code < outcome.last), xp.logical_not(code > outcome.last)))
+    return xp.where(changed, code, 0)
+
+
 for _rule in (
     Rule("kl", "target", "increment", "kl", kl_target, {"target": KL_TARGET, "gain": KL_GAIN, "clip": KL_CLIP},
-         formula='`η ← η·exp(−gain·clip(KL̂/target − 1, −c, c))` (`kl_target`, `kl_gain`, `kl_clip`; Ziegler et al. 2019)'),
+         formula='`η ← η·exp(−gain·clip(KL̂/target − 1, −c, c))` (`kl_target`, `kl_gain`, `kl_clip`; Ziegler et al. 2019)',
+         events=("push_down", "push_up"), event=_kl_event, explain=_explain_kl),
 ):  # fmt: skip
     register(_rule)

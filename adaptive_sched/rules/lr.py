@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, Slot, knob, register, register_family
-from adaptive_sched.rules._math import SIGNAL_LIMIT, TINY, log_knob, trend_step, variance_factor
+from adaptive_sched.rules._math import REL_EPS, SIGNAL_LIMIT, TINY, log_knob, trend_step, variance_factor
 
 FAMILY = register_family(Family("lr", "loss-, gradient- or clock-driven lr rule"))
 
@@ -51,6 +51,11 @@ def loss_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     return variance_factor(xp, obs, knobs.k, xp.abs(obs.hat))
 
 
+def _slow_hat(xp: Any, slow: Any, pow_: Any, seen: Any) -> Any:
+    """The ``grad_norm`` rule's bias-corrected slow reference norm."""
+    return slow / xp.where(seen, 1.0 - pow_, 1.0)
+
+
 def grad_norm(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     """Grad norm: ``eta = base * (g_slow / g^_t)^p``, the smoothed norm against a slow EMA of itself.
 
@@ -69,7 +74,7 @@ def grad_norm(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     slow = xp.where(obs.ok, b * ctx.slots["slow"] + (1.0 - b) * x, ctx.slots["slow"])
     pow_ = xp.where(obs.ok, ctx.slots["slow_pow"] * b, ctx.slots["slow_pow"])
     seen = obs.ema.decay_pow < 1.0
-    slow_hat = slow / xp.where(seen, 1.0 - pow_, 1.0)
+    slow_hat = _slow_hat(xp, slow, pow_, seen)
     lg = xp.log(xp.clip(obs.hat, TINY, SIGNAL_LIMIT))
     lref = xp.log(xp.clip(slow_hat, TINY, SIGNAL_LIMIT))
     out = knobs.power * (lref - lg)
@@ -95,18 +100,45 @@ def cyclical(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> tuple[Any, Any]
     return xp.log(lr) - log_knob(xp, cfg.base_lr), restart
 
 
+# --------------------------------------------------------------------------- explanations (diagnostics)
+
+
+def _smoothed_loss(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    return {"loss": obs.hat}
+
+
+def _explain_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """The smoothed loss and its coefficient of variation ``sqrt(v^) / |l^|``."""
+    std = xp.sqrt(xp.clip(obs.var_hat, 0.0, SIGNAL_LIMIT * SIGNAL_LIMIT))
+    return {"loss": obs.hat, "cv": std / xp.clip(xp.abs(obs.hat), REL_EPS, SIGNAL_LIMIT)}
+
+
+def _explain_grad_norm(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """The smoothed gradient norm ``g^`` and the slow reference ``g_slow`` it is compared with."""
+    reference = _slow_hat(xp, ctx.slots["slow"], ctx.slots["slow_pow"], obs.ema.decay_pow < 1.0)
+    return {"grad_norm": obs.hat, "reference": reference}
+
+
+def _restart_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
+    """``restart``: a new cycle began (the smoothing was reset)."""
+    return xp.where(outcome.out[1], 1, 0)
+
+
 for _rule in (
     Rule("lr", "loss_decay", "increment", "loss", loss_decay, {"k": DECAY_K},
-         formula='`η_{t+1} = η_t / (1 + k·max(ℓ̂_t, 0))` (`decay_k`)'),
+         formula='`η_{t+1} = η_t / (1 + k·max(ℓ̂_t, 0))` (`decay_k`)', explain=_smoothed_loss),
     Rule("lr", "trend", "increment", "loss", loss_trend,
          {"up": TREND_UP, "down": TREND_DOWN, "threshold": TREND_THRESHOLD},
-         formula='`η ← η·up` if `ℓ̂_t < ℓ̂_{t-1} − thr·|ℓ̂_{t-1}|`, else `η·down` (`trend_up/down/threshold`)'),
+         formula='`η ← η·up` if `ℓ̂_t < ℓ̂_{t-1} − thr·|ℓ̂_{t-1}|`, else `η·down` (`trend_up/down/threshold`)',
+         explain=_smoothed_loss),
     Rule("lr", "variance", "factor", "loss", loss_variance, {"k": VARIANCE_K}, variance=True,
-         formula='`η = base / (1 + k·σ̂_t/|ℓ̂_t|)` (`variance_k`)'),
+         formula='`η = base / (1 + k·σ̂_t/|ℓ̂_t|)` (`variance_k`)', explain=_explain_variance),
     Rule("lr", "grad_norm", "factor", "grad_norm", grad_norm, {"power": GRAD_NORM_POWER, "ref_beta": GRAD_NORM_REF_BETA},
          slots=(Slot("slow"), Slot("slow_pow", init=1.0)),
-         formula='`η = base·(ĝ_slow/ĝ_t)^p`, `ĝ_slow` a slow EMA of the norm (`grad_norm_power`, `grad_norm_ref_beta`)'),
+         formula='`η = base·(ĝ_slow/ĝ_t)^p`, `ĝ_slow` a slow EMA of the norm (`grad_norm_power`, `grad_norm_ref_beta`)',
+         explain=_explain_grad_norm),
     Rule("lr", "cyclical", "clock", None, cyclical, {"length": CYCLE_LENGTH},
-         formula='SGDR: `η = min + (max−min)(1+cos(π·p_t))/2`, `p_t = ((t−1) mod T)/T`; smoothing restarts each cycle (`cycle_length`)'),
+         formula='SGDR: `η = min + (max−min)(1+cos(π·p_t))/2`, `p_t = ((t−1) mod T)/T`; smoothing restarts each cycle (`cycle_length`)',
+         events=("restart",), event=_restart_event),
 ):  # fmt: skip
     register(_rule)

@@ -46,14 +46,24 @@ def momentum_normalized(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     return n / (1.0 + n)
 
 
+def _smoothed_loss(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    return {"loss": obs.hat}
+
+
+def _explain_normalized(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """The smoothed loss and the first smoothed value it is measured in units of."""
+    return {"loss": obs.hat, "loss_ref": obs.ema.ref}
+
+
 for _rule in (
     Rule("momentum", "inverse", "momentum", "loss", momentum_inverse,
-         formula='`μ = 1 − 1/(1 + max(ℓ̂, 0))`'),
+         formula='`μ = 1 − 1/(1 + max(ℓ̂, 0))`', explain=_smoothed_loss),
     Rule("momentum", "exp", "momentum", "loss", momentum_exp, {"a": MOMENTUM_A},
-         formula='`μ = 1 − exp(−a·max(ℓ̂, 0))` (`momentum_a`)'),
+         formula='`μ = 1 − exp(−a·max(ℓ̂, 0))` (`momentum_a`)', explain=_smoothed_loss),
     Rule("momentum", "relative", "momentum", "loss", momentum_relative, {"gain": MOMENTUM_GAIN},
-         formula='`μ = base_momentum − gain·clip((ℓ̂_t − ℓ̂_{t-1})/|ℓ̂_{t-1}|, −1, 1)` (`momentum_gain`)'),
+         formula='`μ = base_momentum − gain·clip((ℓ̂_t − ℓ̂_{t-1})/|ℓ̂_{t-1}|, −1, 1)` (`momentum_gain`)',
+         explain=_smoothed_loss),
     Rule("momentum", "normalized", "momentum", "loss", momentum_normalized,
-         formula='`μ = n/(1+n)`, `n = max(ℓ̂, 0)/|ℓ̂_ref|` (scale free)'),
+         formula='`μ = n/(1+n)`, `n = max(ℓ̂, 0)/|ℓ̂_ref|` (scale free)', explain=_explain_normalized),
 ):  # fmt: skip
     register(_rule)

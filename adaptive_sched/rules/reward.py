@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, knob, register, register_family
-from adaptive_sched.rules._math import trend_step, variance_factor
+from adaptive_sched.rules._math import SIGNAL_LIMIT, trend_step, variance_factor
 
 FAMILY = register_family(Family("reward", "reward-driven lr rule"))
 
@@ -48,14 +48,24 @@ def reward_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     return variance_factor(xp, obs, knobs.k, knobs.span)
 
 
+def _smoothed_reward(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    return {"reward": obs.hat}
+
+
+def _explain_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """The smoothed reward and its standard deviation ``sqrt(v^)``."""
+    return {"reward": obs.hat, "std": xp.sqrt(xp.clip(obs.var_hat, 0.0, SIGNAL_LIMIT * SIGNAL_LIMIT))}
+
+
 for _rule in (
     Rule("reward", "scaling", "factor", "reward", reward_scaling, {"center": REWARD_CENTER, "span": REWARD_SPAN},
-         formula='`η = base·max(1 + (R̂ − center)/span, 1e−6)`: `center∓span ↦ ≈0 / 2·base`'),
+         formula='`η = base·max(1 + (R̂ − center)/span, 1e−6)`: `center∓span ↦ ≈0 / 2·base`', explain=_smoothed_reward),
     Rule("reward", "trend", "increment", "reward", reward_trend,
          {"up": REWARD_UP, "down": REWARD_DOWN, "threshold": REWARD_THRESHOLD},
-         formula='as `trend`, maximising: up if `R̂_t > R̂_{t-1} + thr·|R̂_{t-1}|` (`reward_up/down/threshold`)'),
+         formula='as `trend`, maximising: up if `R̂_t > R̂_{t-1} + thr·|R̂_{t-1}|` (`reward_up/down/threshold`)',
+         explain=_smoothed_reward),
     Rule("reward", "variance", "factor", "reward", reward_variance,
          {"k": REWARD_VARIANCE_K, "span": REWARD_SPAN}, variance=True,
-         formula='`η = base / (1 + k·σ̂_R/span)` (`reward_variance_k`, `reward_span`)'),
+         formula='`η = base / (1 + k·σ̂_R/span)` (`reward_variance_k`, `reward_span`)', explain=_explain_variance),
 ):  # fmt: skip
     register(_rule)

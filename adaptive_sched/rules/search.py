@@ -256,3 +256,35 @@ register(
         busy=_busy,
     )
 )
+
+
+# --------------------------------------------------------------------------- explanation (diagnostics)
+
+from adaptive_sched._rules import explain_rule  # noqa: E402  (this section is appended to the rule's module)
+
+
+def _explain_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """The search's state: ``phase`` (0 warming, 1 responding, 2 backing off, 3 done), ``observations``,
+    ``smoothed_loss`` (the robust ``m_n``), ``best_loss`` (``m*``), ``start_loss`` (``L0``) and ``noise`` (``sigma``)."""
+    sl = ctx.slots
+    mhat = sl["m"] / xp.clip(1.0 - sl["m_pow"], TINY, 1.0)
+    return {
+        "phase": sl["phase"],
+        "observations": sl["n"],
+        "smoothed_loss": mhat,
+        "best_loss": xp.where(sl["best"] < 1e29, sl["best"], mhat),  # the 1e30 sentinel before any best
+        "start_loss": sl["level0"],
+        "noise": sl["sigma"],
+    }
+
+
+def _range_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
+    """A phase change: ``responding``, ``backing_off``, ``landed`` (done, the lr set), or ``off`` (done without searching: RL)."""
+    new, old = outcome.slots["phase"], ctx.slots["phase"]
+    code = xp.where(new > 2.5, xp.where(outcome.slots["started"] > 0.5, 3, 4), xp.where(new > 1.5, 2, 1))
+    return xp.where(new > old + 0.5, code, 0)
+
+
+explain_rule(
+    "search.range", events=("responding", "backing_off", "landed", "off"), event=_range_event, explain=_explain_range
+)

@@ -25,3 +25,14 @@ def test_bench_torch_overhead_runs_small() -> None:
     lrs = out["final_lr"]
     assert lrs["observe"] == lrs["core"] == lrs["generic"]
     assert lrs["observe"] != 5e-5 and 1e-6 <= lrs["observe"] <= 5e-4  # the reward trend moved it, within bounds
+
+
+def test_why_lr_changed_prints_each_decision() -> None:
+    out = load_example("why_lr_changed").main(steps=300, every=100)
+    first, *_, last = out["texts"]
+    assert first.startswith("step 100: lr ") and "search.range: responding at step" in first
+    assert "search.range: landed at step" in last and "anneal.slope: cut at step" in last
+    assert "cooldown.linear: cooldown at step 151" in last
+    d = out["diagnostics"]
+    assert d["lr"] == pytest.approx(1e-5)  # the cooldown reached min_lr = base_lr / 100
+    assert "decisions: search.range landed at step" in out["repr"]
