@@ -114,7 +114,6 @@ __all__ = [
     "knob",
     "knob_named",
     "knobs_of",
-    "explain_rule",
     "event_name",
     "record_slots",
     "register",
@@ -456,31 +455,6 @@ def _check_explanation(rule: Rule) -> None:
     bad = [e for e in rule.events if not (isinstance(e, str) and e.isidentifier())]
     if bad or len(set(rule.events)) != len(rule.events):
         raise ValueError(f"Rule.events={rule.events!r} is invalid: must be distinct identifiers (e.g. 'cut').")
-
-
-def explain_rule(
-    key: str,
-    *,
-    events: tuple[str, ...] = (),
-    event: Callable[..., Any] | None = None,
-    explain: Callable[..., Mapping[str, Any]] | None = None,
-) -> Rule:
-    """Add :attr:`Rule.events`/:attr:`Rule.event`/:attr:`Rule.explain` to the registered rule ``key``; returns it.
-
-    For a module that registers a rule and defines its explanation further
-    down (the rule's definition is replaced by a copy with these fields; call
-    it right after registering, before any config uses the rule).
-
-    Raises:
-      ValueError: ``key`` is not registered, or the events are invalid (as :func:`register`).
-    """
-    rule = _RULES.get(key)
-    if rule is None:
-        raise ValueError(f"explain_rule: rule {key!r} is not registered")
-    new = dataclasses.replace(rule, events=tuple(events), event=event, explain=explain)
-    _check_explanation(new)
-    _RULES[key] = new
-    return new
 
 
 def unregister(item: Rule | Family) -> None:

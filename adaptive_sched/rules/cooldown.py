@@ -78,24 +78,6 @@ cooldown_cosine = _make("cosine")
 cooldown_cosine.__doc__ = r"""Cosine: as ``linear`` with ``c(p) = (1 + cos(pi p))/2`` (the cooldown shapes of Dremov et al., 2025)."""
 
 
-for _shape, _fn, _formula in (
-    ("linear", cooldown_linear, "`c = 1 − p`"),
-    ("sqrt", cooldown_sqrt, "`c = 1 − √p`"),
-    ("cosine", cooldown_cosine, "`c = (1 + cos πp)/2`"),
-):
-    register(
-        Rule(
-            "cooldown", _shape, "schedule", None, _fn,
-            {"total_steps": COOLDOWN_TOTAL_STEPS, "fraction": COOLDOWN_FRACTION},
-            slots=SLOTS,
-            formula=(
-                f"after the adaptive clamp, `lr ← clip(lr·c(p), min_lr, max_lr)`, {_formula}, "
-                "`p = clip((t − T₀)/(T − T₀), 0, 1)`, `T₀ = T(1 − fraction)` (`cooldown_total_steps`, "
-                "`cooldown_fraction`), or from a start set by hand (`start_cooldown`) (WSD, Hu et al. 2024)"
-            ),
-        )
-    )
-
 
 def cooldown_slots(state: Any, steps: Any, start: Any = None) -> dict[str, Any]:
     """The cooldown slots that make a cooldown of ``steps`` update calls begin after step ``start`` (default: now).
@@ -162,7 +144,6 @@ def start_cooldown(config: Any, state: Any, steps: Any, start: Any = None) -> An
 
 # --------------------------------------------------------------------------- explanation (diagnostics)
 
-from adaptive_sched._rules import explain_rule  # noqa: E402  (this section is appended to the rule's module)
 
 
 def _cooldown_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
@@ -174,5 +155,22 @@ def _cooldown_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: An
     return xp.where(xp.logical_and(on, outcome.last < 1), 1, 0)
 
 
-for _shape in _SHAPES:
-    explain_rule(f"cooldown.{_shape}", events=("cooldown",), event=_cooldown_event)
+for _shape, _fn, _formula in (
+    ("linear", cooldown_linear, "`c = 1 − p`"),
+    ("sqrt", cooldown_sqrt, "`c = 1 − √p`"),
+    ("cosine", cooldown_cosine, "`c = (1 + cos πp)/2`"),
+):
+    register(
+        Rule(
+            "cooldown", _shape, "schedule", None, _fn,
+            {"total_steps": COOLDOWN_TOTAL_STEPS, "fraction": COOLDOWN_FRACTION},
+            slots=SLOTS,
+            events=("cooldown",),
+            event=_cooldown_event,
+            formula=(
+                f"after the adaptive clamp, `lr ← clip(lr·c(p), min_lr, max_lr)`, {_formula}, "
+                "`p = clip((t − T₀)/(T − T₀), 0, 1)`, `T₀ = T(1 − fraction)` (`cooldown_total_steps`, "
+                "`cooldown_fraction`), or from a start set by hand (`start_cooldown`) (WSD, Hu et al. 2024)"
+            ),
+        )
+    )

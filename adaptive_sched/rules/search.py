@@ -238,29 +238,9 @@ def _busy(slots: Any) -> Any:
     return slots["busy"] > 0.5
 
 
-register(
-    Rule(
-        "search", "range", "increment", "loss", search_range,
-        {"start": SEARCH_START, "growth": SEARCH_GROWTH, "tau": SEARCH_TAU, "beta": SEARCH_BETA,
-         "min_samples": SEARCH_MIN_SAMPLES, "z_rise": SEARCH_Z_RISE, "z_progress": SEARCH_Z_PROGRESS,
-         "patience": SEARCH_PATIENCE, "patience_growth": SEARCH_PATIENCE_GROWTH, "backoff": SEARCH_BACKOFF,
-         "max_growth": SEARCH_MAX_GROWTH, "max_samples": SEARCH_MAX_SAMPLES},
-        slots=SLOTS,
-        formula=(
-            "from `base·start`, `η ← η·g^(1/(1+n/τ))` per observation while the robust smoothed loss "
-            "improves; on a rise (`> best + z_rise·se`) or a plateau, land at the lr of the best loss "
-            "(lag-corrected) / `backoff`; a too-high start backs off; off when a reward or KL is observed "
-            "(lr range test in the run, Smith 2017)"
-        ),
-        reads=("reward", "kl"),
-        busy=_busy,
-    )
-)
-
 
 # --------------------------------------------------------------------------- explanation (diagnostics)
 
-from adaptive_sched._rules import explain_rule  # noqa: E402  (this section is appended to the rule's module)
 
 
 def _explain_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
@@ -284,7 +264,24 @@ def _range_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) 
     code = xp.where(new > 2.5, xp.where(outcome.slots["started"] > 0.5, 3, 4), xp.where(new > 1.5, 2, 1))
     return xp.where(new > old + 0.5, code, 0)
 
-
-explain_rule(
-    "search.range", events=("responding", "backing_off", "landed", "off"), event=_range_event, explain=_explain_range
+register(
+    Rule(
+        "search", "range", "increment", "loss", search_range,
+        {"start": SEARCH_START, "growth": SEARCH_GROWTH, "tau": SEARCH_TAU, "beta": SEARCH_BETA,
+         "min_samples": SEARCH_MIN_SAMPLES, "z_rise": SEARCH_Z_RISE, "z_progress": SEARCH_Z_PROGRESS,
+         "patience": SEARCH_PATIENCE, "patience_growth": SEARCH_PATIENCE_GROWTH, "backoff": SEARCH_BACKOFF,
+         "max_growth": SEARCH_MAX_GROWTH, "max_samples": SEARCH_MAX_SAMPLES},
+        slots=SLOTS,
+        formula=(
+            "from `base·start`, `η ← η·g^(1/(1+n/τ))` per observation while the robust smoothed loss "
+            "improves; on a rise (`> best + z_rise·se`) or a plateau, land at the lr of the best loss "
+            "(lag-corrected) / `backoff`; a too-high start backs off; off when a reward or KL is observed "
+            "(lr range test in the run, Smith 2017)"
+        ),
+        reads=("reward", "kl"),
+        busy=_busy,
+        events=("responding", "backing_off", "landed", "off"),
+        event=_range_event,
+        explain=_explain_range,
+    )
 )
