@@ -81,12 +81,68 @@ def test_a_plateau_lands_once_the_lr_grew_60pct_without_a_new_best() -> None:
     assert lrs[landed_at] < lrs[landed_at - 1] / 2  # landed below the lr of the best loss
 
 
-def test_none_holds_nan_backs_off() -> None:
+def test_none_and_one_nan_hold_three_nans_in_a_row_back_off() -> None:
     lrs_none, _ = drive(search_only(), [1.0, 0.99, None, 0.98])
     assert lrs_none[2] == lrs_none[1]  # not supplied: nothing happens
-    lrs_nan, slots = drive(search_only(), [1.0, 0.99, math.nan])
-    assert lrs_nan[2] == pytest.approx(lrs_nan[1] / BACKOFF, rel=1e-5)  # supplied but not finite: too high
-    assert slots[2]["phase"] == 2.0
+    # One NaN (a bad batch, an fp16 overflow) holds the search, which then goes on growing: it used to back off
+    # at once and, the search over, leave the whole run below base_lr (new-user finding).
+    lrs_one, slots = drive(search_only(), [1.0, 0.99, math.nan, 0.98, 0.97])
+    assert lrs_one[2] == lrs_one[1] and slots[2]["phase"] == 0.0 and slots[2]["n_bad"] == 1.0
+    assert lrs_one[3] == pytest.approx(lrs_one[2] * growth(2), rel=1e-5) and slots[3]["n_bad"] == 0.0
+    # three in a row mean the lr is too high: back off
+    lrs_nan, slots = drive(search_only(), [1.0, 0.99, math.nan, math.nan, math.nan])
+    assert lrs_nan[3] == lrs_nan[1] and slots[3]["phase"] == 0.0
+    assert lrs_nan[4] == pytest.approx(lrs_nan[1] / BACKOFF, rel=1e-5) and slots[4]["phase"] == 2.0
+
+
+def test_while_responding_one_nan_holds_and_three_land() -> None:
+    falling = [1.0 - 0.01 * n for n in range(12)]  # responds at observation 8
+    lrs, slots = drive(search_only(), [*falling, math.nan, 0.88])
+    assert slots[11]["phase"] == 1.0 and lrs[12] == lrs[11] and slots[12]["phase"] == 1.0
+    assert lrs[13] == pytest.approx(lrs[12] * growth(12), rel=1e-5)
+    lrs, slots = drive(search_only(), [*falling, math.nan, math.nan, math.nan, 0.88])
+    assert slots[13]["phase"] == 1.0 and slots[14]["phase"] == 3.0
+    s_best = slots[13]["s_best"]
+    assert lrs[14] == pytest.approx(BASE * math.exp(s_best - LAG * math.log(growth(12))) / BACKOFF, rel=1e-5)
+    assert lrs[15] == lrs[14]  # landed: it holds
+
+
+def test_signal_less_updates_before_the_first_loss_leave_base_lr() -> None:
+    # The HF callback and the torch adapter make signal-less updates before the first logged row. The search
+    # starts at the first supplied loss; before it, the lr is base_lr (it used to jump to base_lr/2 at once).
+    lrs, slots = drive(search_only(), [None, None, 1.0, 0.99])
+    assert lrs[:2] == pytest.approx([BASE, BASE], rel=1e-6) and slots[1]["started"] == 0.0
+    assert lrs[2] == pytest.approx(BASE * START * growth(0), rel=1e-5)  # as from the first update (growth test)
+    assert lrs[3] == pytest.approx(lrs[2] * growth(1), rel=1e-5)
+
+
+@pytest.mark.parametrize("logging_steps", [1, 2, 7])
+def test_in_rl_the_lr_is_base_lr_whatever_the_logging_interval(logging_steps: int) -> None:
+    # New-user finding: with TRL's logging_steps > 1 the signal-less updates between log rows started the search
+    # (base_lr/2) and the first reward then ended it there, so an RL run's lr depended on logging_steps by 2x.
+    cfg = A.recommended(1e-3)
+    state = A.init(cfg, xp=_scalar)
+    lrs, factors = [], []
+    for t in range(1, 30):  # before the slope test's first test (30 steps), which may cut this flat objective
+        sig = A.Signals(loss=-0.5, reward=0.5, kl=0.01, grad_norm=1.0) if t % logging_steps == 0 else A.Signals()
+        state, hp = A.update(cfg, state, sig)
+        lrs.append(float(hp.lr))
+        factors.append(float(A.diagnostics(cfg, state)["search.range/factor"]))
+    assert lrs == pytest.approx([1e-3] * len(lrs), rel=1e-6) and factors == [1.0] * len(lrs)
+    assert A.diagnostics(cfg, state)["search.range/event"] == 4  # "off"
+
+
+def test_a_reward_first_seen_after_the_search_started_undoes_it() -> None:
+    cfg = search_only()
+    state = A.init(cfg, xp=_scalar)
+    for n in range(10):  # loss-only rows: the search starts and grows
+        state, hp = A.update(cfg, state, A.Signals(loss=1.0 - 0.01 * n))
+    assert float(hp.lr) != pytest.approx(BASE, rel=1e-3)
+    state, hp = A.update(cfg, state, A.Signals(loss=0.9, reward=0.3))
+    assert float(hp.lr) == pytest.approx(BASE, rel=1e-6) and state.rule_state["search.range.phase"] == 3.0
+    assert A.diagnostics(cfg, state)["search.range/event"] == 4  # "off", not "landed"
+    state, hp = A.update(cfg, state, A.Signals(loss=0.5, reward=0.3))
+    assert float(hp.lr) == pytest.approx(BASE, rel=1e-6)
 
 
 def test_in_rl_the_search_does_not_run_and_the_default_config_never_grows() -> None:

@@ -67,6 +67,7 @@ SLOTS = (
     Slot("phase"), Slot("n"), Slot("m"), Slot("m_pow", init=1.0), Slot("d2"), Slot("y_prev"), Slot("sigma"),
     Slot("level0"), Slot("best", init=1e30), Slot("s_best"), Slot("since"), Slot("s"), Slot("n_back"),
     Slot("ref"), Slot("n_high"), Slot("landed"), Slot("started"), Slot("y_first"), Slot("busy", init=1.0),
+    Slot("n_bad"),
 )
 
 
@@ -91,7 +92,8 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     Neural Networks", WACV, Sec. 3.3; fastai's ``lr_find``) run inside the real
     run, as the adaptive warm-up of Kim et al. (2021, "Automated Learning Rate
     Scheduler for Large-batch Training", ICML AutoML workshop) does: the lr
-    starts at ``base_lr * start`` and grows by ``g_n = g^(1/(1 + n/tau))`` per
+    starts at ``base_lr * start`` at the first supplied loss (signal-less
+    updates before it leave ``base_lr``) and grows by ``g_n = g^(1/(1 + n/tau))`` per
     observation (``n`` observations so far; fast at first, about 10x within 25
     observations from ``g = 1.12``, slower as the edge nears so the stop is
     precise) while the loss keeps improving, and lands below the lr where it
@@ -124,25 +126,35 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     * *done*: the search adds nothing more; the other rules act (the
       ``anneal`` rule's legs start here).
 
-    A supplied non-finite loss lands at once (responding) or backs off
-    (warming). The search also ends at ``max_samples`` observations (landing
+    A supplied non-finite loss holds the search (no growth, no test; a
+    transient NaN from one bad batch changes nothing); three in a row land
+    (responding) or back off (warming, or from the backing off go on
+    shrinking). The search also ends at ``max_samples`` observations (landing
     as above when responding), and holds where growth stops, at
     ``min(max_growth, max_lr/base_lr)``. When the run reports a reward
     or a KL (RL fine-tuning) the search does not run: there the KL budget, not
     the objective's stability, bounds the lr, and growth would push the KL up
-    (``kl_rule="target"`` steers it). Deterministic given the signals; needs no
+    (``kl_rule="target"`` steers it); one first seen after the search started
+    (loss-only log rows before it) undoes the search's factor, back to
+    ``base_lr``. Deterministic given the signals; needs no
     step count.
     """
     sl = ctx.slots
     rl = _seen(xp, ctx.signals.get("reward"), ctx.signals.get("kl"))
+    # RL seen after the search started (loss-only rows first): undo what it did, back to base_lr
+    rl_off = xp.logical_and(rl, xp.logical_and(sl["phase"] < 2.5, sl["started"] > 0.5))
     phase = xp.where(rl, DONE, sl["phase"])
     ok = obs.ok
-    first = xp.logical_and(sl["started"] < 0.5, xp.logical_not(rl))  # the first update: jump to the start
+    # the first supplied loss (finite or not; signal-less updates before it change nothing): jump to the start
+    first = xp.logical_and(xp.logical_and(sl["started"] < 0.5, xp.logical_not(rl)), _or(xp, ok, obs.bad))
     l_start = log_knob(xp, knobs.start)
     s = xp.where(first, l_start, sl["s"])
     s_best_in = xp.where(first, l_start, sl["s_best"])
     searching = phase < 2.5
     bad = xp.logical_and(searching, obs.bad)
+    # a NaN/inf loss holds the search; _TOO_HIGH_RUN of them in a row end it (back off, or land)
+    n_bad = xp.where(bad, sl["n_bad"] + 1.0, xp.where(ok, 0.0, sl["n_bad"]))
+    bad_run = xp.logical_and(bad, n_bad >= _TOO_HIGH_RUN)
     y = obs.x
     b = knobs.beta
     n = xp.where(ok, sl["n"] + 1.0, sl["n"])
@@ -206,31 +218,35 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     inc_grow = xp.where(xp.logical_and(ok, may_grow), lg, 0.0)
     inc_grow = xp.where(finish, target - s, inc_grow)
     inc_grow = xp.where(to_back, -l_back, inc_grow)
-    n_back = xp.where(xp.logical_and(backing, ok), sl["n_back"] + 1.0, sl["n_back"])
+    n_back = xp.where(xp.logical_and(backing, _or(xp, ok, bad)), sl["n_back"] + 1.0, sl["n_back"])
     # recovered: the raw loss falls again and its smoothed level is back below where the backing off began
     recovered = xp.logical_and(
         xp.logical_and(xp.logical_and(backing, ok), n_back >= 2.0),
         xp.logical_and(y < sl["y_prev"], mhat < sl["ref"]),
     )
     end_back = _or(xp, recovered, xp.logical_and(backing, n_back >= _MAX_SHRINK))
-    inc_back = xp.where(xp.logical_and(xp.logical_and(backing, ok), xp.logical_not(end_back)), -math.log(_SHRINK), 0.0)
+    shrink = xp.logical_and(xp.logical_and(backing, _or(xp, ok, bad)), xp.logical_not(end_back))
+    inc_back = xp.where(shrink, -math.log(_SHRINK), 0.0)
     inc = xp.where(growing, inc_grow, xp.where(backing, inc_back, 0.0))
-    inc = xp.where(bad, xp.where(responding, land - s, -l_back), inc)
+    inc = xp.where(xp.logical_and(bad_run, growing), xp.where(responding, land - s, -l_back), inc)
+    back_bad = xp.logical_and(bad_run, warming)
     new_phase = xp.where(to_resp, RESPONDING, phase)
-    new_phase = xp.where(_or(xp, to_back, xp.logical_and(bad, warming)), BACKING_OFF, new_phase)
-    new_phase = xp.where(_or(xp, finish, xp.logical_and(bad, responding)), DONE, new_phase)
+    new_phase = xp.where(_or(xp, to_back, back_bad), BACKING_OFF, new_phase)
+    new_phase = xp.where(_or(xp, finish, xp.logical_and(bad_run, responding)), DONE, new_phase)
     new_phase = xp.where(end_back, DONE, new_phase)
-    ref = xp.where(to_back, mhat, sl["ref"])
+    ref = xp.where(to_back, mhat, xp.where(back_bad, xp.where(n > 0.5, mhat, 1e30), sl["ref"]))
     landed = xp.where(xp.logical_and(searching, new_phase > 2.5), s + inc, sl["landed"])
     new = {
         "phase": new_phase, "n": n, "m": m, "m_pow": m_pow, "d2": d2, "y_prev": xp.where(ok, y, sl["y_prev"]),
-        "sigma": sigma, "level0": level0, "best": best, "s_best": s_best, "since": since, "s": s + inc,
+        "sigma": sigma, "level0": level0, "best": best, "s_best": s_best, "since": since,
+        "s": xp.where(rl_off, 0.0, s + inc),
         "n_back": n_back, "ref": ref, "n_high": n_high, "landed": landed,
-        "started": xp.where(first, 1.0, sl["started"]),
+        "started": xp.where(rl_off, 0.0, xp.where(first, 1.0, sl["started"])),  # 0 after rl_off: the event says "off"
         "y_first": y_first,
         "busy": xp.where(searching, 1.0, 0.0),  # searching at this step (the landing step included)
+        "n_bad": n_bad,
     }
-    out = xp.where(searching, xp.where(first, inc + l_start, inc), 0.0)
+    out = xp.where(searching, xp.where(first, inc + l_start, inc), xp.where(rl_off, -sl["s"], 0.0))
     return out, new
 
 

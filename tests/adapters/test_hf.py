@@ -283,8 +283,8 @@ def test_helper_says_when_the_config_overrides_the_trainers_learning_rate(tmp_pa
     args = transformers.TrainingArguments(output_dir=str(tmp_path), learning_rate=3e-3, report_to=[], use_cpu=True)
     with pytest.warns(UserWarning, match=r"base_lr=0\.001 .*args\.learning_rate=0\.003.*scheduler sets"):
         setup = adaptive_trainer_setup(model, args, adaptive_sched.recommended(1e-3))
-    # the config's base_lr is what runs: recommended()'s lr search starts at base_lr * search_start (issue 16)
-    assert setup.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)
+    # the config's base_lr is what runs (recommended()'s lr search starts from it at the first logged loss)
+    assert setup.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         adaptive_trainer_setup(model, args, adaptive_sched.recommended(args.learning_rate))
