@@ -64,10 +64,15 @@ def note_if_never_annealed(sched: Any, caller: str) -> None:
     sched._noted_unannealed = True
     n_min = int(float(cfg.anneal_min_samples))
     after = " after the lr search" if getattr(cfg, "search_rule", "none") != "none" else ""
+    if getattr(cfg, "cooldown_rule", "none") == "none":
+        advice = ("The config has no cooldown (cooldown_rule='none'): add one (cooldown_rule='linear', as "
+                  "recommended() has) and the framework's max_steps decays the lr over the end of the run.")
+    else:
+        advice = ("For short runs give the horizon (recommended(base_lr, total_steps=...), or the framework's "
+                  "max_steps) so the cooldown decays it.")
     warnings.warn(
         f"{caller}: training ended after {sched.optimizer_steps} optimizer steps and the slope test never ran (it "
-        f"first tests {n_min} steps into a leg{after}), so nothing annealed the lr. For short runs give the horizon "
-        "(recommended(base_lr, total_steps=...), or the framework's max_steps) so the cooldown decays it.",
+        f"first tests {n_min} steps into a leg{after}), so nothing annealed the lr. {advice}",
         UserWarning,
         stacklevel=3,
     )

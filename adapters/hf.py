@@ -275,6 +275,11 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self._intake_at = 0  # the scheduler's optimizer-step count the intake's values belong to
         self.consumed: dict[str, int] = self._intake.consumed
         self.skipped: dict[str, int] = self._intake.skipped
+        if "grad_norm" in keys:
+            # The logs feed the gradient norm, so observe()'s "pass model= or grad_norm=" advice does not apply to
+            # a row without it (TRL's last, partial logging window): that row is "not observed". on_train_end
+            # warns instead if the key never came.
+            scheduler._warned.add("grad_norm")
 
     # ------------------------------------------------------------------ Trainer events
 
@@ -316,6 +321,20 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         note_if_never_annealed(self.scheduler, "AdaptiveSchedulerCallback")
+        key = self.keys.get("grad_norm")
+        never = float(self.scheduler.controller_state.grad_norm.decay_pow) >= 1.0  # no gradient norm ever observed
+        if key is not None and never and self.scheduler.optimizer_steps > 0 and not getattr(self, "_noted_gn", False):
+            self._noted_gn = True
+            cfg = self.scheduler.config
+            readers = [f"{f}={n!r}" for f, n in cfg.active if _rules.lookup(f[:-5], n).signal == "grad_norm"]
+            if readers:
+                warnings.warn(
+                    f"AdaptiveSchedulerCallback: grad_norm_key={getattr(key, '__name__', key)!r} never appeared in the "
+                    f"logs, so {', '.join(readers)} (which reads the gradient norm) held all run; log it or pass "
+                    "grad_norm_key= naming the logged key.",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     def on_log(
         self,

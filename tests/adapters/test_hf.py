@@ -447,3 +447,49 @@ def test_a_run_that_ends_before_the_first_slope_test_says_so() -> None:
         cb2 = AdaptiveSchedulerCallback(sched2)
         cb2.on_train_begin(SimpleNamespace(logging_steps=1, logging_strategy="steps"), SimpleNamespace(max_steps=20), None)  # type: ignore[arg-type]
         cb2.on_train_end(None, None, None)  # type: ignore[arg-type]
+
+
+def test_a_log_row_without_the_grad_norm_gives_no_observe_advice_and_a_missing_key_is_named() -> None:
+    # New-user finding: TRL's last, partial logging window has no grad_norm; the torch adapter's warning then
+    # told a Trainer user to pass observe(model=...), a call the user never makes.
+    import warnings
+
+    import adaptive_sched
+
+    opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1, total_steps=8))
+    cb = AdaptiveSchedulerCallback(sched)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in range(1, 9):
+            opt.step()
+            sched.step()
+            cb.consume({"loss": 1.0 - 0.01 * t, "grad_norm": 1.0} if t < 8 else {"loss": 0.9})  # the last row lacks it
+        cb.on_train_end(None, None, None)  # type: ignore[arg-type]
+    # a grad_norm_key that never appears in the logs: the guard held all run, and the end of training says so
+    opt2 = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+    sched2 = AdaptiveScheduler(opt2, adaptive_sched.recommended(0.1, total_steps=8))
+    cb2 = AdaptiveSchedulerCallback(sched2, grad_norm_key="gradient_norm")
+    for t in range(1, 9):
+        opt2.step()
+        sched2.step()
+        cb2.consume({"loss": 1.0 - 0.01 * t, "grad_norm": 1.0})
+    with pytest.warns(UserWarning, match=r"grad_norm_key='gradient_norm' never appeared in the logs, so lr_rule='grad_norm'"):
+        cb2.on_train_end(None, None, None)  # type: ignore[arg-type]
+
+
+def test_the_never_annealed_note_names_a_missing_cooldown() -> None:
+    # New-user finding: with max_steps given but cooldown_rule="none", the note advised giving the horizon.
+    from types import SimpleNamespace
+
+    import adaptive_sched
+
+    opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1, cooldown_rule="none"))
+    cb = AdaptiveSchedulerCallback(sched)
+    cb.on_train_begin(SimpleNamespace(logging_steps=1, logging_strategy="steps"), SimpleNamespace(max_steps=20), None)  # type: ignore[arg-type]
+    for _ in range(20):
+        opt.step()
+        sched.observe(loss=1.0, grad_norm=1.0)
+    with pytest.warns(UserWarning, match=r"never ran .*no cooldown \(cooldown_rule='none'\)"):
+        cb.on_train_end(None, None, None)  # type: ignore[arg-type]
