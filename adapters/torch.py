@@ -28,7 +28,7 @@ from adaptive_sched._core import Hparams, State, init, set_slots
 from adaptive_sched._distributed import SignalSync
 from adaptive_sched._hostpath import HostController, as_python, compile_diagnostics, flatten_state
 from adaptive_sched._signals import SIGNAL_NAMES, check_signal, clip_signal, from_keywords, host_value
-from adaptive_sched.rules.cooldown import start_cooldown
+from adaptive_sched.rules.cooldown import start_cooldown_for
 
 __all__ = ["FORMAT_VERSION", "AdaptiveScheduler", "grad_norm"]
 
@@ -512,7 +512,7 @@ class AdaptiveScheduler(LRScheduler):
         Raises:
           ValueError: the config's ``cooldown_rule`` is ``"none"``, or ``steps``/``start`` are invalid.
         """
-        new = start_cooldown(self._config, self._ctl.state, steps, start)
+        new = start_cooldown_for(self._config, self._ctl.state, steps, start, caller="AdaptiveScheduler.cooldown")
         flat = flatten_state(new)
         self._ctl.flat = as_python(self._config, flat) if self._device is None else flat
 

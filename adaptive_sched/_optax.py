@@ -422,27 +422,28 @@ def start_cooldown(opt_state: Any, config: Config, steps: Any, start: Any = None
     Args:
       opt_state: the optimizer state.
       config: the config the transformation was built with; its ``cooldown_rule`` must not be ``"none"``.
-      steps: the cooldown's length in updates (>= 1; may be traced).
+      steps: the cooldown's length in updates (a whole number >= 1; may be traced).
       start: the step after which it begins (default: now; may be traced).
 
     Raises:
       ValueError: no controller state in ``opt_state``, or as :func:`adaptive_sched.start_cooldown`.
     """
-    from adaptive_sched.rules.cooldown import start_cooldown as _start
+    from adaptive_sched.rules.cooldown import start_cooldown_for
 
     found = []
 
     def visit(node: Any) -> Any:
         if isinstance(node, (AdaptiveHyperparamsState, ScaleByControllerState)):
             found.append(node)
-            return node._replace(controller=_start(config, node.controller, steps, start))
+            new = start_cooldown_for(config, node.controller, steps, start, caller="adaptive_sched.optax.start_cooldown")
+            return node._replace(controller=new)
         return node
 
     is_ours = lambda x: isinstance(x, (AdaptiveHyperparamsState, ScaleByControllerState))  # noqa: E731
     out = jax.tree.map(visit, opt_state, is_leaf=is_ours)
     if not found:
         raise ValueError(
-            "start_cooldown: opt_state holds no adaptive_sched controller state (from "
+            "adaptive_sched.optax.start_cooldown: opt_state holds no adaptive_sched controller state (from "
             "adaptive_sched.optax.inject_hyperparams or scale_by_controller)"
         )
     return out

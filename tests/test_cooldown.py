@@ -93,8 +93,10 @@ def test_start_cooldown_is_jit_safe_and_the_optax_door_finds_every_controller() 
         lrs.append(float(optax.tree.get(opt_state, "learning_rate")))
     assert lrs[-2] == pytest.approx(float(cfg.min_lr)) and lrs[-1] == pytest.approx(float(cfg.min_lr))
     assert lrs[0] > lrs[1] > lrs[2]
-    with pytest.raises(ValueError, match="holds no adaptive_sched controller state"):
+    with pytest.raises(ValueError, match=r"^adaptive_sched\.optax\.start_cooldown: opt_state holds no adaptive_sched controller"):
         A.optax.start_cooldown(optax.adam(1e-3).init(params), cfg, 4)
+    with pytest.raises(ValueError, match=r"^adaptive_sched.optax.start_cooldown\(steps=-2\) is invalid"):
+        A.optax.start_cooldown(opt_state, cfg, -2)
 
 
 def test_errors_name_the_problem() -> None:
@@ -103,8 +105,10 @@ def test_errors_name_the_problem() -> None:
         A.start_cooldown(A.Config(), state, 10)
     cfg = A.recommended(BASE)
     state = A.init(cfg, xp=_scalar)
-    with pytest.raises(ValueError, match=r"start_cooldown\(steps=0\) is invalid: must be a finite number >= 1"):
+    with pytest.raises(ValueError, match=r"start_cooldown\(steps=0\) is invalid: must be a whole number of update calls >= 1"):
         A.start_cooldown(cfg, state, 0)
+    with pytest.raises(ValueError, match=r"start_cooldown\(steps=2\.5\) is invalid: must be a whole number"):
+        A.start_cooldown(cfg, state, 2.5)  # a count of update calls (accepted before)
     with pytest.raises(ValueError, match=r"start_cooldown\(start=-3\) is invalid"):
         A.start_cooldown(cfg, state, 5, start=-3)
     with pytest.raises(ValueError, match=r"cooldown_fraction=1\.5 is invalid: must be a number in \(0, 1\]"):
@@ -150,8 +154,12 @@ def test_cooldown_resumes_exactly_from_a_checkpoint_taken_mid_cooldown(device_mo
         again.append(float(opt2.param_groups[0]["lr"]))
     assert again == full[40:]  # bit for bit
     assert full[49] == pytest.approx(BASE / 100)  # min_lr at the 20th step of the cooldown (update 50)
-    with pytest.raises(ValueError, match="cooldown_rule is 'none'"):
+    with pytest.raises(ValueError, match=r"^AdaptiveScheduler\.cooldown: the config's cooldown_rule is 'none'"):
         A.AdaptiveScheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), lr_rule="trend").cooldown(5)
+    # the errors name the method the user called (they named start_cooldown, new-user finding)
+    for bad in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match=rf"^AdaptiveScheduler.cooldown\(steps={bad!r}\) is invalid: must be a whole"):
+            resumed.cooldown(bad)
 
 
 def test_hf_callback_takes_the_horizon_from_max_steps_unless_known_or_resumed() -> None:

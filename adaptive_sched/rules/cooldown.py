@@ -79,7 +79,7 @@ cooldown_cosine.__doc__ = r"""Cosine: as ``linear`` with ``c(p) = (1 + cos(pi p)
 
 
 
-def cooldown_slots(state: Any, steps: Any, start: Any = None) -> dict[str, Any]:
+def cooldown_slots(state: Any, steps: Any, start: Any = None, *, caller: str = "start_cooldown") -> dict[str, Any]:
     """The cooldown slots that make a cooldown of ``steps`` update calls begin after step ``start`` (default: now).
 
     ``start`` is a step count like ``state.step`` (the cooldown's first
@@ -88,28 +88,33 @@ def cooldown_slots(state: Any, steps: Any, start: Any = None) -> dict[str, Any]:
     end of a run whose length becomes known later, as the HF and Lightning
     callbacks do). Values, not Python numbers, are fine: this is jit-safe.
 
+    Args:
+      state, steps, start: as :func:`start_cooldown`.
+      caller: the function named in an error message (the front door the user called).
+
     Raises:
-      ValueError: a concrete ``steps`` that is not a number >= 1, or a concrete ``start`` < 0.
+      ValueError: a concrete ``steps`` that is not a whole number >= 1, or a concrete ``start`` that is not a
+        whole number >= 0.
     """
-    _check_number("steps", steps, 1.0)
+    _check_count(caller, "steps", steps, 1)
     if start is None:
         start = state.step
     else:
-        _check_number("start", start, 0.0)
+        _check_count(caller, "start", start, 0)
     return {"start": start, "length": steps}
 
 
-def _check_number(name: str, value: Any, low: float) -> None:
-    if isinstance(value, bool):
-        raise ValueError(f"start_cooldown({name}={value!r}) is invalid: must be a number >= {low:g}.")
+def _check_count(caller: str, name: str, value: Any, low: int) -> None:
+    """A concrete step count must be a whole number >= ``low``; a traced one is the caller's to check."""
+    bad = f"{caller}({name}={value!r}) is invalid: must be a whole number of update calls >= {low}."
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise ValueError(bad)
     try:
         v = float(value)
-    except (TypeError, ValueError):  # a tracer: checked by the caller that built it
-        if isinstance(value, (str, bytes)) or value is None:
-            raise ValueError(f"start_cooldown({name}={value!r}) is invalid: must be a number >= {low:g}.") from None
+    except (TypeError, ValueError):  # a tracer
         return
-    if not math.isfinite(v) or v < low:
-        raise ValueError(f"start_cooldown({name}={value!r}) is invalid: must be a finite number >= {low:g}.")
+    if not math.isfinite(v) or v < low or v != math.floor(v):
+        raise ValueError(bad)
 
 
 def start_cooldown(config: Any, state: Any, steps: Any, start: Any = None) -> Any:
@@ -126,20 +131,25 @@ def start_cooldown(config: Any, state: Any, steps: Any, start: Any = None) -> An
     Args:
       config: the config the state belongs to; its ``cooldown_rule`` must not be ``"none"``.
       state: the controller's :class:`~adaptive_sched.State`.
-      steps: the cooldown's length in update calls (>= 1).
-      start: the step after which it begins (default ``state.step``: the next update).
+      steps: the cooldown's length in update calls (a whole number >= 1; traced values are not checked).
+      start: the step after which it begins (default ``state.step``: the next update; a whole number >= 0).
 
     Raises:
       ValueError: ``cooldown_rule`` is ``"none"`` (say which rule to use), or ``steps``/``start`` are invalid.
     """
+    return start_cooldown_for(config, state, steps, start, caller="start_cooldown")
+
+
+def start_cooldown_for(config: Any, state: Any, steps: Any, start: Any, *, caller: str) -> Any:
+    """:func:`start_cooldown`, its errors naming ``caller`` (the front door the user called)."""
     from adaptive_sched._core import set_slots
 
     if getattr(config, "cooldown_rule", "none") == "none":
         raise ValueError(
-            "start_cooldown: the config's cooldown_rule is 'none'; use a config with cooldown_rule='linear' "
+            f"{caller}: the config's cooldown_rule is 'none'; use a config with cooldown_rule='linear' "
             "(or 'sqrt', 'cosine'), e.g. adaptive_sched.recommended(base_lr), which has one."
         )
-    return set_slots(config, state, "cooldown", **cooldown_slots(state, steps, start))
+    return set_slots(config, state, "cooldown", **cooldown_slots(state, steps, start, caller=caller))
 
 
 # --------------------------------------------------------------------------- explanation (diagnostics)
