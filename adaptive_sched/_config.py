@@ -281,8 +281,7 @@ def _init(obj: Config, active: tuple[tuple[str, str], ...], knobs: dict[str, Any
     object.__setattr__(obj, "_active", active)
     object.__setattr__(obj, "_knobs", knobs)
     object.__setattr__(obj, "_cache", {})
-    if not _registered[0] and "jax.tree_util" in sys.modules:
-        _register_with_jax()
+    pytree_if_jax()
 
 
 def _make(active: tuple[tuple[str, str], ...], knobs: dict[str, Any]) -> Config:
@@ -294,8 +293,9 @@ def _make(active: tuple[tuple[str, str], ...], knobs: dict[str, Any]) -> Config:
 
 # --------------------------------------------------------------------------- JAX pytree
 # Registered when JAX is in use: at import if JAX is already imported, else at the
-# first Config built (or unpickled) once it is, and by every module that uses JAX
-# with configs (adaptive_sched.optax, sweeps, the core under JAX). No import hook.
+# first Config built (or unpickled) or state made (init) once it is, and by every
+# module that uses JAX with configs (adaptive_sched.optax, sweeps, the core under
+# JAX). No import hook.
 
 _registered = [False]
 
@@ -326,5 +326,15 @@ def ensure_pytree() -> None:
     _register_with_jax()
 
 
-if "jax.tree_util" in sys.modules:
-    _register_with_jax()
+def pytree_if_jax() -> None:
+    """Register :class:`Config` with JAX's pytree registry if JAX is imported (never imports it).
+
+    Called when a Config is built and by :func:`adaptive_sched.init`, so a
+    config built before ``import jax`` is a pytree by the time its state
+    exists (and ``jax.jit(update)`` sees it).
+    """
+    if not _registered[0] and "jax.tree_util" in sys.modules:
+        _register_with_jax()
+
+
+pytree_if_jax()

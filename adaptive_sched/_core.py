@@ -39,7 +39,7 @@ import math
 from typing import Any, NamedTuple
 
 from adaptive_sched import _rules, _scalar
-from adaptive_sched._config import Config, ensure_pytree
+from adaptive_sched._config import Config, ensure_pytree, pytree_if_jax
 from adaptive_sched._rules import Obs, Outcome, RuleContext, knobs_of, slot_key
 from adaptive_sched._signals import SIGNAL_LIMIT, SIGNAL_NAMES, Signals, beta_field, check_signal, clip_signal
 from adaptive_sched.rules._math import TINY, log_knob
@@ -179,6 +179,7 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     """
     if not isinstance(config, Config):
         raise TypeError(f"init(config=...) expects an adaptive_sched.Config, got {type(config).__name__}")
+    pytree_if_jax()  # a config built before `import jax` is a pytree once its state exists
     if xp is None:
         leaf = config.base_lr
         if isinstance(leaf, (int, float)):

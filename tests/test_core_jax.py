@@ -188,3 +188,19 @@ def test_import_imports_no_optional_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_config_built_before_jax_is_imported_jits_once_its_state_exists() -> None:
+    # New-user finding: a Config built before `import jax` (a configs module, a notebook cell) was an opaque
+    # leaf, and jax.jit(A.update) rejected it until some other Config happened to be built.
+    code = (
+        "import adaptive_sched as A; cfg = A.recommended(1e-4)\n"
+        "import jax\n"
+        "state = A.init(cfg)\n"
+        "state, hp = jax.jit(A.update)(cfg, state, A.Signals(loss=1.0, grad_norm=1.0))\n"
+        "assert len(jax.tree.leaves(cfg)) == len(cfg.knobs), jax.tree.leaves(cfg)\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
