@@ -283,6 +283,11 @@ class AdaptiveScheduler(LRScheduler):
                 f"({len(self.optimizer.param_groups)} param group(s))\n    config: {self._config!r}\n"
                 f"    mode: {'host' if self._device is None else 'device'}, step: {self.last_epoch}, "
                 f"lr: {float(lr) if self._device is None else lr!r}\n")  # fmt: skip
+        if self._device is None and self.optimizer.param_groups:
+            cur = _lr_value(self.optimizer.param_groups[0]["lr"])
+            if not math.isclose(cur, float(lr), rel_tol=1e-6):
+                text += (f"    optimizer lr (group 0): {cur!r} (changed by another scheduler or by hand; the "
+                         "controller's factor multiplies onto it)\n")  # fmt: skip
         decisions = self._decisions()
         return text + (f"    decisions: {decisions}\n" if decisions else "") + ")"
 

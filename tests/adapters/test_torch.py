@@ -761,3 +761,9 @@ def test_repr_is_a_few_readable_lines_and_the_readme_says_what_to_read() -> None
     section = readme.split("## Quickstart: PyTorch", 1)[1].split("\n## ", 1)[0]
     for name in ("sched.hparams", "sched.controller_state", "sched.config", "sched.get_last_lr()"):
         assert name in section, name
+    assert "optimizer lr" not in text
+    # New-user finding: once something else changed the group's lr, repr still showed only the controller's lr
+    sched.optimizer.param_groups[0]["lr"] = 2e-4
+    sched.observe(loss=1.0)
+    text = repr(sched)
+    assert "optimizer lr (group 0): " in text and "changed by another scheduler or by hand" in text, text
