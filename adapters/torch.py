@@ -458,15 +458,15 @@ class AdaptiveScheduler(LRScheduler):
         groups, recs = self.optimizer.param_groups, self._groups
         if len(groups) != len(recs):
             self._adopt(groups)
-        host = self._device is None
+        host, ref = self._device is None, self._ref_lr
         identity = host and lr_scale == 1.0  # every rule "none": each group's own base lr, bit for bit
         for g, r in zip(groups, recs):
             cur, base = g["lr"], r.base
-            v = base if identity else (lr if base == self._ref_lr else lr_scale * base)
+            v = base if identity else (lr if base == ref else lr_scale * base)
             if host and cur.__class__ is float:
-                if absolute or (cur == r.written and not r.chained):
+                if absolute:
                     r.chained = False
-                else:  # someone else changed it: this update as a factor on top (torch's chainable form)
+                elif r.chained or cur != r.written:  # someone else changed it: a factor on top (torch's chainable form)
                     v, r.chained = cur * (lr_scale / r.scale), True
                 g["lr"] = r.written = v
             elif not isinstance(cur, torch.Tensor):

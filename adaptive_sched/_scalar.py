@@ -22,9 +22,11 @@ in float32 (``exp``, ``log``, ``log1p``, ``cos``, and ``sqrt``: torch's float32
 ``sqrt`` on AVX-512 CPUs is off by an ulp on about one input in six) are
 computed in float64 and rounded once, in host and device mode alike: the
 correctly rounded float32 value in all but astronomically rare cases. So host
-and device mode agree bit for bit. Rounding uses a one-slot ``array('f')``
-(CPython converts a double to a C float on assignment: IEEE round to nearest,
-overflow to inf), measured the fastest way to round in pure Python.
+and device mode agree bit for bit. Rounding stores into and reads back a
+one-slot ``memoryview`` of format ``'f'`` (CPython converts a double to a C
+float on assignment: IEEE round to nearest, overflow to inf, exactly as
+``array('f')`` does), measured the fastest way to round in pure Python (about
+25 ns a rounding against about 45 ns through the array itself).
 
 The namespace follows the Array API for 0-d inputs, except that nothing here
 ever returns NaN where the array versions would: the core sanitises its inputs
@@ -41,7 +43,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-_BUF = array("f", [0.0])
+_BUF = memoryview(array("f", [0.0]))  # item access on a memoryview is faster than on the array
 
 
 def round_f32(x: float) -> float:
