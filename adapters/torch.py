@@ -365,7 +365,8 @@ class AdaptiveScheduler(LRScheduler):
         Args:
           loss: training loss (lower is better); R: reward (higher is better; alias of ``reward=``).
           model: with a rule reading the gradient norm and no ``grad_norm=``, its gradients' global L2
-            norm is used (call before ``zero_grad``).
+            norm is used (call before ``zero_grad``); ``grad_norm=None`` without ``model=`` says it was
+            not observed this step (the rule holds, no warning).
           *more, **signals: the other :class:`~adaptive_sched.Signals` fields, by name or after ``model``.
           replace: redo this optimizer step's update with these signals instead of making another (a
             :meth:`step` update is always replaced); the HF callback merges log rows this way.
@@ -375,10 +376,11 @@ class AdaptiveScheduler(LRScheduler):
           ValueError: a tensor signal with more than one element.
         """
         if more or signals or replace or model is not None or self._general:
+            given = bool(more) or "grad_norm" in signals  # grad_norm=None given: not observed, no advice
             signals["loss"] = loss
             values, labels = from_keywords("observe()", signals, more, _POSITIONAL, ("R", "reward", R))
             values = [self._signal(f"observe({lb}=...)", v) for lb, v in zip(labels, values)]
-            if self._reads_grad_norm and values[2] is None:
+            if self._reads_grad_norm and values[2] is None and (model is not None or not given):
                 values[2] = self._model_grad_norm(model)
             self._advance(values, "replace" if replace else "observe")
             return

@@ -727,6 +727,23 @@ def test_grad_norm_rule_without_its_signal_warns_once() -> None:
         AdaptiveScheduler(opt, lr_rule="trend").observe(loss=1.0)  # no rule reads it
 
 
+def test_grad_norm_passed_as_none_is_a_choice_not_a_missing_signal() -> None:
+    """``grad_norm=None`` (by keyword or position) says "not observed this step": no advice to pass model=."""
+    import warnings
+
+    import adaptive_sched
+
+    opt = torch.optim.SGD(torch.nn.Linear(3, 1).parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AdaptiveScheduler(opt, adaptive_sched.recommended(0.1)).observe(loss=1.0, grad_norm=None)
+        AdaptiveScheduler(opt, adaptive_sched.recommended(0.1)).observe(1.0, None, None, None)
+    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1))
+    sched.observe(loss=1.0, grad_norm=None)
+    with pytest.warns(UserWarning, match=r"neither grad_norm= nor model="):
+        sched.observe(loss=1.0)  # the advice still comes when the signal is left out
+
+
 def test_config_mismatch_hint_only_when_base_lr_came_from_the_optimizer() -> None:
     import adaptive_sched
 
