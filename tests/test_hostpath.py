@@ -155,3 +155,16 @@ def test_large_step_counts_become_float32_as_arrays_convert_them() -> None:
         state, hp = A.update(cfg, state, A.Signals())
         assert host.update() == (hp.lr, hp.momentum, hp.lr_scale)
         assert tuple(float(v) for v in dev.update()) == (hp.lr, hp.momentum, hp.lr_scale)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(x=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(HOSTILE_VALUES)))
+def test_round_f32_is_numpys_float32_conversion(x: float) -> None:
+    """The host path's rounding (a store into a one-slot ``'f'`` buffer) is IEEE round to nearest, overflow to inf."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        want = float(np.asarray(x, dtype=np.float64).astype(np.float32))
+    got = _scalar.round_f32(x)
+    assert type(got) is float
+    assert same(got, want) and math.copysign(1.0, got) == math.copysign(1.0, want)
