@@ -43,7 +43,9 @@ from array import array
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-_BUF = memoryview(array("f", [0.0]))  # item access on a memoryview is faster than on the array
+# A float32 view of a one-slot array: item access on a memoryview is faster than
+# on the array; the byte cast in between is how a memoryview gets format "f".
+_BUF = memoryview(array("f", [0.0])).cast("B").cast("f")
 
 
 def round_f32(x: float) -> float:
