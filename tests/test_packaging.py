@@ -29,3 +29,11 @@ def test_every_package_of_the_tree_is_in_the_wheel() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
     missing = _source_packages() - listed
     assert not missing, f"packages in the tree but not in pyproject's [tool.setuptools] packages: {sorted(missing)}"
+
+
+def test_license_is_an_spdx_expression() -> None:
+    # setuptools deprecates the TOML-table form ``license = {text = ...}`` and stops building it after
+    # 2027-02-18; the SPDX string needs setuptools >= 77 (PEP 639), so the build requirement says so.
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert meta["project"]["license"] == "MIT"
+    assert "setuptools>=77" in meta["build-system"]["requires"]
