@@ -122,3 +122,17 @@ def test_bench_heldout_tasks_runs_small() -> None:
     for rows in out.values():
         assert list(rows)[:3] == ["before", "ours", "ours-horizon"]
         assert all(np.isfinite(r["base"]) for r in rows.values())
+
+
+def test_screen_search_knobs_runs_small_and_a_default_override_changes_nothing() -> None:
+    pytest.importorskip("optax")
+    mod = load_example("screen_search_knobs")
+    variants = '{"default": {}, "same": {"search_backoff": 2.0}, "bo3": {"search_backoff": 3.0}}'
+    out = mod.main(["--tasks", "logreg,quadratic", "--size", "tiny", "--steps", "30", "--seeds", "1",
+                    "--variants", variants])  # fmt: skip
+    assert list(out) == ["logreg", "quadratic"]
+    for row in out.values():
+        assert list(row["gaps"]) == ["default", "same", "bo3"]
+        assert all(np.isfinite(g) for pair in row["gaps"].values() for g in pair)
+        assert row["gaps"]["same"] == row["gaps"]["default"]  # the default knob value, spelt out
+        assert row["best"][0] in mod._methods.PEER_NAMES
