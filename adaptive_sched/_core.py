@@ -330,13 +330,20 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
 
     views: dict[str, Obs | None] = {}  # filled below; clock rules run before any signal is observed
     searching: Any = False  # True while a busy rule (the lr search) that already ran is still acting
+    planned: Any = False  # True while a rule will anneal the lr at known steps (a cooldown is scheduled)
+    for rule in rules:
+        if rule.planned is not None:
+            mine = rule.planned(xp, knobs_of(rule, cfg), {s.name: slots[slot_key(rule, s)] for s in rule.slots})
+            planned = mine if planned is False else xp.logical_not(
+                xp.logical_and(xp.logical_not(planned), xp.logical_not(mine))
+            )
 
     def run(rule: _rules.Rule, obs: Obs | None) -> Any:
         nonlocal searching
         own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
         extra = {name: views.get(name) for name in rule.reads}
         knobs = knobs_of(rule, cfg)
-        ctx = RuleContext(cfg, t, own, extra, searching)
+        ctx = RuleContext(cfg, t, own, extra, searching, planned)
         out = rule.fn(xp, obs, knobs, ctx)
         new: dict[str, Any] = {}
         if rule.slots:

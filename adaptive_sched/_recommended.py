@@ -42,8 +42,10 @@ def recommended(base_lr: Any, total_steps: Any = None, **overrides: Any) -> Conf
       loss falls significantly faster than its noise and cuts it when a t-test
       on the loss slope since the last change finds no significant progress
       (x0.6 if flat or rising, x0.9 if it still leans down; SASA/SLOPE, Lang,
-      Zhang & Xiao, 2019). Its own growth phase is off (the search replaces it).
-      It tests every 5 steps once 30 steps of its leg have passed, so a run
+      Zhang & Xiao, 2019). Once a cooldown is planned (``total_steps``, the
+      trainer's horizon, or a cooldown started) the x0.9 cut is off: the
+      cooldown anneals, and the test cuts only a stall. Its own growth phase
+      is off (the search replaces it). It tests every 5 steps once 30 steps of its leg have passed, so a run
       shorter than the search plus 30 steps is never cut by it.
     * ``lr_rule="grad_norm"`` (``grad_norm_power=0.5``), all along: the lr
       scales with ``sqrt(g_slow / g_t)``, damping transient spikes of the

@@ -207,6 +207,11 @@ class Rule:
         ``busy(slots) -> bool``, of its new slots, True while it is still
         acting; rules that run after it see ``ctx.searching`` (the ``anneal``
         rule's legs start once it is False).
+      planned: for a rule that will anneal the lr at known steps (the
+        ``cooldown`` family): ``planned(xp, knobs, slots) -> bool``, of the state's
+        slots, True once it is scheduled (a horizon, or a cooldown started);
+        every rule sees ``ctx.planned`` (the ``anneal`` rule then leaves the
+        gradual annealing to it).
       events: names of the decisions the rule reports as events (``"cut"``,
         ``"grew"``, ...); event ``i`` (1-based) is ``events[i - 1]``.
       event: ``event(xp, obs, knobs, ctx, outcome) -> code``, this step's
@@ -229,6 +234,7 @@ class Rule:
     formula: str = ""
     reads: tuple[str, ...] = ()
     busy: Callable[[Mapping[str, Any]], Any] | None = None
+    planned: Callable[[Any, Any, Mapping[str, Any]], Any] | None = None
     events: tuple[str, ...] = ()
     event: Callable[..., Any] | None = None
     explain: Callable[..., Mapping[str, Any]] | None = None
@@ -309,6 +315,9 @@ class RuleContext(NamedTuple):
       signals: the :class:`Obs` of each signal in the rule's ``reads`` (``{}`` if none).
       searching: True while a rule that ran before this one is still busy
         (:attr:`Rule.busy`: the lr search); Python ``False`` when no such rule is active.
+      planned: True while an active rule will anneal the lr at known steps
+        (:attr:`Rule.planned`: a cooldown with a horizon, or started); Python
+        ``False`` when no such rule is active.
     """
 
     config: Any
@@ -316,6 +325,7 @@ class RuleContext(NamedTuple):
     slots: Mapping[str, Any]
     signals: Mapping[str, Any] = types.MappingProxyType({})
     searching: Any = False
+    planned: Any = False
 
 
 def knobs_of(rule: Rule, config: Any) -> Any:

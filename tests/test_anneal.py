@@ -9,6 +9,7 @@ matrix in ``tests/streams.py`` (every rule, this one included).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any, NamedTuple
@@ -28,8 +29,8 @@ class _Obs(NamedTuple):
     x: Any
 
 
-def run_rule(stream: list[float], **knobs: float) -> tuple[dict[str, Any], list[float]]:
-    """The rule's function alone, in float64, over ``stream``: (final slots, increments)."""
+def run_rule(stream: list[float], planned: Any = False, **knobs: float) -> tuple[dict[str, Any], list[float]]:
+    """The rule's function alone, in float64, over ``stream``: (final slots, increments); ``planned``: ``ctx.planned``."""
     cfg = DEFAULTS.replace(**{f"anneal_{k}": v for k, v in knobs.items()})
     kn = _rules.knobs_of(RULE, cfg)
     kn = RULE.knobs_type(*(np.float64(v) for v in kn))
@@ -38,7 +39,7 @@ def run_rule(stream: list[float], **knobs: float) -> tuple[dict[str, Any], list[
     for t, y in enumerate(stream, 1):
         ok = np.isfinite(y)
         obs = _Obs(ok=ok, x=np.float64(y) if ok else np.float64(0.0))
-        inc, slots = RULE.fn(np, obs, kn, _rules.RuleContext(cfg, np.float64(t), slots))
+        inc, slots = RULE.fn(np, obs, kn, _rules.RuleContext(cfg, np.float64(t), slots, planned=planned))
         incs.append(float(inc))
     return slots, incs
 
@@ -108,6 +109,55 @@ def test_the_cut_is_scaled_by_the_evidence() -> None:
         seen.add(case)
         assert incs[-1] == pytest.approx(expected)
     assert seen == {"flat", "leaning", "progress"}  # the streams cover all three cases
+
+
+def test_a_planned_cooldown_replaces_the_gentle_cut_and_keeps_the_stall_cut() -> None:
+    """With ctx.planned (a cooldown scheduled), -t_q < T < 0 gives x drop_planned (1: none) and T >= 0 still x drop_flat."""
+    t = np.arange(1, 13)
+    noise = np.random.default_rng(2).standard_normal(12)
+    knobs = {"window_power": 0.0, "min_samples": 12.0, "test_every": 1.0, "grow": 0.0}
+    leaning = (1.0 - 0.005 * t + 0.05 * noise).tolist()  # T = -0.47: within noise (the test above)
+    flat = (1.0 + 0.02 * t + 0.05 * noise).tolist()  # T = 4.9
+    assert run_rule(leaning, **knobs)[1][-1] == pytest.approx(math.log(0.9))
+    for planned in (True, np.bool_(True)):  # Python and array booleans (jit gives the latter)
+        assert run_rule(leaning, planned=planned, **knobs)[1][-1] == 0.0
+        assert run_rule(leaning, planned=planned, drop_planned=0.8, **knobs)[1][-1] == pytest.approx(math.log(0.8))
+        assert run_rule(flat, planned=planned, **knobs)[1][-1] == pytest.approx(math.log(0.6))
+    assert run_rule(leaning, planned=np.bool_(False), **knobs)[1][-1] == pytest.approx(math.log(0.9))
+
+
+def _leaning_stream(n: int, seed: int = 0) -> list[A.Signals]:
+    rng = np.random.default_rng(seed)
+    return [A.Signals(loss=1.0 - 2e-4 * i + 0.05 * float(rng.standard_normal())) for i in range(n)]
+
+
+def _lrs(cfg: A.Config, stream: list[A.Signals], state: Any = None) -> list[float]:
+    state = A.init(cfg, xp=np) if state is None else state
+    out = []
+    for sig in stream:
+        state, hp = A.update(cfg, state, sig)
+        out.append(float(hp.lr))
+    return out
+
+
+def test_the_controller_plans_by_horizon_or_by_a_cooldown_started_by_hand() -> None:
+    """Through the whole controller: a horizon and a cooldown started by hand (both far ahead) give the same
+    lrs, with only x0.6 cuts; without either the gentle x0.9 cuts come; anneal_drop_planned=0.9 restores them."""
+    from streams import check_compiled_equals_generic
+
+    base = A.Config(anneal_rule="slope", cooldown_rule="linear", base_lr=1e-2, min_lr=1e-5, max_lr=1.0)
+    stream = _leaning_stream(300)
+    free = _lrs(base, stream)
+    horizon = base.replace(cooldown_total_steps=100_000.0)
+    by_horizon = _lrs(horizon, stream)
+    by_hand = _lrs(base, stream, A.start_cooldown(base, A.init(base, xp=np), 50_000, start=50_000))
+    assert by_horizon == by_hand
+    ratios = {round(b / a, 4) for a, b in itertools.pairwise(by_horizon) if b != a}
+    assert ratios == {0.6}, ratios
+    free_ratios = {round(b / a, 4) for a, b in itertools.pairwise(free) if b != a}
+    assert 0.9 in free_ratios, free_ratios  # the stream does lean down within noise
+    assert _lrs(horizon.replace(anneal_drop_planned=0.9), stream) == free
+    check_compiled_equals_generic(horizon, stream[:120])  # the host path's compiled update agrees bit for bit
 
 
 def test_steadily_falling_loss_is_never_cut() -> None:

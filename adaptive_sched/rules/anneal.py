@@ -24,6 +24,11 @@ ANNEAL_DROP = knob(
     "anneal_drop", 0.9, CHECKS["down"],
     "lr factor when the slope is negative but not significantly so (``-t_q < T < 0``; in (0, 1]).",
 )
+ANNEAL_DROP_PLANNED = knob(
+    "anneal_drop_planned", 1.0, CHECKS["down"],
+    "lr factor in place of ``anneal_drop`` while a cooldown is planned (``ctx.planned``; in (0, 1]): 1 leaves "
+    "the gradual annealing to the cooldown.",
+)
 ANNEAL_DROP_FLAT = knob(
     "anneal_drop_flat", 0.6, CHECKS["down"], "lr factor when the slope is flat or rising (``T >= 0``; in (0, 1])."
 )
@@ -85,7 +90,10 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       ``eta <- eta * drop_flat`` if ``T >= 0`` (the loss is flat or rising: no
       sign of progress), else ``eta <- eta * drop`` (it still leans down, within
       noise: a gentle cut, so the lr stays high while there may be progress,
-      as a cosine schedule does early on);
+      as a cosine schedule does early on); while a cooldown is planned (a
+      horizon, or one started: ``ctx.planned``) ``drop_planned`` (1: no cut)
+      replaces ``drop``: the cooldown anneals, as in warmup-stable-decay,
+      and the test cuts only a stall;
     * *grow* (before the first cut only, when ``anneal_grow = 1``; the warm-up
       role of SALSA, Zhang et al., 2020, without its line search):
       ``T < -t_q(z_up)`` and the slope at least as steep as at the previous
@@ -142,7 +150,10 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     grow_now = xp.logical_and(xp.logical_and(strong, steeper), knobs.grow > 0.5)
     stop_growing = _or(xp, _or(xp, stationary, xp.logical_and(strong, xp.logical_not(steeper))), knobs.grow < 0.5)
     change = _or(xp, stationary, grow_now)
-    cut = xp.where(tstat >= 0.0, log_knob(xp, knobs.drop_flat), log_knob(xp, knobs.drop))
+    lean = log_knob(xp, knobs.drop)
+    if ctx.planned is not False:  # a cooldown is scheduled: it anneals; the slope test cuts only a stall
+        lean = xp.where(ctx.planned, log_knob(xp, knobs.drop_planned), lean)
+    cut = xp.where(tstat >= 0.0, log_knob(xp, knobs.drop_flat), lean)
     inc = xp.where(stationary, cut, xp.where(grow_now, log_knob(xp, knobs.up), 0.0))
 
     fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy, "i_prev": i}
@@ -189,9 +200,9 @@ def _slope_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) 
 for _rule in (
     Rule("anneal", "slope", "increment", "loss", anneal_slope,
          {"min_samples": ANNEAL_MIN_SAMPLES, "test_every": ANNEAL_TEST_EVERY, "window_power": ANNEAL_WINDOW_POWER,
-          "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "drop_flat": ANNEAL_DROP_FLAT, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
+          "z_drop": ANNEAL_Z_DROP, "drop": ANNEAL_DROP, "drop_planned": ANNEAL_DROP_PLANNED, "drop_flat": ANNEAL_DROP_FLAT, "up": ANNEAL_UP, "z_up": ANNEAL_Z_UP, "grow": ANNEAL_GROW},
          slots=tuple(Slot(k, init=1.0 if k == "growing" else 0.0) for k in ANNEAL_SLOTS),
-         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once the leg is `n_min` steps long: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)',
+         formula='weighted LS slope `b` of the raw loss since the last lr change, `T = b/se(b)`; every `k` steps once the leg is `n_min` steps long: `η ← η·drop_flat` if `T ≥ 0`, `η·drop` if `−t_q(z_drop) < T < 0` (no significant progress; `drop_planned` while a cooldown is planned), before the first cut `η ← η·up` if `T < −t_q(z_up)` and steeper (SASA/SLOPE, Lang et al. 2019)',
          events=("grew", "cut", "held"), event=_slope_event, explain=_explain_slope),
 ):  # fmt: skip
     register(_rule)

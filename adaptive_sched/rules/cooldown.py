@@ -156,6 +156,11 @@ def start_cooldown_for(config: Any, state: Any, steps: Any, start: Any, *, calle
 
 
 
+def _planned(xp: Any, knobs: Any, slots: Any) -> Any:
+    """Scheduled: a horizon (``cooldown_total_steps > 0``) or a cooldown started by hand (its length set)."""
+    return xp.logical_not(xp.logical_and(knobs.total_steps < 0.5, slots["length"] < 0.5))
+
+
 def _cooldown_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
     """``cooldown``: the first decayed update (past ``T0`` with the horizon, or past the start set by hand)."""
     sl, t = ctx.slots, ctx.t
@@ -175,6 +180,7 @@ for _shape, _fn, _formula in (
             "cooldown", _shape, "schedule", None, _fn,
             {"total_steps": COOLDOWN_TOTAL_STEPS, "fraction": COOLDOWN_FRACTION},
             slots=SLOTS,
+            planned=_planned,
             events=("cooldown",),
             event=_cooldown_event,
             formula=(
