@@ -71,7 +71,11 @@ def _definitions() -> list[str]:
         "non-finite mean counts as the worst); Δ as above against the best tuned baseline. A preset's worst "
         "point is *better than every peer's worst* when strictly better than each peer's worst point; *margin*: "
         "its Δ against the best of the peers' worst points.",
-        "*targets* (headline): issue 16's targets, each computed from these summaries; 'ties or wins' and "
+        "*no harm* (after the verdict): every method against constant lr at the *same* grid lr: per grid point "
+        "P(a seed of the method beats a seed of constant) and Δ of the seed means (% of constant's, positive = "
+        "better); *no harm* on a task when P >= 0.25 at every grid point; the worst grid point is the one with the "
+        "lowest P (then the lowest Δ).",
+        "*thresholds* (appendix): what the recommended configuration is held to, each computed from these summaries; 'ties or wins' and "
         "'never loses' mean P > 0.25 (not a loss by the verdicts), 'wins' P >= 0.75; counts are over the tasks "
         "that ran (the targets are defined on the default run's 5 tasks); the wall time is this run's, before "
         "writing the report.",

@@ -148,7 +148,7 @@ def describe_config(config: adaptive_sched.Config) -> str:
 PRESET_FAMILY: dict[str, str] = {
     "ours": "the recommended configuration (adaptive_sched.recommended), horizon-free",
     "ours-horizon": "the recommended configuration given the run's length (total_steps=steps)",
-    "ours-quickstart": "loss + reward trend (the seed's quickstart)",
+    "ours-quickstart": "loss + reward trend (the original quickstart's rules)",
     "ours-variance": "loss-driven",
     "ours-momentum": "loss-driven (+momentum)",
     "ours-gradnorm": "grad-norm-driven",

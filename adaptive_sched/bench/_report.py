@@ -13,14 +13,18 @@ import pandas as pd
 
 from adaptive_sched.bench import _stats
 from adaptive_sched.bench._runner import TaskResult
-from adaptive_sched.bench._summary import LOSE, WIN, verdict
+from adaptive_sched.bench._summary import LOSE, NO_HARM_P, WIN, no_harm_by_method, verdict
 
-__all__ = ["EVENT_MARKERS", "headline_tables", "mark_events", "plot_task", "plot_sensitivity", "write_json", "write_report"]
+__all__ = [
+    "EVENT_MARKERS", "headline_tables", "mark_events", "methods_note", "no_harm_lines", "plot_sensitivity", "plot_task",
+    "targets_table", "verdict_lines", "write_json", "write_report",
+]  # fmt: skip
 
-_OURS_COLORS = (
-    "#d62728", "#8b0000", "#ff7f0e", "#9467bd", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#4b0082", "#2f4f4f",
-)  # fmt: skip
-_PEER_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#7f7f7f", "#bcbd22", "#000000")
+_HEADLINE_STYLES: dict[str, tuple[str, str]] = {"ours": ("#d62728", "-"), "ours-horizon": ("#6a0dad", "-.")}
+"""The two presets the headline judges: strong, distinct colours and line styles, drawn thick and on top."""
+_OURS_COLORS = ("#ff7f0e", "#e377c2", "#8c564b", "#b8860b", "#c71585", "#f4a582", "#bc80bd", "#d2691e")
+_PEER_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#7f7f7f", "#000000", "#bcbd22")
+_PEER_STYLES = ("--", ":", "--", ":", "--", ":")
 
 
 # --------------------------------------------------------------------------- JSON
@@ -54,13 +58,16 @@ def write_json(
     torch: Mapping[str, Any] | None,
     targets: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """``results.json``: run metadata, per-task summaries, the targets and raw per-seed curves.
+    """``results.json``: run metadata, per-task summaries, the targets, the no-harm table and raw per-seed curves.
 
-    Layout: ``{"meta": ..., "targets": [...], "tasks": {task: {"info", "methods",
-    "grid", "seeds", "steps", "timing", "summary", "runs": {method: {"x<mult>":
-    {output: per-seed arrays}}}}}, "torch": ...}``; each output is a list over
-    seeds (curves: lists over steps); ``targets`` is
-    :func:`adaptive_sched.bench._summary.targets`. NaN is written as null.
+    Layout: ``{"meta": ..., "targets": [...], "no_harm": {method: {task: {"worst",
+    "harmed", "no_harm"}}}, "tasks": {task: {"info", "methods", "grid", "seeds",
+    "steps", "timing", "summary", "runs": {method: {"x<mult>": {output: per-seed
+    arrays}}}}}, "torch": ...}``; each output is a list over seeds (curves: lists
+    over steps); ``targets`` is :func:`adaptive_sched.bench._summary.targets`,
+    ``no_harm`` :func:`adaptive_sched.bench._summary.no_harm_by_method` (every
+    grid point's P and Δ are in each task's ``summary["no_harm"]``). NaN is
+    written as null.
     """
     tasks: dict[str, Any] = {}
     for res in results:
@@ -92,6 +99,7 @@ def write_json(
     doc = {
         "meta": jsonable(dict(meta)),
         "targets": jsonable(list(targets)),
+        "no_harm": jsonable(no_harm_by_method(dict(summaries))),
         "tasks": tasks,
         "torch": jsonable(torch) if torch else None,
     }
@@ -102,38 +110,65 @@ def write_json(
 
 
 def method_colors(methods: Sequence[str], ours: set[str]) -> dict[str, tuple[str, str]]:
-    """A colour and line style per method, the same for a method name in every figure."""
+    """A colour and line style per method, the same for a method name in every figure.
+
+    The two headline presets (``ours``: red, solid; ``ours-horizon``: purple, dash-dot) stand apart from the
+    baselines (cool colours, dashed or dotted) and from our other presets (light warm colours, solid).
+    """
     from adaptive_sched.bench._methods import PEER_NAMES, PRESETS
 
+    others = [m for m in PRESETS if m not in _HEADLINE_STYLES]
     out: dict[str, tuple[str, str]] = {}
     for m in methods:
-        if m in ours:
-            i = list(PRESETS).index(m) if m in PRESETS else len(out)
+        if m in _HEADLINE_STYLES:
+            out[m] = _HEADLINE_STYLES[m]
+        elif m in ours:
+            i = others.index(m) if m in others else len(out)
             out[m] = (_OURS_COLORS[i % len(_OURS_COLORS)], "-")
         else:
             i = list(PEER_NAMES).index(m) if m in PEER_NAMES else len(out)
-            out[m] = (_PEER_COLORS[i % len(_PEER_COLORS)], "--")
+            out[m] = (_PEER_COLORS[i % len(_PEER_COLORS)], _PEER_STYLES[i % len(_PEER_STYLES)])
     return out
 
 
+def line_width(method: str, ours: set[str]) -> float:
+    """Headline presets thick, baselines medium, our other presets thin (they are context, not the claim)."""
+    if method in _HEADLINE_STYLES:
+        return 2.6
+    return 1.0 if method in ours else 1.6
+
+
+def plot_order(methods: Sequence[str], ours: set[str]) -> list[str]:
+    """Legend order: the headline presets, then the baselines, then our other presets."""
+    head = [m for m in _HEADLINE_STYLES if m in methods]
+    peers = [m for m in methods if m not in ours]
+    return head + peers + [m for m in methods if m in ours and m not in head]
+
+
 def save_figure(fig: Any, legend_ax: Any, title: str, path: pathlib.Path, ncol: int | None = None) -> None:
-    """Title, a shared legend (from ``legend_ax``) under the axes, tight layout, save as PNG, close."""
+    """Title, a shared legend (from ``legend_ax``) under the axes, tight layout, save as PNG, close.
+
+    The legend gets as many rows as it needs (at most 5 columns), and the axes shrink to leave it room.
+    """
     import matplotlib.pyplot as plt
 
     fig.suptitle(title)
     handles, labels = legend_ax.get_legend_handles_labels()
-    ncol = min(len(labels), 6) if ncol is None else ncol
+    ncol = min(len(labels), 5) if ncol is None else ncol
+    rows = math.ceil(len(labels) / max(ncol, 1))
+    height = fig.get_size_inches()[1]
+    bottom = min(0.45, (0.3 + 0.24 * rows) / height)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    fig.tight_layout(rect=(0, bottom, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def band(ax: Any, x: np.ndarray, runs: np.ndarray, color: str, style: str, label: str) -> None:
+def band(ax: Any, x: np.ndarray, runs: np.ndarray, color: str, style: str, label: str, width: float = 1.6) -> None:
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(runs, axis=0)
         std = np.nanstd(runs, axis=0)
-    ax.plot(x, mean, color=color, linestyle=style, linewidth=1.6, label=label)
+    ax.plot(x, mean, color=color, linestyle=style, linewidth=width, label=label, zorder=3 if width > 2 else 2)
     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
 
 
@@ -185,14 +220,17 @@ def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[st
         ("loss", "training loss (10-step avg)")
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    order = plot_order(res.methods, ours)
     for ax, (key, title) in zip(axes[0], panels):
-        for i, m in enumerate(res.methods):
+        for m in order:
+            i = res.methods.index(m)
             color, style = colors[m]
+            width = line_width(m, ours)
             if key == "metric":
                 y = np.concatenate([a["metric_init"][i, g1][:, None], a["metric_curve"][i, g1]], axis=1)
-                band(ax, eval_x, y, color, style, m)
+                band(ax, eval_x, y, color, style, m, width)
             else:
-                band(ax, steps, _stats.moving_average(a[key][i, g1], 10), color, style, m)
+                band(ax, steps, _stats.moving_average(a[key][i, g1], 10), color, style, m, width)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -207,16 +245,18 @@ def plot_task(res: TaskResult, ours: set[str], out_dir: pathlib.Path) -> list[st
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     marked: set[str] = set()
-    for i, m in enumerate(res.methods):
+    for m in order:
+        i = res.methods.index(m)
         color, style = colors[m]
+        width = line_width(m, ours)
         lr = np.nanmean(a["lr"][i, g1], axis=0)
         if np.any(np.isfinite(lr)):
-            axes[0].plot(steps, lr, color=color, linestyle=style, label=m)
+            axes[0].plot(steps, lr, color=color, linestyle=style, linewidth=width, label=m)
             if "events" in a:
                 marked |= mark_events(axes[0], steps, lr, a["events"][i, g1], color)
         mom = np.nanmean(a["momentum"][i, g1], axis=0) if np.any(np.isfinite(a["momentum"][i, g1])) else None
         if mom is not None:
-            axes[1].plot(steps, mom, color=color, linestyle=style, label=m)
+            axes[1].plot(steps, mom, color=color, linestyle=style, linewidth=width, label=m)
     for name, marker in EVENT_MARKERS.items():  # one legend entry per kind of event shown
         if name in marked:
             axes[0].scatter([], [], marker=marker, facecolor="white", edgecolor="black", label=f"event: {name}")
@@ -246,12 +286,15 @@ def plot_sensitivity(results: Sequence[TaskResult], ours: set[str], out_dir: pat
     for ax, res in zip(axes.flat, results):
         colors = method_colors(res.methods, ours)
         grid = np.asarray(res.grid)
-        for i, m in enumerate(res.methods):
+        for m in plot_order(res.methods, ours):
+            i = res.methods.index(m)
             color, style = colors[m]
             final = res.arrays["metric"][i]
             with np.errstate(invalid="ignore"):
                 mean, std = np.nanmean(final, -1), np.nanstd(final, -1)
-            (h,) = ax.plot(grid, mean, color=color, linestyle=style, marker="o", markersize=3, label=m)
+            width = line_width(m, ours)
+            (h,) = ax.plot(grid, mean, color=color, linestyle=style, linewidth=width, marker="o", markersize=3,
+                           label=m, zorder=3 if width > 2 else 2)  # fmt: skip
             ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.08, linewidth=0)
             all_handles.setdefault(m, h)
         ax.set_xscale("log")
@@ -261,9 +304,12 @@ def plot_sensitivity(results: Sequence[TaskResult], ours: set[str], out_dir: pat
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.legend(list(all_handles.values()), list(all_handles), loc="lower center", ncol=6, fontsize=9, frameon=False)
+    order = plot_order(list(all_handles), ours)
+    ncol = min(len(order), 5)
+    legend_rows = math.ceil(len(order) / max(ncol, 1))
+    fig.legend([all_handles[m] for m in order], order, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("lr sensitivity: final metric vs base-lr multiplier (mean ± std over seeds)")
-    fig.tight_layout(rect=(0, 0.1 if rows == 1 else 0.06, 1, 0.96))
+    fig.tight_layout(rect=(0, min(0.4, (0.3 + 0.24 * legend_rows) / fig.get_size_inches()[1]), 1, 0.96))
     name = "lr-sensitivity.png"
     fig.savefig(out_dir / name, dpi=110)
     plt.close(fig)
@@ -684,26 +730,13 @@ def headline_tables(
     results: Sequence[TaskResult],
     summaries: Mapping[str, Any],
     all_methods: Sequence[str],
-    targets: Sequence[Mapping[str, Any]] = (),
 ) -> list[str]:
-    """The headline: targets, both horizon settings, robustness, lr windows and the RL target.
+    """The headline tables: both horizon settings, robustness, lr windows and the RL comparison.
 
     Reads ``summaries[task]["headline"]`` (:func:`adaptive_sched.bench._summary.headlines`), its
-    ``"robustness"`` and ``"methods"``; ``targets`` from :func:`adaptive_sched.bench._summary.targets`
-    (no targets table when empty).
+    ``"robustness"`` and ``"methods"``. The thresholds (:func:`targets_table`) go to the report's appendix.
     """
     lines: list[str] = []
-    if targets:
-        lines += [
-            "### Targets",
-            "",
-            "Issue 16's targets, every cell computed from the tables below (P > 0.25 = not a loss, the verdicts' "
-            "threshold; *within 1%* = Δ ≥ -1%). *missed by*: how many tasks short, then each failing task's value "
-            "and its distance to the threshold, closest first.",
-            "",
-        ]
-        lines += targets_table(targets)
-        lines += [""]
     lines += ["### Horizon known: untuned against tuned", ""]
     lines += _horizon_known(results, summaries, all_methods)
     lines += ["", "### Horizon-free", ""]
@@ -727,8 +760,199 @@ def headline_tables(
     lines += _table(["task", *all_methods], rows)
     rl = _rl_target(results, summaries)
     if rl:
-        lines += ["", "### RL target", "", *rl]
+        lines += ["", "### RL: KL stability against constant lr", "", *rl]
     return lines
+
+
+def _join(names: Sequence[str]) -> str:
+    names = list(names)
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _task_verdict(r: TaskResult, summary: Mapping[str, Any]) -> str | None:
+    """One task in plain words: the horizon-known preset untuned against the best tuned baseline, then the
+    horizon-free preset against the best baseline at the same base lr."""
+    head = summary.get("headline") or {}
+    known, free = head.get("horizon_known"), head.get("horizon_free")
+    parts = []
+    if known is not None:
+        v = known["vs_best_tuned"]
+        peer = v["peer"]
+        mult = known["untuned_vs_tuned"][peer]["multiplier"]
+        gap = v["gap_pct"]
+        how = {"wins": "beats", "ties": "ties", "loses": "loses to"}.get(v["verdict"], "cannot be compared with")
+        # A % of a reward near 0 means little (the RL tasks): the verdict alone there.
+        size = "" if gap is None or r.task.is_rl else f" ({abs(gap):.1f}% {'better' if gap >= 0 else 'worse'})"
+        parts.append(f"untuned at the base lr, `{known['method']}` {how} the best tuned baseline, {peer} at "
+                     f"x{mult:g}{size}")  # fmt: skip
+    if free is not None and free["best_baseline"] is not None:
+        how = {"wins": "beats", "ties": "ties", "loses": "loses to"}.get(free["verdict_base"], "cannot be compared with")
+        parts.append(f"without the run's length, `{free['method']}` {how} the best baseline at the same lr "
+                     f"({free['best_baseline']})")  # fmt: skip
+    if not parts:
+        return None
+    return f"- **{r.task.name}** ({_arrow(r.task)}): " + "; ".join(parts) + "."
+
+
+def _harm_cell(x: Mapping[str, Any], points: int) -> str:
+    """One method on one task in the no-harm table: the verdict, then the worst grid point's P and Δ."""
+    w = x["worst"]
+    where = f"x{w['multiplier']:g}: P {_f(w['p'], 2)}, Δ {_gap(w['gap_pct'])}"
+    if x["no_harm"]:
+        return f"no harm · {where}"
+    return f"**harm** ({len(x['harmed'])} of {points} pts) · {where}"
+
+
+def no_harm_lines(results: Sequence[TaskResult], summaries: Mapping[str, Any], all_methods: Sequence[str]) -> list[str]:
+    """The no-harm table: every method against constant lr *at the same lr*, worst grid point per task.
+
+    Reads ``summaries[task]["no_harm"]`` (:func:`adaptive_sched.bench._summary.no_harm`). Rows: the methods
+    in ``all_methods`` order (constant left out); columns: the tasks, then on how many the method does no harm.
+    Empty when constant ran on none of the tasks.
+    """
+    table = no_harm_by_method({r.task.name: summaries[r.task.name] for r in results})
+    if not table:
+        return []
+    names = [r.task.name for r in results]
+    sizes = {r.task.name: len(r.grid) for r in results}
+    ours = {m for r in results for m, x in summaries[r.task.name]["methods"].items() if x["ours"]}
+    lines = [
+        "Does a method ever end *worse than doing nothing*, i.e. than constant lr (Adam at the same lr)? For every "
+        "method, task and grid point: P = probability that a seed of the method beats a seed of constant at the "
+        "*same* grid lr, and Δ = the seed means' relative difference (% of constant's, positive = better than "
+        f"constant). Each cell: *no harm* when P ≥ {NO_HARM_P:g} at every grid point, else **harm** and how many "
+        "points; then the worst grid point (lowest P, then lowest Δ): its multiplier, P and Δ.",
+        "",
+    ]
+    rows = []
+    for m in [m for m in all_methods if m in table] + [m for m in table if m not in all_methods]:
+        per = table[m]
+        cells = [_harm_cell(per[n], sizes[n]) if n in per else "–" for n in names]
+        rows.append([f"**{m}**" if m in ours else m, *cells, f"{sum(x['no_harm'] for x in per.values())} of {len(per)}"])
+    lines += _table(["method", *names, "no harm on"], rows)
+    return lines
+
+
+def _harm_sentence(results: Sequence[TaskResult], summaries: Mapping[str, Any], presets: Sequence[str]) -> str | None:
+    """The verdict's sentence on harm, from the no-harm table, for the headline presets that ran."""
+    table = no_harm_by_method({r.task.name: summaries[r.task.name] for r in results})
+    parts = []
+    for m in presets:
+        per = table.get(m)
+        if not per:
+            continue
+        harmed = [(n, x["worst"]) for n, x in per.items() if not x["no_harm"]]
+        text = f"`{m}` does no harm on {len(per) - len(harmed)} of {len(per)} task(s)"
+        if harmed:
+            text += " and harms on " + _join([
+                f"{n} (worst x{w['multiplier']:g}: P {_f(w['p'], 2)}, Δ {_gap(w['gap_pct'])})" for n, w in harmed
+            ])  # fmt: skip
+        parts.append(text)
+    if not parts:
+        return None
+    return (
+        "**Can it end worse than a constant lr?** Against constant lr at the same lr, at every grid point (harm: "
+        f"P < {NO_HARM_P:g} that a seed beats constant's): " + "; ".join(parts) + "."
+    )
+
+
+def verdict_lines(results: Sequence[TaskResult], summaries: Mapping[str, Any]) -> list[str]:
+    """The report's opening: where the recommended configuration wins, ties and loses, and what to use when.
+
+    Every sentence is computed from the summaries' headlines (:func:`adaptive_sched.bench._summary.headlines`)
+    and robustness, so it says what this run measured.
+    """
+    known = _setting(results, summaries, "horizon_known")
+    free = _setting(results, summaries, "horizon_free")
+    if not known and not free:
+        return ["Neither recommended preset ran on the selected tasks: no verdict."]
+    lines: list[str] = []
+    if known:
+        method = known[0][1]["method"]
+        by = {k: [r.task.name for r, h in known if h["vs_best_tuned"]["verdict"] == k] for k in ("wins", "ties", "loses")}
+        n = len(known)
+        lines.append(
+            f"**Know the run's length and have no budget to tune the lr?** Use `recommended(base_lr, total_steps=...)` "
+            f"(`{method}` here). At the task's base lr, untuned, it ties or beats the best baseline *tuned at its own "
+            f"best lr* on {len(by['wins']) + len(by['ties'])} of {n} task(s)"
+            + (f" ({_join(by['wins'] + by['ties'])})" if by["wins"] or by["ties"] else "")
+            + (f", and loses on {_join(by['loses'])}." if by["loses"] else ".")
+        )
+        if by["loses"]:
+            fixes = []
+            for r, h in known:
+                if r.task.name in by["loses"]:
+                    peer = h["vs_best_tuned"]["peer"]
+                    fixes.append(f"{peer} at x{h['untuned_vs_tuned'][peer]['multiplier']:g} on {r.task.name}")
+            lines += ["", f"**Can afford an lr sweep?** A tuned baseline is better where it loses: {_join(fixes)}."]
+    if free:
+        method = free[0][1]["method"]
+        verdicts = [h["verdict_base"] for _, h in free]
+        lines += [""] if lines else []
+        lines.append(
+            f"**Don't know the run's length?** `recommended(base_lr)` (`{method}` here), against the best baseline "
+            f"at the same base lr: {_tally(verdicts)} over {len(free)} task(s)."
+        )
+    robust = []
+    for r in results:
+        rob = summaries[r.task.name].get("robustness", {})
+        x = next((rob[h["method"]] for h in (known[0][1],) if h["method"] in rob), None) if known else None
+        if x is not None and not r.task.is_rl:
+            robust.append((r.task.name, x["beats_every_peer_worst"]))
+    if robust:
+        good = [n for n, ok in robust if ok]
+        lines += [""]
+        lines.append(
+            f"**Unsure of the base lr?** Across the lr grid (x{min(results[0].grid):g} to x{max(results[0].grid):g}), "
+            f"its worst point beats every baseline's worst point on {len(good)} of {len(robust)} supervised task(s)"
+            + (f" ({_join(good)})." if good else ".")
+        )
+    harm = _harm_sentence(results, summaries, [h[0][1]["method"] for h in (free, known) if h])
+    if harm is not None:
+        lines += ["", harm]
+    lines += ["", "Per task:", ""]
+    lines += [v for r in results if (v := _task_verdict(r, summaries[r.task.name])) is not None]
+    lines += [
+        "",
+        "*Tuned* = a method at its own best lr of the grid, chosen on the seeds it is reported on (optimistic for "
+        f"the baselines). *Beats* / *loses to*: P(a seed of ours beats a seed of the other) ≥ {WIN} / ≤ {LOSE}; "
+        "*ties* in between. The tables below give every number.",
+    ]
+    return lines
+
+
+def methods_note(results: Sequence[TaskResult], grid: Sequence[float]) -> str:
+    """How the methods are run, generated from :mod:`adaptive_sched.bench._methods` so it cannot go stale.
+
+    Our presets' lr bounds are read from the configs they build (:func:`~adaptive_sched.bench._methods.preset_config`
+    at base lr 1 on the first task that runs each), the peers' settings from the module's constants.
+    """
+    from adaptive_sched.bench import _methods
+
+    bounds: dict[tuple[float, float], list[str]] = {}
+    for name in _methods.PRESETS:
+        res = next((r for r in results if name in r.methods), None)
+        if res is None:
+            continue
+        cfg = _methods.preset_config(name, res.task, 1.0)
+        bounds.setdefault((float(cfg.min_lr), float(cfg.max_lr)), []).append(name)
+    bound_text = "; ".join(
+        f"{_join(names)}: min_lr = lr x {lo:g}, max_lr = lr x {hi:g}" for (lo, hi), names in bounds.items()
+    )
+    grid_text = "{" + ", ".join(f"{g:g}" for g in grid) + "}"
+    return (
+        f"Every method uses Adam (b1={_methods._B1:g}, b2=0.999, no weight decay) unless it is its own optimizer "
+        "(prodigy, schedule-free AdamW), no warm-up unless the schedule has one (onecycle), and the same steps, "
+        "batches and initialisations (seed s gives the same data order and init to every method and lr). Each "
+        f"method runs at base lr x {grid_text}. Our presets' lr bounds at every grid point ({bound_text}). prodigy "
+        "is lr-free: its learning_rate (nominally 1) is set to the grid multiplier, so it sweeps the same factors; "
+        "schedule-free AdamW still needs an lr and gets the grid lr like Adam. Loss-driven rules see the training "
+        "loss (for RL tasks, the negated KL-regularised objective), reward rules the batch mean reward, the KL rule "
+        "the batch mean KL. All methods of a task run in one compiled program (a switch over the methods' optax "
+        "transformations, vmapped over method, lr and seed)."
+    )
 
 
 def write_report(
@@ -747,13 +971,28 @@ def write_report(
             if summaries[res.task.name]["methods"][m]["ours"] and m not in ours_names:
                 ours_names.append(m)
     lines = [
-        "# adaptive-sched bench",
+        "# adaptive-sched bench: what to use when",
         "",
         f"{setup['when']} · adaptive-sched {setup['version']} · jax {setup['jax']} · optax {setup['optax']} · "
         f"{setup['cpus']} CPU(s) · size `{setup['size']}` · {setup['seeds']} seeds · lr grid "
         f"x{{{', '.join(f'{g:g}' for g in setup['grid'])}}} · wall time {setup['wall_s']:.0f} s "
         f"(compile {setup['compile_s']:.0f} s, run {setup['run_s']:.0f} s, other {setup['other_s']:.0f} s)",
         "",
+        "## Verdict",
+        "",
+        *verdict_lines(results, summaries),
+        "",
+    ]
+    if not setup.get("default_run", True):
+        lines += [
+            "*Not the default run* (5 tasks, 5 seeds, default size, grid x0.1..x10): a smaller or partial run, "
+            "read its verdict as a first look.",
+            "",
+        ]
+    harm = no_harm_lines(results, summaries, setup["all_methods"])
+    if harm:
+        lines += ["## No harm: against constant lr at the same lr", "", *harm, ""]
+    lines += [
         "## Headline: the recommended configuration, with and without the run's length, against every baseline",
         "",
         f"`{setup['recommended']}` = `adaptive_sched.recommended(lr)` = `{setup['recommended_config']}`, the "
@@ -765,13 +1004,7 @@ def write_report(
         f"beats a seed of the other method (≥ {WIN} reported as a win, ≤ {LOSE} as a loss, else a tie).",
         "",
     ]
-    if not setup.get("default_run", True):
-        lines += [
-            "*Not the default run* (5 tasks, 5 seeds, default size, grid x0.1..x10), on which the targets are "
-            "defined: read the targets below as measured on this run.",
-            "",
-        ]
-    lines += headline_tables(results, summaries, setup["all_methods"], setup.get("targets", ()))
+    lines += headline_tables(results, summaries, setup["all_methods"])
     lines += [
         "",
         "## Where each preset wins and loses",
@@ -789,7 +1022,7 @@ def write_report(
             for r in results
         ],
     )
-    lines += ["", "### Methods", "", setup["methods_note"], ""]
+    lines += ["", "### Methods", "", methods_note(results, setup["grid"]), ""]
     lines += _table(
         ["method", "family", "uses the run's length", "how it is built"],
         [[m["name"], m["family"], m["uses_horizon"], f"`{m['description']}`"] for m in setup["method_rows"]],
@@ -840,4 +1073,17 @@ def write_report(
         f"Compilation cache: {setup['compile_cache']}.",
         "",
     ]
+    targets = setup.get("targets", ())
+    if targets:
+        lines += [
+            "## Appendix: thresholds",
+            "",
+            "The thresholds the recommended configuration is held to, each computed from the tables above "
+            "(P > 0.25 = not a loss, the verdicts' threshold; *within 1%* = Δ ≥ -1%). *missed by*: how many tasks "
+            "short, then each failing task's value and its distance to the threshold, closest first. They are "
+            "defined on the default run.",
+            "",
+            *targets_table(targets),
+            "",
+        ]
     path.write_text("\n".join(lines))

@@ -33,6 +33,11 @@ Definitions (also printed in the report):
   points (*margin*).
 * *targets* (:func:`targets`): issue 16's targets, each computed from the
   summaries: the measured value per task, met or not, and by how much missed.
+* *no harm* (:func:`no_harm`): every method against ``constant`` *at the same
+  grid lr*: per grid point P(a seed of the method beats a seed of constant)
+  and the Δ of the seed means (:func:`relative_gap_pct`, positive = better
+  than constant); the worst grid point (lowest P, then lowest Δ); *no harm*
+  when P >= :data:`NO_HARM_P` at every grid point.
 """
 
 from __future__ import annotations
@@ -47,10 +52,14 @@ from adaptive_sched.bench._runner import TaskResult
 
 __all__ = [
     "LR_WINDOW_TARGETS",
+    "NO_HARM_BASELINE",
+    "NO_HARM_P",
     "WALL_LIMIT_S",
     "WITHIN_PCT",
     "headline",
     "headlines",
+    "no_harm",
+    "no_harm_by_method",
     "relative_gap_pct",
     "summarize",
     "targets",
@@ -189,6 +198,7 @@ def summarize(res: TaskResult, ours: set[str]) -> dict[str, Any]:
         for m in methods.values():
             m["worst"]["gap_pct"] = _finite(relative_gap_pct(_nan(m["worst"]["mean"]), best_tuned_mean, higher))
         out["robustness"] = {n: _robustness(methods, n, peers, higher) for n in res.methods if n in ours}
+    out["no_harm"] = no_harm(res)
     if task.is_rl:
         _sample_efficiency(res, out, g1)
     return out
@@ -212,6 +222,76 @@ def _robustness(methods: dict[str, Any], name: str, peers: list[str], higher: bo
         "margin_pct": _finite(relative_gap_pct(worst, _nan(peer_worst["mean"]), higher)),
         "beats_every_peer_worst": all(_better(worst, _nan(methods[n]["worst"]["mean"]), higher) for n in peers),
     }
+
+
+NO_HARM_BASELINE = "constant"
+"""The method every other one is held against, grid point by grid point, in :func:`no_harm`."""
+NO_HARM_P = LOSE
+"""*No harm* at a grid point: ``P(beats constant at the same lr) >= NO_HARM_P`` (0.25, the verdicts' loss
+threshold; note the verdicts call exactly 0.25 a loss, this table calls it no harm)."""
+
+
+def no_harm(res: TaskResult, baseline: str = NO_HARM_BASELINE) -> dict[str, Any] | None:
+    """Every method against ``baseline`` at the same grid lr: does it ever end worse than doing nothing?
+
+    For method ``m`` and grid multiplier ``g``: ``p`` = P(a seed of ``m`` at ``g``
+    beats a seed of ``baseline`` at ``g``) (:func:`adaptive_sched.bench._stats.prob_improvement`,
+    over all pairs of seeds; a diverged seed loses) and ``gap_pct`` =
+    :func:`relative_gap_pct` of the two seed means (positive = ``m`` better).
+    The worst grid point is the one with the lowest ``p`` (ties: the lowest
+    ``gap_pct``, a NaN gap counting as the lowest); ``no_harm`` when
+    ``p >= NO_HARM_P`` at every grid point; ``harmed`` lists the multipliers
+    where it is not.
+
+    Returns:
+      None when ``baseline`` did not run; else JSON-ready ``{"baseline", "threshold",
+      "methods": {name: {"points": [{"multiplier", "p", "gap_pct", "mean", "baseline_mean"}],
+      "worst": {"multiplier", "p", "gap_pct"}, "harmed": [multipliers], "no_harm": bool}}}``
+      for every method but the baseline, in ``res.methods`` order.
+    """
+    if baseline not in res.methods:
+        return None
+    higher = res.task.higher_is_better
+    final = res.arrays["metric"].astype(np.float64)
+    ib = res.methods.index(baseline)
+    methods: dict[str, Any] = {}
+    for i, name in enumerate(res.methods):
+        if i == ib:
+            continue
+        points = []
+        for j, g in enumerate(res.grid):
+            mean, base = float(np.mean(final[i, j])), float(np.mean(final[ib, j]))
+            points.append({
+                "multiplier": float(g),
+                "p": _stats.prob_improvement(final[i, j], final[ib, j], higher),
+                "gap_pct": _finite(relative_gap_pct(mean, base, higher)),
+                "mean": _finite(mean),
+                "baseline_mean": _finite(base),
+            })  # fmt: skip
+        worst = min(points, key=lambda q: (q["p"], -math.inf if q["gap_pct"] is None else q["gap_pct"]))
+        harmed = [q["multiplier"] for q in points if not (q["p"] is not None and q["p"] >= NO_HARM_P)]
+        methods[name] = {
+            "points": points,
+            "worst": {k: worst[k] for k in ("multiplier", "p", "gap_pct")},
+            "harmed": harmed,
+            "no_harm": not harmed,
+        }
+    return {"baseline": baseline, "threshold": NO_HARM_P, "methods": methods}
+
+
+def no_harm_by_method(summaries: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-task :func:`no_harm` tables of ``summaries`` pivoted: ``{method: {task: {"worst", "harmed", "no_harm"}}}``.
+
+    Methods in first-seen order over the tasks; a task without the baseline is left out.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for task, summary in summaries.items():
+        table = summary.get("no_harm")
+        if table is None:
+            continue
+        for name, m in table["methods"].items():
+            out.setdefault(name, {})[task] = {k: m[k] for k in ("worst", "harmed", "no_harm")}
+    return out
 
 
 def _sample_efficiency(res: TaskResult, out: dict[str, Any], g1: int) -> None:

@@ -92,13 +92,23 @@ def test_quick_run_end_to_end(
     assert "persistent compilation cache off" in stdout
 
     report = (out / "report.md").read_text()
+    # A user reads the verdict first: plain words, computed from the run, before any table.
+    lines = report.splitlines()
+    assert lines[0] == "# adaptive-sched bench: what to use when" and lines[4] == "## Verdict"
+    assert lines[6].startswith("**Know the run's length and have no budget to tune the lr?** Use `recommended(")
+    assert "**Don't know the run's length?** `recommended(base_lr)` (`ours` here)" in report
+    assert re.search(r"^- \*\*digits-mlp\*\* \(test_accuracy ↑\): untuned at the base lr, `ours-horizon` ", report, re.M)
+    assert report.index("## Verdict") < report.index("## Headline") < report.index("## Appendix: thresholds")
+    assert "issue" not in report.lower()
     for heading in ("## Headline", "## Where each preset wins and loses", "### digits-mlp", "## lr sensitivity",
                     "## Torch mirror", "## Timing"):  # fmt: skip
         assert heading in report
-    assert "min_lr = lr x 0.01 and max_lr = lr x 10" in report
+    # The methods text comes from the configs: recommended() keeps its own bounds, the other presets the bench's.
+    assert "ours and ours-horizon: min_lr = lr x 0.01, max_lr = lr x 100" in report
+    assert "min_lr = lr x 0.01, max_lr = lr x 10)" in report
     assert re.search(r"^\| \*\*ours\*\* +\|", report, re.M)
     assert re.search(r"^\| \*\*ours-horizon\*\* +\|", report, re.M)
-    for heading in ("### Targets", "### Horizon known: untuned against tuned", "### Horizon-free",
+    for heading in ("## Appendix: thresholds", "### Horizon known: untuned against tuned", "### Horizon-free",
                     "### Robustness: the worst grid point", "### lr window"):  # fmt: skip
         assert heading in report
     assert "vs cosine tuned" in report and "P tuned vs schedule-free" in report

@@ -365,15 +365,17 @@ def _rows_after(lines: list[str], header_cell: str, heading: str | None = None) 
 
 def test_headline_tables_render_both_settings_robustness_and_targets() -> None:
     pytest.importorskip("tabulate")
-    from adaptive_sched.bench._report import headline_tables
+    from adaptive_sched.bench._report import headline_tables, targets_table
 
     results, summaries = _five()
     rows = targets(results, summaries, wall_s=312.0)
-    lines = headline_tables(results, summaries, list(TABLE), rows)
+    # The thresholds table is the report's appendix; the headline tables follow the verdict.
+    lines = ["## Appendix: thresholds", *targets_table(rows), "", *headline_tables(results, summaries, list(TABLE))]
     text = "\n".join(lines)
-    for heading in ("### Targets", "### Horizon known: untuned against tuned", "### Horizon-free",
-                    "### Robustness: the worst grid point", "### lr window", "### RL target"):  # fmt: skip
+    for heading in ("### Horizon known: untuned against tuned", "### Horizon-free", "### Robustness: the worst grid point",
+                    "### lr window", "### RL: KL stability against constant lr"):  # fmt: skip
         assert heading in lines
+    assert "issue" not in text.lower()
 
     t = {r[1]: r for r in _rows_after(lines, "missed by")}
     assert len(t) == 10  # 13 targets; each of the 3 per-preset ones has one text for both presets
@@ -444,3 +446,32 @@ def test_results_json_carries_the_targets_and_robustness(tmp_path: pathlib.Path)
     assert summary["robustness"]["ours"]["margin_pct"] == pytest.approx(20.0)
     assert set(summary["headline"]) == {"horizon_known", "horizon_free"}
     assert summary["headline"]["horizon_free"]["tuned_vs_tuned"]["schedule-free"]["p"] == 0.625
+
+
+def test_the_report_opens_with_a_verdict_computed_from_the_summaries() -> None:
+    from adaptive_sched.bench._report import methods_note, verdict_lines
+
+    results, summaries = _five()
+    known = summaries["char-lm"]["headline"]["horizon_known"]
+    known["vs_best_tuned"].update(verdict="loses", gap_pct=-3.0)  # char-lm: a loss to tuned cosine
+    summaries["rl-length"]["headline"]["horizon_free"]["verdict_base"] = "ties"
+    lines = verdict_lines(results, summaries)
+    assert lines[0] == (
+        "**Know the run's length and have no budget to tune the lr?** Use `recommended(base_lr, total_steps=...)` "
+        "(`ours-horizon` here). At the task's base lr, untuned, it ties or beats the best baseline *tuned at its own "
+        "best lr* on 4 of 5 task(s) (digits-mlp, logreg, rl-sentiment and rl-length), and loses on char-lm."
+    )
+    assert lines[2] == "**Can afford an lr sweep?** A tuned baseline is better where it loses: cosine at x3 on char-lm."
+    assert lines[4].endswith("against the best baseline at the same base lr: wins 4, ties 1, loses 0 over 5 task(s).")
+    assert lines[6].endswith("its worst point beats every baseline's worst point on 3 of 3 supervised task(s) "
+                             "(digits-mlp, logreg and char-lm).")  # fmt: skip
+    per_task = {ln.split("**")[1]: ln for ln in lines if ln.startswith("- **")}
+    assert per_task["char-lm"] == (
+        "- **char-lm** (heldout_loss ↓): untuned at the base lr, `ours-horizon` loses to the best tuned baseline, "
+        "cosine at x3 (3.0% worse); without the run's length, `ours` beats the best baseline at the same lr "
+        "(schedule-free)."
+    )
+    assert "cosine at x3;" in per_task["rl-length"]  # no % of a reward: ill-conditioned near 0
+    # The methods text reads the bounds from the configs the presets build (recommended(): lr x 0.01 .. x 100).
+    assert "(ours and ours-horizon: min_lr = lr x 0.01, max_lr = lr x 100)" in methods_note(results, [0.1, 1.0, 10.0])
+    assert "base lr x {0.1, 1, 10}" in methods_note(results, [0.1, 1.0, 10.0])
