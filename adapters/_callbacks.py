@@ -53,26 +53,40 @@ def schedule_cooldown(sched: Any, total_steps: Any) -> bool:
 
 
 def note_if_never_annealed(sched: Any, caller: str) -> None:
-    """Warn once, at the end of training, when the ``slope`` rule never tested and no cooldown ran: nothing annealed."""
-    tests = _slot(sched, "anneal", "tests")
-    if tests is None or tests > 0.0 or getattr(sched, "_noted_unannealed", False):
+    """Warn once, at the end of training, when nothing annealed the lr: no cooldown ran or was scheduled, and the lr
+    rules never decay it by themselves (an ``anneal_rule="slope"`` that never tested, or ``lr_rule="evidence"``,
+    which moves the lr only on evidence that it is too low or too high: without a cooldown the run ends at the
+    lr it trained at)."""
+    if getattr(sched, "_noted_unannealed", False):
+        return
+    cfg = sched.config
+    tests = _slot(sched, "anneal", "tests")  # the slope test's tests so far (None: no anneal rule)
+    slope_idle = tests is not None and tests <= 0.0
+    evidence_only = tests is None and getattr(cfg, "lr_rule", "none") == "evidence"
+    if not (slope_idle or evidence_only):
         return
     length = _slot(sched, "cooldown", "length")
-    cfg = sched.config
     if length is not None and (length > 0.0 or float(cfg.cooldown_total_steps) > 0.0):
         return
     sched._noted_unannealed = True
-    n_min = int(float(cfg.anneal_min_samples))
-    after = " after the lr search" if getattr(cfg, "search_rule", "none") != "none" else ""
     if getattr(cfg, "cooldown_rule", "none") == "none":
         advice = ("The config has no cooldown (cooldown_rule='none'): add one (cooldown_rule='linear', as "
                   "recommended() has) and the framework's max_steps decays the lr over the end of the run.")
     else:
-        advice = ("For short runs give the horizon (recommended(base_lr, total_steps=...), or the framework's "
-                  "max_steps) so the cooldown decays it.")
+        advice = ("give the horizon (recommended(base_lr, total_steps=...), or the framework's max_steps) so the "
+                  "cooldown decays it, or start one by hand (AdaptiveScheduler.cooldown(steps)).")
+        advice = ("For short runs " if slope_idle else "") + advice
+        advice = advice[0].upper() + advice[1:]
+    if slope_idle:
+        n_min = int(float(cfg.anneal_min_samples))
+        after = " after the lr search" if getattr(cfg, "search_rule", "none") != "none" else ""
+        what = f"the slope test never ran (it first tests {n_min} steps into a leg{after})"
+    else:
+        what = ("no cooldown ran (lr_rule='evidence' never decays the lr by itself: it moves it only on evidence "
+                "that it is too low or too high)")
     warnings.warn(
-        f"{caller}: training ended after {sched.optimizer_steps} optimizer steps and the slope test never ran (it "
-        f"first tests {n_min} steps into a leg{after}), so nothing annealed the lr. {advice}",
+        f"{caller}: training ended after {sched.optimizer_steps} optimizer steps and {what}, so nothing annealed "
+        f"the lr. {advice}",
         UserWarning,
         stacklevel=3,
     )

@@ -75,7 +75,7 @@ def negated_objective(beta: float, reward_key: str = "reward", kl_key: str = "kl
     """A ``loss_key`` that feeds ``-(reward - beta * kl)``, the negated KL-regularised RL objective.
 
     For GRPO/RLOO with a loss-driven rule (the recommended configuration's
-    annealing): TRL logs the reward and, when ``beta > 0``, the KL, but its
+    cut on a rising loss): TRL logs the reward and, when ``beta > 0``, the KL, but its
     "loss" is the policy-gradient surrogate, which does not fall as the policy
     improves. Use the Trainer's own ``beta`` (``args.beta``)::
 
@@ -207,8 +207,8 @@ class AdaptiveSchedulerCallback(TrainerCallback):
       loss_key: log key of the training loss (default ``"loss"``); ``None``
         not to feed it. Under GRPO/RLOO the "loss" is the policy-gradient
         surrogate, which does not improve as training progresses; for a
-        loss-driven rule (e.g. :func:`adaptive_sched.recommended`'s
-        annealing) pass ``loss_key=negated_objective(beta=args.beta)``, which
+        loss-driven rule (e.g. :func:`adaptive_sched.recommended`'s cut on
+        a rising loss) pass ``loss_key=negated_objective(beta=args.beta)``, which
         feeds ``-(reward - beta * kl)`` built from each log row. Any key may
         be such a function of the log row (``logs -> number``, or ``None``
         when the row does not carry the signal).
@@ -223,7 +223,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
       log_diagnostics: add the scheduler's :meth:`~AdaptiveScheduler.diagnostics`
         (each rule's factor on the lr, its statistics, its last event and the
         step of it) to every training log row, as ``<diagnostics_prefix><name>``
-        (``adaptive/anneal.slope/factor``, ...), so they reach whatever
+        (``adaptive/lr.evidence/factor``, ...), so they reach whatever
         ``report_to`` names (TensorBoard, W&B, MLflow, ...) and
         ``state.log_history``; computed at logging steps only. ``False``: not logged.
       diagnostics_prefix: the prefix of those log keys.

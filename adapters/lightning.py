@@ -67,11 +67,13 @@ class AdaptiveSchedulerCallback(pl.Callback):
     ``self.log(name, value, on_step=True)``) at every optimizer step;
     Lightning keeps the last value of a metric that was not logged in a step,
     so use ``logged_keys`` only for metrics logged at every step (return the
-    others from ``training_step``). When a rule reads the gradient norm (the
-    ``grad_norm`` lr rule of :func:`adaptive_sched.recommended`) and neither
-    source gives one, the callback measures the global L2 norm of the
-    LightningModule's gradients in ``on_before_optimizer_step`` (accumulated,
-    before clipping) with :func:`adaptive_sched.adapters.torch.grad_norm`.
+    others from ``training_step``). When a rule reads the gradient norm as its
+    signal (``lr_rule="grad_norm"``) and neither source gives one, the
+    callback measures the global L2 norm of the LightningModule's gradients in
+    ``on_before_optimizer_step`` (accumulated, before clipping) with
+    :func:`adaptive_sched.adapters.torch.grad_norm`. (The evidence rule of
+    :func:`adaptive_sched.recommended` gets ``grad_cos`` and the gradient norm
+    from the scheduler itself, which reads them at each optimizer step.)
 
     **When the controller advances.** Lightning calls the scheduler's
     ``step()`` after each optimizer step (a signal-less update); at the end of
@@ -118,7 +120,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
         ``log_every_n_steps``), ``log_dict`` the scheduler's
         :meth:`~AdaptiveScheduler.diagnostics` (each rule's factor on the lr,
         its statistics, its last event and the step of it) as
-        ``<diagnostics_prefix><name>`` (``adaptive/anneal.slope/factor``, ...),
+        ``<diagnostics_prefix><name>`` (``adaptive/lr.evidence/factor``, ...),
         so every logger the Trainer has (TensorBoard, CSV, W&B, ...) gets them;
         computed at logging steps only (in device mode as tensors, no sync
         here). ``False``: not logged.
@@ -211,7 +213,7 @@ class AdaptiveSchedulerCallback(pl.Callback):
             note_if_never_annealed(self.scheduler, "AdaptiveSchedulerCallback (Lightning)")
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        # The gradient norm for a rule that reads it (recommended()'s grad-norm guard), measured
+        # The gradient norm for a rule that reads it as its signal (lr_rule="grad_norm"), measured
         # where Lightning has the final (accumulated, not yet clipped) gradients; a grad_norm
         # returned from training_step or logged takes precedence.
         sched = self.scheduler

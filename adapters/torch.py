@@ -24,20 +24,37 @@ from torch.optim.lr_scheduler import LRScheduler
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._checkpoint import ConfigMismatch, check_entry, check_hparams, state_from_dict, state_to_dict
 from adaptive_sched._config import Config, numeric_fields, rule_fields
-from adaptive_sched._core import Hparams, State, init, set_slots
+from adaptive_sched._core import Hparams, State, init, set_slots, signal_usage
 from adaptive_sched._distributed import SignalSync
-from adaptive_sched._hostpath import HostController, as_python, compile_diagnostics, flatten_state
-from adaptive_sched._signals import SIGNAL_NAMES, check_signal, clip_signal, from_keywords, host_value
+from adaptive_sched._hostpath import HostController, as_python, compile_diagnostics, flatten_state, state_fields
+from adaptive_sched._signals import (
+    SIGNAL_NAMES,
+    check_signal,
+    clip_signal,
+    finite_mean,
+    from_keywords,
+    host_value,
+)
 from adaptive_sched.rules.cooldown import start_cooldown_for
+from adaptive_sched.rules.evidence import EVENTS as _EVIDENCE_EVENTS
 
-__all__ = ["FORMAT_VERSION", "AdaptiveScheduler", "grad_norm"]
+__all__ = ["FORMAT_VERSION", "AdaptiveScheduler", "direction", "grad_norm"]
 
-assert SIGNAL_NAMES == ("loss", "reward", "grad_norm", "kl")  # observe()'s hot path lists them in this order
+assert SIGNAL_NAMES == ("loss", "reward", "grad_norm", "kl", "grad_cos")  # observe()'s hot path lists them in this order
 _POSITIONAL = SIGNAL_NAMES[2:]  # observe()'s positional signals after loss, R, model
 FORMAT_VERSION = 2
 """Version of :meth:`AdaptiveScheduler.state_dict`'s layout (2 added ``last_epoch`` and ``step_count``; 1 still loads)."""
 _SD_KEYS_V1 = frozenset({"format_version", "mode", "controller", "base_lrs", "hparams", "advanced_this_step", "provisional_from"})
 _SD_KEYS = {1: _SD_KEYS_V1, 2: _SD_KEYS_V1 | {"last_epoch", "step_count"}}
+_EVENT_SLOT = "lr.evidence/event"
+_NOTABLE = {1 + _EVIDENCE_EVENTS.index(e): e for e in ("far_above_base_lr", "min_lr_while_improving")}
+_NOTE = {
+    "far_above_base_lr": "It rose 10x above base_lr on evidence that the steps keep agreeing: base_lr was likely "
+    "far too low (or, if the loss misbehaves, pass a lower max_lr). (Warned once per scheduler.)",
+    "min_lr_while_improving": "It reached min_lr while the loss still falls: the gradient direction kept "
+    "reversing. If the run ends like this, a lower base_lr or a larger batch may do better. (Warned once.)",
+}
+_FOLD_WARN = 64  # observe() calls in one optimizer step that earn a warning (the optimizer may not be stepped)
 _MOMENTUM_FLOOR = 1e-6  # a momentum rule never writes less into a group it drives (nesterov, RMSprop's buffer)
 _DEVICE_FIX = (
     "device_mode=True updates tensor hyperparameters in place and cannot write a Python float without a host "
@@ -123,7 +140,14 @@ class AdaptiveScheduler(LRScheduler):
         self._config = config = _make_config(config, config_kwargs, groups, own[0])
         self._momentum_on = config.momentum_rule != "none"
         self._reads_grad_norm = "grad_norm" in _rules.signals_read(config)
-        self._general = device_mode or self._reads_grad_norm  # observe() takes its general path
+        # grad_cos: computed by a pre-step hook from the gradients and the optimizer's state (_direction)
+        self._reads_grad_cos = signal_usage(config)[0]["grad_cos"]
+        self._direction_now: tuple[Any, Any] | None = None  # (grad_cos, grad norm) at the last optimizer step
+        self._previous_grads: dict[Any, torch.Tensor] = {}  # plain SGD only: the last step's gradients
+        self._general = device_mode or self._reads_grad_norm or self._reads_grad_cos  # observe()'s general path
+        # where the evidence rule's last event sits in the flat state (host mode warns on the notable ones)
+        names = [n for n, _ in state_fields(config)]
+        self._event_at = names.index(_EVENT_SLOT) if _EVENT_SLOT in names and not device_mode else None
         self._ref_lr, self._warned = float(config.base_lr), set[str]()
         scale = self._ref_lr / own[0]
         self._groups: list[_Group] = []
@@ -131,13 +155,16 @@ class AdaptiveScheduler(LRScheduler):
         self._ctl = self._controller(None)
         # The first optimizer step runs before any update: it gets the lr a signal-less first update would set.
         self._hp: Any = self._ctl.run(list(self._ctl.flat), [None] * len(SIGNAL_NAMES))
-        reads = [n in _rules.signals_read(config) for n in SIGNAL_NAMES]
+        # every signal a rule reads is averaged over ranks (grad_cos too: with sharded gradients each rank's differs)
+        reads = [signal_usage(config)[0][n] for n in SIGNAL_NAMES]
         self._sync = SignalSync(sync_signals, process_group, _first_param(optimizer).device, device_mode, reads)
         self._sync_on: bool | None = None  # decided at the first update with signals (see _advance)
         # One update per optimizer step: _at is the optimizer step of the last update, _before the state before
-        # it (kept while this step's update may be redone), _signals whether it had signals (False: step()'s).
+        # it (this step's update is redone, not repeated), _signals whether it had signals (False: step()'s),
+        # _seen the signals of this step's observe() calls (they fold into its one update).
         self._steps, self._at, self._signals = _StepCounter(), -1, True
         self._before: list[Any] | None = None
+        self._seen: list[Any] = []
         self._hook()
         self.last_epoch, self._step_count = 0, 1  # torch's counters (mirrors)
         self._diag: Any = None  # the compiled diagnostics, built by the first diagnostics() call
@@ -156,6 +183,8 @@ class AdaptiveScheduler(LRScheduler):
 
     def _hook(self) -> None:
         weakref.finalize(self, self.optimizer.register_step_post_hook(self._steps).remove)
+        if self._reads_grad_cos:
+            weakref.finalize(self, self.optimizer.register_step_pre_hook(_DirectionHook(self)).remove)
 
     def _adopt(self, groups: list[dict[str, Any]], bases: list[float] | None = None) -> None:
         """Track new param groups (base lr: their ``initial_lr`` or lr, unless given); warn about undriven momentum."""
@@ -358,15 +387,24 @@ class AdaptiveScheduler(LRScheduler):
         replace: bool = False,
         **signals: Any,
     ) -> None:
-        """One controller update with this step's signals (each ``None``, a number or a one-element real tensor).
+        """This optimizer step's signals (each ``None``, a number or a one-element real tensor): the controller's update.
 
-        NaN/inf are not observed (and counted); finite values beyond the signal limit are clipped to it.
+        The controller advances once per optimizer step (counted by a hook on
+        ``optimizer.step()``). Several calls before the next optimizer step
+        (gradient-accumulation micro-steps, a loss and a reward logged apart)
+        fold into that step's one update: each signal is the mean of its finite
+        values over the calls (NaN if none was finite), and the lr written is
+        the one that update sets. NaN/inf are not observed (and counted);
+        finite values beyond the signal limit are clipped to it.
 
         Args:
           loss: training loss (lower is better); R: reward (higher is better; alias of ``reward=``).
           model: with a rule reading the gradient norm and no ``grad_norm=``, its gradients' global L2
-            norm is used (call before ``zero_grad``); ``grad_norm=None`` without ``model=`` says it was
-            not observed this step (the rule holds, no warning).
+            norm is computed here (call before ``zero_grad``; a pass over every gradient). Cheaper: pass
+            the norm you already have, ``grad_norm=torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)``
+            (it returns the norm *before* clipping, which is the one the grad-norm rule wants: the clipped
+            norm would sit at the clip value). ``grad_norm=None`` without ``model=`` says it was not
+            observed this step (the rule holds, no warning).
           *more, **signals: the other :class:`~adaptive_sched.Signals` fields, by name or after ``model``.
           replace: redo this optimizer step's update with these signals instead of making another (a
             :meth:`step` update is always replaced); the HF callback merges log rows this way.
@@ -380,6 +418,10 @@ class AdaptiveScheduler(LRScheduler):
             signals["loss"] = loss
             values, labels = from_keywords("observe()", signals, more, _POSITIONAL, ("R", "reward", R))
             values = [self._signal(f"observe({lb}=...)", v) for lb, v in zip(labels, values)]
+            if self._reads_grad_cos and self._direction_now is not None:  # from the last optimizer.step()
+                cos, norm = (v if v is None or self._device is not None else float(v) for v in self._direction_now)
+                values[4] = cos if values[4] is None else values[4]
+                values[2] = norm if values[2] is None and not given and model is None else values[2]
             if self._reads_grad_norm and values[2] is None and (model is not None or not given):
                 values[2] = self._model_grad_norm(model)
             self._advance(values, "replace" if replace else "observe")
@@ -388,7 +430,7 @@ class AdaptiveScheduler(LRScheduler):
             loss = host_value("observe(loss=...)", loss)
         if R is not None and type(R) is not float:
             R = host_value("observe(R=...)", R)
-        self._advance((loss, R, None, None), "observe")
+        self._advance((loss, R, None, None, None), "observe")
 
     def _signal(self, label: str, v: Any) -> Any:
         if self._device is None or v is None:
@@ -420,24 +462,30 @@ class AdaptiveScheduler(LRScheduler):
             warnings.warn(message, UserWarning, stacklevel=4)
 
     def _advance(self, values: Any, kind: str) -> None:
-        """The one place the controller advances: at most one update per optimizer step, redone rather than repeated.
+        """The one place the controller advances: one update per optimizer step, redone rather than repeated.
 
         ``kind``: ``"step"`` (signal-less, only if nothing advanced since the last optimizer step),
-        ``"observe"`` (replaces a signal-less update of this step, else a new update) or
-        ``"replace"`` (replaces any update of this step).
+        ``"observe"`` (this step's update, with the finite mean of the signals of every ``observe()``
+        since the last optimizer step: gradient-accumulation micro-steps fold into their step) or
+        ``"replace"`` (this step's update with these signals alone).
         """
         n, ctl = self._steps.n, self._ctl
         if self._at != n:  # the first update since the last optimizer step
             self._at = n
             self.last_epoch += 1
-            self._before = None if kind == "observe" else ctl.flat.copy()  # a step()'s or replace's may be redone
+            self._before = ctl.flat.copy()
+            self._seen = []
         elif kind == "step":
             return
-        elif self._before is not None and (kind == "replace" or not self._signals):
+        elif self._before is not None:
             ctl.flat[:] = self._before  # redo this optimizer step's update
-        else:  # another update within one optimizer step (observe() is one update per call)
+        else:  # resumed from a checkpoint taken after this step's update: the state before it is not known
             self.last_epoch += 1
-            self._before = None if kind == "observe" else ctl.flat.copy()
+            self._before = ctl.flat.copy()
+        if kind == "replace":
+            self._seen = []
+        if kind != "step":
+            values = self._fold(values)
         self._signals = signals = kind != "step"
         if signals and self._sync_on is not False:
             # Several ranks (torch.distributed initialised by the first update with signals, as DDP needs it
@@ -447,6 +495,59 @@ class AdaptiveScheduler(LRScheduler):
                 values = self._sync(values)
         self._hp = hp = ctl.run(ctl.flat, values)
         self._write(hp)
+        if self._event_at is not None:  # host mode: the evidence rule's notable decisions, once each
+            code = ctl.flat[self._event_at]
+            if code in _NOTABLE:
+                self._warn_once(_NOTABLE[code], f"the lr {_NOTABLE[code]} at optimizer step {self._steps.n} "
+                                "(diagnostics: 'lr.evidence/event'). " + _NOTE[_NOTABLE[code]])  # fmt: skip
+
+    def _fold(self, values: Any) -> Any:
+        """``values`` folded into this optimizer step's earlier ``observe()`` signals: each signal's finite mean.
+
+        :attr:`_seen` holds the step's first values until a second call, then
+        running sums (the finite values' sum and count, and whether given), so
+        memory and time stay constant however many calls a step gets. A signal
+        given but never finite is NaN, one never given ``None``
+        (:func:`adaptive_sched._signals.mean_of_finite`; on the device with tensor ops, no sync).
+        """
+        seen = self._seen
+        if not seen:
+            seen.append(values)
+            return values
+        if len(seen) == 1:  # the second call of this step: start the running sums from the first
+            first = seen.pop()
+            seen.append([self._fold_sums(v) for v in first])
+            seen.append(1)
+        sums, calls = seen[0], seen[1] + 1
+        seen[1] = calls
+        if calls == _FOLD_WARN:
+            warnings.warn(f"observe() was called {_FOLD_WARN} times since the last optimizer step: the controller "
+                          "advances once per optimizer step (torch.optim.Optimizer.step), so these calls fold into "
+                          "one update with the mean of their signals (gradient accumulation). If your loop steps "
+                          "the parameters without calling this optimizer's step(), the lr will not move. (Warned once "
+                          "per scheduler.)", UserWarning, stacklevel=4)  # fmt: skip
+        out: list[Any] = []
+        for i, v in enumerate(values):
+            if v is not None:
+                add = self._fold_sums(v)
+                sums[i] = add if sums[i] is None else (sums[i][0] + add[0], sums[i][1] + add[1])
+            total = sums[i]
+            if total is None:
+                out.append(None)
+            elif self._device is None:
+                out.append(total[0] / total[1] if total[1] else math.nan)
+            else:
+                out.append(finite_mean(torch, total[0], total[1]))
+        return out
+
+    def _fold_sums(self, v: Any) -> Any:
+        """One value as ``(finite value or 0, 1 if finite else 0)``; ``None`` stays ``None``."""
+        if v is None:
+            return None
+        if self._device is None:
+            return (v, 1.0) if math.isfinite(v) else (0.0, 0.0)
+        finite = torch.isfinite(v)
+        return torch.where(finite, v, 0.0), finite.to(torch.float32)
 
     # ------------------------------------------------------------------ writing the optimizer
 
@@ -519,13 +620,13 @@ class AdaptiveScheduler(LRScheduler):
         Raises:
           ValueError: the config's ``cooldown_rule`` is ``"none"``, or ``steps``/``start`` are invalid.
         """
-        new = start_cooldown_for(self._config, self._ctl.state, steps, start, caller="AdaptiveScheduler.cooldown")
+        new = start_cooldown_for(self._ctl.state, steps, start, caller="AdaptiveScheduler.cooldown")
         flat = flatten_state(new)
         self._ctl.flat = as_python(self._config, flat) if self._device is None else flat
 
     def set_slots(self, family: str, **values: Any) -> None:
         """Set slots of ``family``'s active rule (:func:`adaptive_sched.set_slots`), e.g. to start a cooldown now."""
-        flat = flatten_state(set_slots(self._config, self._ctl.state, family, **values))
+        flat = flatten_state(set_slots(self._ctl.state, family, **values))
         self._ctl.flat = as_python(self._config, flat) if self._device is None else flat
 
     def state_dict(self) -> dict[str, Any]:
@@ -543,11 +644,11 @@ class AdaptiveScheduler(LRScheduler):
         return {
             "format_version": FORMAT_VERSION,
             "mode": "host" if self._device is None else "device",
-            "controller": state_to_dict(self._config, self._ctl.unflatten(self._ctl.flat)),
+            "controller": state_to_dict(self._ctl.unflatten(self._ctl.flat)),
             "base_lrs": self.base_lrs,
             "hparams": dict(zip(Hparams._fields, self._hp)),
             "advanced_this_step": advanced,
-            "provisional_from": None if before is None else state_to_dict(self._config, self._ctl.unflatten(before)),
+            "provisional_from": None if before is None else state_to_dict(self._ctl.unflatten(before)),
             "last_epoch": self.last_epoch,
             "step_count": self._step_count,
         }
@@ -623,7 +724,8 @@ class AdaptiveScheduler(LRScheduler):
 
     def __getstate__(self) -> dict[str, Any]:
         """``copy.deepcopy`` / ``pickle``: everything but the compiled controller and diagnostics, which are rebuilt."""
-        return {**self.__dict__, "_ctl": list(self._ctl.flat), "_diag": None}
+        return {**self.__dict__, "_ctl": list(self._ctl.flat), "_diag": None, "_direction_now": None,
+                "_previous_grads": {}}  # fmt: skip
 
     def __setstate__(self, d: dict[str, Any]) -> None:
         self.__dict__.update(d)
@@ -670,6 +772,86 @@ def _make_config(config: Config | None, kwargs: dict[str, Any], groups: list[dic
         if not derived:
             raise
         raise ValueError(f"{err} (took {' and '.join(derived)}; pass it explicitly to override)") from err
+
+
+class _DirectionHook:
+    """The optimizer's pre-step hook of a scheduler that reads ``grad_cos``: :func:`direction` of this step."""
+
+    def __init__(self, sched: AdaptiveScheduler) -> None:
+        self._sched = weakref.ref(sched)
+
+    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        sched = self._sched()
+        if sched is not None:
+            sched._direction_now = direction(optimizer, sched._previous_grads)
+
+
+def direction(optimizer: Optimizer, previous_grads: dict[Any, torch.Tensor]) -> tuple[Any, Any]:
+    """``(grad_cos, grad norm)`` of the gradients now against the optimizer's last step: 0-d float32 tensors.
+
+    ``grad_cos = cos(g_t, d_{t-1})`` with ``d_{t-1} = -u_{t-1}``, the previous
+    update's direction, read from the optimizer's state where it holds it (no
+    copy of the parameters):
+
+    * Adam/AdamW (``exp_avg``, ``exp_avg_sq``; ``max_exp_avg_sq`` with
+      amsgrad): ``d = m^ / (sqrt(v^) + eps)`` with the bias corrections of
+      the last step, plus ``weight_decay * p`` where the decay is decoupled
+      (AdamW); the lr cancels in the cosine;
+    * SGD with momentum: ``d = momentum_buffer``;
+    * otherwise (plain SGD, ...): ``d`` = the last step's gradient
+      (``+ weight_decay * p``), kept in ``previous_grads`` (one buffer of the
+      parameters' size; an optimizer with momentum state never fills it).
+
+    Called by a pre-step hook, before the optimizer updates its state, so
+    ``g_t`` and the state of step ``t - 1`` meet. Sums in float32 (bf16
+    params are upcast per tensor). ``grad_cos`` is ``None`` where there is no
+    previous step, NaN where a norm is 0 or a sum not finite; the norm is
+    ``None`` when no parameter has a gradient. No host sync but reading a CPU
+    step count. Cost: about two passes over the optimizer state and three dot
+    products (``benchmarks``: see the CHANGELOG's figure).
+    """
+    dot = gg = dd = None
+    for group in optimizer.param_groups:
+        wd = float(group.get("weight_decay", 0.0) or 0.0)
+        decoupled = bool(group.get("decoupled_weight_decay", isinstance(optimizer, torch.optim.AdamW)))
+        stateful = "betas" in group or float(group.get("momentum", 0.0) or 0.0) > 0.0  # the state holds d
+        for p in group["params"]:
+            if p.grad is None or p.grad.is_sparse:
+                continue
+            g = p.grad.detach().reshape(-1).float()
+            gg = torch.dot(g, g) if gg is None else gg + torch.dot(g, g)
+            st = optimizer.state.get(p, {})
+            if "exp_avg" in st and "exp_avg_sq" in st:
+                b1, b2 = (float(b) for b in group["betas"])
+                n = float(st["step"])
+                v = st.get("max_exp_avg_sq", st["exp_avg_sq"]) if group.get("amsgrad") else st["exp_avg_sq"]
+                denom = v.detach().reshape(-1).float().sqrt().mul_(1.0 / math.sqrt(1.0 - b2**n)).add_(group["eps"])
+                m = st["exp_avg"].detach().reshape(-1).float()
+                if decoupled and wd:  # d = m^ / denom + wd * p
+                    d = torch.addcdiv(p.detach().reshape(-1).float().mul(wd), m, denom, value=1.0 / (1.0 - b1**n))
+                else:  # the bias correction of m is a common factor: it cancels in the cosine
+                    d = torch.div(m, denom, out=denom)  # into our own temporary, never the optimizer's state
+            elif st.get("momentum_buffer") is not None:
+                d = st["momentum_buffer"].detach().reshape(-1).float()
+            elif stateful:  # the first step: the optimizer has no state yet
+                continue
+            else:
+                last = previous_grads.get(p)
+                previous_grads[p] = g.clone()
+                if last is None:
+                    continue
+                d = last
+                if wd:
+                    d = d + wd * p.detach().reshape(-1).float()
+            dot = torch.dot(g, d) if dot is None else dot + torch.dot(g, d)
+            dd = torch.dot(d, d) if dd is None else dd + torch.dot(d, d)
+    if gg is None:
+        return None, None
+    if dot is None or dd is None:  # no previous step to compare with
+        return None, gg.sqrt()
+    ok = (gg > 0) & (dd > 0) & torch.isfinite(dot) & torch.isfinite(gg) & torch.isfinite(dd)
+    cos = torch.where(ok, dot / torch.where(ok, gg.sqrt() * dd.sqrt(), 1.0), math.nan)
+    return cos, gg.sqrt()
 
 
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:

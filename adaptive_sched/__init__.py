@@ -1,7 +1,7 @@
 """adaptive-sched: learning-rate and momentum control driven by what training is doing.
 
-One pure controller (``init(config) -> state``, ``update(config, state, signals)
--> (state, hparams)``) behind three front doors:
+One pure controller (``init(config) -> state``, ``update(state, signals)
+-> (state, hparams)``; the state carries its config) behind three front doors:
 the core itself (jit/vmap-able, any Array API namespace), :mod:`adaptive_sched.optax`
 (an ``optax.inject_hyperparams`` transformation) and
 :class:`adaptive_sched.AdaptiveScheduler` (PyTorch; ``adaptive_sched.adapters.torch``).

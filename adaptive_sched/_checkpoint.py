@@ -19,7 +19,7 @@ import numpy as np
 
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._config import Config, check_field
-from adaptive_sched._core import SIGNAL_LIMIT, EmaState, State
+from adaptive_sched._core import SIGNAL_LIMIT, EmaState, State, _inward
 from adaptive_sched._signals import SIGNAL_NAMES
 
 __all__ = [
@@ -59,8 +59,8 @@ def _plain(v: Any) -> Any:  # the scalar namespace's float32 floats are stored a
     return float(v) if type(v) is _scalar.F32 else v
 
 
-def state_to_dict(config: Config, state: State) -> dict[str, Any]:
-    """``config`` and ``state`` as a flat ``{name: value}`` dict (values as stored: arrays or Python numbers).
+def state_to_dict(state: State) -> dict[str, Any]:
+    """``state`` (with its config) as a flat ``{name: value}`` dict (values as stored: arrays or Python numbers).
 
     Keys: ``format_version``, ``config.<field>`` for every rule field and every
     stored knob, ``step``, ``skipped``, ``log_scale``, ``current_momentum``,
@@ -69,6 +69,7 @@ def state_to_dict(config: Config, state: State) -> dict[str, Any]:
     core's record of their decisions (:func:`adaptive_sched._rules.record_slots`). Rule names are strings; everything else keeps its
     dtype, so a save/load round trip is bit exact.
     """
+    config = state.config
     out: dict[str, Any] = {"format_version": FORMAT_VERSION}
     for field, name in zip(_rules.rule_fields(), config.rules):
         out[f"config.{field}"] = name
@@ -125,7 +126,7 @@ def _check_version(d: Any) -> None:
 
 
 def config_diffs(expected: Config, saved: Config, ours: str = "config") -> list[str]:
-    """Where ``saved`` differs from ``expected`` (called ``ours`` in the lines): rule names, knobs as float32 values."""
+    """Where ``saved`` differs from ``expected`` (called ``ours`` in the lines): rule names, knobs as the core's float32 values."""
     diffs = [
         f"{field}: checkpoint {theirs!r} vs {ours} {mine!r}"
         for field, theirs, mine in zip(_rules.rule_fields(), saved.rules, expected.rules)
@@ -134,7 +135,8 @@ def config_diffs(expected: Config, saved: Config, ours: str = "config") -> list[
     names = dict.fromkeys([*expected.knobs, *saved.knobs])
     for name in names:
         theirs, mine = getattr(saved, name), getattr(expected, name)
-        a, b = np.asarray(theirs, np.float64), np.asarray(mine, np.float64)
+        # as the core holds them: float32 values, the bounds rounded inward (what a saved state's config holds)
+        a, b = (np.asarray(_inward(name, v), np.float64) for v in (theirs, mine))
         if a.shape != b.shape or not np.array_equal(a.astype(np.float32), b.astype(np.float32)):
             diffs.append(f"{name}: checkpoint {_show(theirs)} vs {ours} {_show(mine)}")
     return diffs
@@ -196,6 +198,12 @@ def state_from_dict(
     record = {f"rule_state.{key}" for key, _ in _rules.record_slots(saved)}
     if record <= missing:  # saved before the core kept its record of the rules' decisions: they start afresh
         missing -= record
+    added = set()  # signals added since the save (grad_cos): their smoothing starts afresh, as never observed
+    for sig in SIGNAL_NAMES:
+        ema = {f"{sig}.{f}" for f in EmaState._fields}
+        if ema <= missing:
+            missing -= ema
+            added.add(sig)
     extra = set(d) - expected_keys - optional
     if missing or extra:
         raise ValueError(f"state dict keys do not match: missing {sorted(missing)}, unexpected {sorted(extra)}")
@@ -211,10 +219,14 @@ def state_from_dict(
         return xp.astype(arr, getattr(xp, dtype))
 
     _validate(d, saved)
-    emas = [EmaState(*(conv(d[f"{sig}.{f}"], "float32") for f in EmaState._fields)) for sig in SIGNAL_NAMES]
+    fresh = dict(zip(EmaState._fields, (0.0, 0.0, 1.0, 0.0)))
+    emas = [
+        EmaState(*(conv(fresh[f] if sig in added else d[f"{sig}.{f}"], "float32") for f in EmaState._fields))
+        for sig in SIGNAL_NAMES
+    ]
     slots = {key: conv(d.get(f"rule_state.{key}", slot.init), slot.dtype) for key, slot in _rules.state_slots(config)}
     head = [conv(d[n], "int32") for n in _INTS] + [conv(d[n], "float32") for n in _FLOATS]
-    return State._make([*head, *emas, slots])
+    return State._make([config, *head, *emas, slots])
 
 
 def state_to_dict_keys(config: Config | None = None) -> list[str]:
@@ -406,7 +418,7 @@ def _validate(d: dict[str, Any], config: Config) -> None:
         hi=np.minimum(knobs["max_momentum"] * (1 + _SLACK), 1.0),
     )
     limit = SIGNAL_LIMIT * (1 + _SLACK)
-    for sig in SIGNAL_NAMES:
+    for sig in (n for n in SIGNAL_NAMES if f"{n}.mean" in d):  # a signal added since the save has no entries
         entry(f"{sig}.mean", lo=-limit, hi=limit)
         entry(f"{sig}.var", lo=0.0, hi=4 * limit * limit)
         entry(f"{sig}.decay_pow", lo=0.0, hi=1.0)

@@ -21,6 +21,7 @@ leaves every existing Config comparing, printing and pickling as before.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import sys
 from collections.abc import Callable
@@ -135,10 +136,13 @@ class Config:
         anneal_rule: str
         cooldown_rule: str
 
-    __slots__ = ("_active", "_cache", "_knobs")
+    __slots__ = ("_active", "_cache", "_knobs", "_logs")
     _active: tuple[tuple[str, str], ...]
     _knobs: dict[str, Any]
-    _cache: dict[Any, Config]  # the knobs as each namespace's float32 values (adaptive_sched._core.knobs32)
+    # The float32 log of every knob, computed once (on the host where the knob is concrete) when the core
+    # prepares a config for its arithmetic (adaptive_sched._core.prepare); empty in a Config you build.
+    _logs: dict[str, Any]
+    _cache: dict[Any, Any]  # what the registry derives for this config (active rules, knob tuples)
 
     def __init__(self, **fields: Any) -> None:
         active: dict[str, str] = {}
@@ -154,7 +158,10 @@ class Config:
             elif _rules.knob_named(name) is not None:
                 given[name] = float(value) if _number(value) else value
             else:
-                raise TypeError(f"Config.__init__() got an unexpected keyword argument {name!r}")
+                known = [*_rules.rule_fields(), *numeric_fields()]
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else " (Config's fields: help(adaptive_sched.Config))"
+                raise TypeError(f"Config.__init__() got an unexpected keyword argument {name!r}{hint}")
         order = list(_rules.FAMILIES)
         pairs = tuple(sorted(active.items(), key=lambda p: order.index(p[0].removesuffix("_rule"))))
         knobs: dict[str, Any] = {}
@@ -183,7 +190,7 @@ class Config:
                 raise ValueError(
                     f"Config.{low}={_fmt(lo)} and Config.{high}={_fmt(hi)} are invalid: must satisfy {low} <= {high}."
                 )
-        _init(self, pairs, knobs)
+        _init(self, pairs, knobs, {})
 
     # ------------------------------------------------------------------ reading
 
@@ -229,9 +236,21 @@ class Config:
         """A copy with ``changes`` applied, validated like a new Config."""
         return Config(**{**self.asdict(), **changes})
 
+    def log_of(self, name: str) -> Any:
+        """The float32 ``log`` of knob ``name`` (of ``1e-30`` at least) as the core computed it once (a prepared config).
+
+        Rules read it through their knobs (``knobs.log_up``); a log taken once
+        on the host (float64, rounded to float32) is the same number in every
+        front door, where each backend's own float32 ``log`` may differ by an ulp.
+        """
+        try:
+            return self._logs[name]
+        except KeyError:
+            raise KeyError(f"Config.log_of({name!r}): this config was not prepared by the core") from None
+
     def _map(self, fn: Callable[[Any], Any]) -> Config:
-        """Apply ``fn`` to every stored knob, skipping validation (internal)."""
-        return _make(self._active, {n: fn(v) for n, v in self._knobs.items()})
+        """Apply ``fn`` to every stored knob (and prepared log), skipping validation (internal)."""
+        return _make(self._active, {n: fn(v) for n, v in self._knobs.items()}, {n: fn(v) for n, v in self._logs.items()})
 
     # ------------------------------------------------------------------ value semantics
 
@@ -251,7 +270,7 @@ class Config:
         return hash((self._active, tuple(self._knobs.items())))
 
     def __reduce__(self) -> Any:
-        return (_make, (self._active, dict(self._knobs)))
+        return (_make, (self._active, dict(self._knobs), dict(self._logs)))
 
     def __repr__(self) -> str:
         """The active rules and the knobs that differ from their defaults (lr bounds: from ``base_lr``)."""
@@ -277,17 +296,18 @@ def _show(value: Any) -> str:
     return repr(arr.item()) if arr.ndim == 0 else np.array2string(arr, threshold=6, separator=", ")
 
 
-def _init(obj: Config, active: tuple[tuple[str, str], ...], knobs: dict[str, Any]) -> None:
+def _init(obj: Config, active: tuple[tuple[str, str], ...], knobs: dict[str, Any], logs: dict[str, Any]) -> None:
     object.__setattr__(obj, "_active", active)
     object.__setattr__(obj, "_knobs", knobs)
+    object.__setattr__(obj, "_logs", logs)
     object.__setattr__(obj, "_cache", {})
     pytree_if_jax()
 
 
-def _make(active: tuple[tuple[str, str], ...], knobs: dict[str, Any]) -> Config:
-    """A Config from its parts, without validation (pytree unflatten, pickle, internal casts)."""
+def _make(active: tuple[tuple[str, str], ...], knobs: dict[str, Any], logs: dict[str, Any] | None = None) -> Config:
+    """A Config from its parts, without validation (pytree unflatten, pickle, the core's prepared form)."""
     obj = object.__new__(Config)
-    _init(obj, tuple(active), dict(knobs))
+    _init(obj, tuple(active), dict(knobs), dict(logs or {}))
     return obj
 
 
@@ -307,16 +327,19 @@ def _register_with_jax() -> None:
 
     _registered[0] = True
 
+    # Leaves: the knobs, then the prepared logs (keyed "log_<knob>"); the rule names are static metadata.
     def flatten_with_keys(cfg: Config) -> tuple[Any, Any]:
         children = tuple((jax.tree_util.GetAttrKey(n), v) for n, v in cfg._knobs.items())
-        return children, (cfg._active, tuple(cfg._knobs))
+        children += tuple((jax.tree_util.GetAttrKey(f"log_{n}"), v) for n, v in cfg._logs.items())
+        return children, (cfg._active, tuple(cfg._knobs), tuple(cfg._logs))
 
     def flatten(cfg: Config) -> tuple[Any, Any]:
-        return tuple(cfg._knobs.values()), (cfg._active, tuple(cfg._knobs))
+        return (*cfg._knobs.values(), *cfg._logs.values()), (cfg._active, tuple(cfg._knobs), tuple(cfg._logs))
 
     def unflatten(aux: Any, leaves: Any) -> Config:
-        active, names = aux
-        return _make(active, dict(zip(names, leaves)))
+        active, names, log_names = aux
+        leaves = tuple(leaves)
+        return _make(active, dict(zip(names, leaves)), dict(zip(log_names, leaves[len(names):])))
 
     jax.tree_util.register_pytree_with_keys(Config, flatten_with_keys, unflatten, flatten_func=flatten)
 

@@ -1,12 +1,12 @@
-"""The pure controller: ``init(config) -> State`` and ``update(config, state, signals) -> (State, Hparams)``.
+"""The pure controller: ``init(config) -> State`` and ``update(state, signals) -> (State, Hparams)``.
 
 Written once against an array namespace ``xp``: ``jax.numpy`` (jit/vmap/scan),
 NumPy or torch (through array-api-compat), or ``adaptive_sched._scalar``
 (Python floats holding float32 values; the host path traces the same code).
 The namespace is read off the state's leaves, so the same function serves
-every front door. The config is an argument, not part of the state: the state
-holds numbers only, and a front door holds ``(config, state)`` the way optax
-closes over hyperparameters.
+every front door. The state carries its config (``state.config``: the rule
+names as static pytree metadata, the numeric knobs as leaves), so a config is
+given once, to :func:`init`.
 
 The rules are declared in :mod:`adaptive_sched.rules` (one definition each);
 :func:`step` runs the config's active rules and combines their outputs by
@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import math
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._config import Config, ensure_pytree, pytree_if_jax
@@ -96,21 +98,30 @@ class EmaState(NamedTuple):
 
 
 class State(NamedTuple):
-    """Controller state: fixed-dtype scalars only (float32, int32); the config is not part of it.
+    """Controller state: the :class:`Config` it runs, and fixed-dtype scalars (float32, int32).
+
+    As a JAX pytree, the config's rule names are static metadata and its
+    numeric knobs are leaves (the way ``optax.inject_hyperparams`` keeps its
+    hyperparameters in its state): ``jax.jit(update)`` traces once per rule
+    set, and ``jax.vmap(init)`` over a stacked config gives a batch of
+    controllers (sweeps).
 
     Attributes:
+      config: the :class:`Config` this state runs (set by :func:`init`; never
+        changed by :func:`update`).
       step: number of ``update`` calls so far.
       skipped: number of signals dropped because they were NaN or infinite.
       log_scale: accumulated log lr-factor of the stateful rules (``a_t``).
       current_momentum: the momentum last set (not named ``momentum`` so that
         ``optax.tree.get(state, "momentum")`` finds only the optimizer's).
-      loss, reward, grad_norm, kl (one per :class:`Signals` field): the
+      loss, reward, grad_norm, kl, grad_cos (one per :class:`Signals` field): the
         :class:`EmaState` of each signal.
       rule_state: the active rules' extra slots, ``{"<family>.<rule>.<slot>": scalar}``,
         and the core's record of their decisions, ``{"<family>.<rule>/<name>": scalar}``
         (:func:`adaptive_sched._rules.record_slots`; read it with :func:`diagnostics`).
     """
 
+    config: Config
     step: Any
     skipped: Any
     log_scale: Any
@@ -119,12 +130,13 @@ class State(NamedTuple):
     reward: EmaState
     grad_norm: EmaState
     kl: EmaState
-    rule_state: dict[str, Any] = {}  # noqa: RUF012  (never mutated: update builds a new dict)
+    grad_cos: EmaState
+    rule_state: dict[str, Any]
 
 
-_HEAD = State._fields[:4]
-if State._fields[4:-1] != SIGNAL_NAMES:  # one EMA per Signals field, in order
-    raise ImportError(f"State's EMA fields {State._fields[4:-1]} must be Signals' fields {SIGNAL_NAMES}")
+_HEAD = State._fields[1:5]
+if State._fields[5:-1] != SIGNAL_NAMES:  # one EMA per Signals field, in order
+    raise ImportError(f"State's EMA fields {State._fields[5:-1]} must be Signals' fields {SIGNAL_NAMES}")
 
 
 def namespace_of(x: Any) -> Any:
@@ -149,17 +161,89 @@ def _caster(xp: Any, like: Any) -> Any:
 
 
 def knobs32(xp: Any, config: Config, like: Any = None) -> Config:
-    """``config`` with every knob as the float32 value the arithmetic uses (see :func:`_scalar.knob`).
+    """``config`` prepared for the arithmetic: every knob as its float32 value (see :func:`_scalar.knob`) and its log.
 
-    Computed once per config and kind of namespace when every knob is a number.
+    A state from :func:`init` holds its config prepared already (returned as
+    it is). Otherwise (a config of Python numbers rebuilt from a flat state,
+    a checkpoint) it is prepared here, once per config and kind of namespace
+    when every knob is a number.
     """
+    if config._logs:
+        return config
     kind = _scalar.knob_kind(xp, like)
     hit = config._cache.get(kind)
     if hit is None:
-        hit = config._map(lambda v: _scalar.knob(xp, v, like))
+        hit = _prepare(config, lambda v: _scalar.knob(xp, v, like), lambda v: _log32(xp, v, like))
         if all(isinstance(v, (int, float)) for v in config.knobs.values()):
             config._cache[kind] = hit
     return hit
+
+
+def _prepare(config: Config, value: Any, log: Any) -> Config:
+    """``config`` with each knob as ``value(knob)`` and its log as ``log(knob)``.
+
+    The bounds are first rounded inward to float32 values (:func:`_inward`).
+    """
+    from adaptive_sched._config import _make
+
+    knobs = {n: _inward(n, v) for n, v in config._knobs.items()}
+    return _make(config._active, {n: value(v) for n, v in knobs.items()}, {n: log(v) for n, v in knobs.items()})
+
+
+_LOWER, _UPPER = ("min_lr", "min_momentum"), ("max_lr", "max_momentum")
+
+
+def _inward(name: str, v: Any) -> Any:
+    """A concrete bound as the float32 value nearest to it *inside* the range (other knobs as they are).
+
+    So the float32 lr and momentum compare within the bounds as the user's
+    Python floats: ``min_lr <= lr <= max_lr`` holds for ``min_lr=1e-5``,
+    whose nearest float32 (9.99999974e-06) is below it.
+    """
+    number = isinstance(v, (int, float))
+    if (name not in _LOWER and name not in _UPPER) or not (number or isinstance(v, (np.ndarray, np.generic))):
+        return v  # JAX and torch arrays (traced or on a device) are rounded to nearest by the cast
+    host = np.asarray(v, dtype=np.float64)
+    f = host.astype(np.float32)
+    with np.errstate(over="ignore"):
+        if name in _LOWER:
+            f = np.where(f.astype(np.float64) < host, np.nextafter(f, np.float32(np.inf)), f)
+        else:
+            f = np.where(f.astype(np.float64) > host, np.nextafter(f, np.float32(-np.inf)), f)
+    return float(f) if number else f
+
+
+def _log32(xp: Any, v: Any, like: Any = None) -> Any:
+    """``log(max(float32(v), TINY))`` for a knob: on the host (float64, rounded once to float32) unless ``v`` is traced.
+
+    The floor keeps the logs of knobs that may be 0 or negative (where no rule takes their log) finite.
+    """
+    if isinstance(v, (int, float)):
+        return _scalar.knob(xp, log_knob(_scalar, max(v, TINY)), like)
+    host = _host_values(v)
+    if host is None:  # traced (jit, vmap): the backend's log
+        return xp.log(xp.clip(xp.astype(v, xp.float32), TINY, None))
+    logs = np.log(np.maximum(host.astype(np.float32).astype(np.float64), TINY)).astype(np.float32)
+    if xp is _scalar:
+        return _scalar.float32(float(logs))
+    out = xp.asarray(logs, device=getattr(like, "device", None)) if _is_torch(xp) else xp.asarray(logs)
+    return out
+
+
+def _host_values(v: Any) -> np.ndarray | None:
+    """A concrete array's values on the host (float64), or None for a traced value."""
+    try:
+        if hasattr(v, "detach"):  # torch
+            return v.detach().to("cpu").double().numpy()
+        return np.asarray(v, dtype=np.float64)
+    except Exception:  # JAX tracers and other abstract values
+        return None
+
+
+def _is_torch(xp: Any) -> bool:
+    import array_api_compat
+
+    return xp is not _scalar and bool(array_api_compat.is_torch_namespace(xp))
 
 
 def init(config: Config, xp: Any = None, device: Any = None) -> State:
@@ -206,10 +290,13 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     def ema() -> EmaState:
         return EmaState(mean=f32(0.0), var=f32(0.0), decay_pow=f32(1.0), ref=f32(0.0))
 
-    lo, base, hi = (_scalar.knob(xp, config.knobs[n]) for n in ("min_momentum", "base_momentum", "max_momentum"))
-    momentum = f32(xp.clip(base, lo, hi))
+    # The config as the state holds it: every knob a float32 scalar of the namespace, and its log computed once
+    # (on the host where it is concrete), so update does no conversion and every door uses the same numbers.
+    like = f32(0.0)
+    cfg = _prepare(config, lambda v: f32(_scalar.knob(xp, v, like)), lambda v: f32(_log32(xp, v, like)))
+    momentum = f32(xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum))
     slots = {key: (i32 if slot.dtype == "int32" else f32)(slot.init) for key, slot in _rules.state_slots(config)}
-    return State._make([i32(0), i32(0), f32(0.0), momentum, *(ema() for _ in SIGNAL_NAMES), slots])
+    return State._make([cfg, i32(0), i32(0), f32(0.0), momentum, *(ema() for _ in SIGNAL_NAMES), slots])
 
 
 def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> Obs:
@@ -244,6 +331,7 @@ def _observe(xp: Any, ema: EmaState, x: Any, beta: Any, track_var: bool) -> Obs:
         var_hat=var_hat,
         ema=EmaState(mean=mean, var=var, decay_pow=pow_, ref=ref),
         x=xs,
+        inf=xp.isinf(x),
     )
 
 
@@ -264,7 +352,7 @@ def _held(xp: Any, ema: EmaState) -> Obs:
     hat = ema.mean / den
     var_hat = ema.var / den
     never = xp.zeros_like(has_prev)  # a False of the namespace (a constant for the host-path tracer)
-    return Obs(ok=never, bad=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema, x=hat)
+    return Obs(ok=never, bad=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema, x=hat, inf=never)
 
 
 def signal_usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
@@ -283,32 +371,40 @@ def _usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
     return _rules._cached(config, "usage", lambda: signal_usage(config))
 
 
-def update(config: Config, state: State, signals: Signals) -> tuple[State, Hparams]:
+def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     """One controller step: fold in this step's signals, return the new state and hparams.
 
     Pure and namespace-generic: the namespace is read off the state (Python
     numbers, NumPy, ``jax.numpy`` including tracers, torch). Under ``jax.jit``
-    it traces once per config structure (rule names) and per pattern of
+    it traces once per rule set (``state.config``'s rule names) and per pattern of
     supplied (non-``None``) signals, whatever their values. To mark a signal as
     missing without changing the structure, pass NaN.
 
     Args:
-      config: the controller's :class:`Config` (the one the state was made for).
-      state: the current :class:`State`.
+      state: the current :class:`State` (from :func:`init`; it carries its config).
       signals: this step's :class:`Signals`.
 
     Returns:
       ``(new_state, hparams)``.
+
+    Raises:
+      TypeError: ``state`` is not a :class:`State` (e.g. the older
+        ``update(config, state, signals)`` form).
     """
-    new, hp, _ = step(config, state, signals)
+    if not isinstance(state, State):
+        raise TypeError(
+            f"update(state, signals) expects the State that adaptive_sched.init(config) returned as its first "
+            f"argument, got {type(state).__name__} (the state carries its config: no config argument)"
+        )
+    new, hp, _ = step(state, signals)
     return new, hp
 
 
-def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams, dict[str, Any]]:
+def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams, dict[str, Any]]:
     """:func:`update`, also returning each active rule's output this step.
 
     Args:
-      config, state, signals: as :func:`update`.
+      state, signals: as :func:`update`.
       xp: the namespace (default: read off the state; the host-path compiler passes its tracer).
 
     Returns:
@@ -317,6 +413,7 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
       ``(log_factor, restart)`` for a clock, the momentum, or the schedule's
       log-factor), so diagnostics can report every rule's decision.
     """
+    config = state.config
     if xp is None:
         xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
     cfg = knobs32(xp, config, state.log_scale)
@@ -331,19 +428,22 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
     views: dict[str, Obs | None] = {}  # filled below; clock rules run before any signal is observed
     searching: Any = False  # True while a busy rule (the lr search) that already ran is still acting
     planned: Any = False  # True while a rule will anneal the lr at known steps (a cooldown is scheduled)
+    cooling: Any = False  # True while such a rule anneals the lr at this update
     for rule in rules:
+        own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
         if rule.planned is not None:
-            mine = rule.planned(xp, knobs_of(rule, cfg), {s.name: slots[slot_key(rule, s)] for s in rule.slots})
-            planned = mine if planned is False else xp.logical_not(
-                xp.logical_and(xp.logical_not(planned), xp.logical_not(mine))
-            )
+            mine = rule.planned(xp, knobs_of(rule, cfg), own)
+            planned = mine if planned is False else _or(xp, planned, mine)
+        if rule.cooling is not None:
+            mine = rule.cooling(xp, knobs_of(rule, cfg), own, t)
+            cooling = mine if cooling is False else _or(xp, cooling, mine)
 
     def run(rule: _rules.Rule, obs: Obs | None) -> Any:
         nonlocal searching
         own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
         extra = {name: views.get(name) for name in rule.reads}
         knobs = knobs_of(rule, cfg)
-        ctx = RuleContext(cfg, t, own, extra, searching, planned)
+        ctx = RuleContext(cfg, t, own, extra, searching, planned, cooling)
         out = rule.fn(xp, obs, knobs, ctx)
         new: dict[str, Any] = {}
         if rule.slots:
@@ -352,9 +452,7 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
                 slots[slot_key(rule, s)] = new[s.name]
             if rule.busy is not None:
                 busy = rule.busy(new)
-                searching = busy if searching is False else xp.logical_not(
-                    xp.logical_and(xp.logical_not(searching), xp.logical_not(busy))
-                )
+                searching = busy if searching is False else _or(xp, searching, busy)
         if rule.event is not None:  # the core's record of the rule's last decision (record_slots)
             ev, at = f"{rule.key}/event", f"{rule.key}/event_step"
             code = rule.event(xp, obs, knobs, ctx, Outcome(out, new, slots[ev]))
@@ -431,6 +529,7 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
     dtypes = {key: slot.dtype for key, slot in _rules.state_slots(config)}
     new_state = State._make(
         [
+            config,
             xp.astype(t_int, i32),
             xp.astype(skipped, i32),
             cast(log_scale, f32),
@@ -442,6 +541,11 @@ def step(config: Config, state: State, signals: Signals, xp: Any = None) -> tupl
     lr = cast(lr, f32)
     hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=cast(lr / cfg.base_lr, f32))
     return new_state, hp, outputs
+
+
+def _or(xp: Any, a: Any, b: Any) -> Any:
+    """``a or b`` with the namespace's ``logical_and``/``logical_not`` (the slice every namespace here has)."""
+    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
 
 
 def _static(x: Any) -> bool:
@@ -470,8 +574,8 @@ def _combine(xp: Any, cfg: Any, t: Any, log_stateless: Any, log_schedule: Any, l
     # log(1) == 0 exactly, so the identity config stays bit exact.
     log_stateless = log_stateless + xp.log(xp.clip(warm, TINY, 1.0))
 
-    log_lo = log_knob(xp, cfg.min_lr) - log_knob(xp, cfg.base_lr)
-    log_hi = log_knob(xp, cfg.max_lr) - log_knob(xp, cfg.base_lr)
+    log_lo = cfg.log_of("min_lr") - cfg.log_of("base_lr")
+    log_hi = cfg.log_of("max_lr") - cfg.log_of("base_lr")
     log_stateless = xp.clip(log_stateless, log_lo - 1.0, log_hi + 1.0)  # finite, bounded
     lo = hi = None
     if log_scale is not None:
@@ -496,7 +600,7 @@ def _restart(xp: Any, e: EmaState, restart: Any) -> EmaState:
     )
 
 
-def set_slots(config: Config, state: State, family: str, **values: Any) -> State:
+def set_slots(state: State, family: str, **values: Any) -> State:
     """``state`` with slots of ``family``'s active rule set to ``values`` (pure; e.g. "start the cooldown now").
 
     Front doors use it to act on a rule from outside its signals: the torch
@@ -505,7 +609,6 @@ def set_slots(config: Config, state: State, family: str, **values: Any) -> State
     in the state's namespace (and device).
 
     Args:
-      config: the config the state belongs to.
       state: the state.
       family: the family whose active rule owns the slots (``"anneal"``, ...).
       **values: ``slot=value``.
@@ -513,7 +616,7 @@ def set_slots(config: Config, state: State, family: str, **values: Any) -> State
     Raises:
       ValueError: the family has no active rule, or it has no such slot.
     """
-    name = getattr(config, f"{family}_rule", "none")
+    name = getattr(state.config, f"{family}_rule", "none")
     if name == "none":
         raise ValueError(f"set_slots: {family}_rule is 'none' in this config; no rule owns slots there")
     rule = _rules.lookup(family, name)
@@ -533,7 +636,7 @@ def set_slots(config: Config, state: State, family: str, **values: Any) -> State
 # --------------------------------------------------------------------------- diagnostics
 
 
-def diagnostics(config: Config, state: State, xp: Any = None) -> dict[str, Any]:
+def diagnostics(state: State, xp: Any = None) -> dict[str, Any]:
     """What the controller decided at its last update and why: a flat ``{name: value}`` mapping, from the state alone.
 
     Pure and jit-safe (no Python branch on a value; the names depend on the
@@ -550,7 +653,7 @@ def diagnostics(config: Config, state: State, xp: Any = None) -> dict[str, Any]:
       in family order, the last one's is the rest); schedule rules (the
       cooldown): what they multiplied the adaptive lr by, the ``min_lr`` floor
       included;
-    * ``"warmup/factor"`` (when ``warmup_steps`` is not 0) and
+    * ``"warmup/factor"`` (1 when ``warmup_steps`` is 0) and
       ``"bounds/factor"``: what the warmup and the lr bounds (the adaptive
       clamp) multiplied, so that ``lr = base_lr * warmup/factor * bounds/factor
       * prod(<rule>/factor)`` (to float32 rounding);
@@ -568,14 +671,14 @@ def diagnostics(config: Config, state: State, xp: Any = None) -> dict[str, Any]:
     e.g. on a hostile signal) is reported as ``e^±80``, so every value is finite.
 
     Args:
-      config: the controller's Config.
-      state: its State (any namespace: Python numbers, NumPy, JAX, torch).
+      state: the controller's State (any namespace: Python numbers, NumPy, JAX, torch).
       xp: the namespace (default: read off the state; the host-path compiler passes its tracer).
 
     Returns:
       ``{name: scalar}`` in a fixed order: float32 values, int32 for the
       counters, event codes and event steps.
     """
+    config = state.config
     if xp is None:
         xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
     cfg = knobs32(xp, config, state.log_scale)
@@ -625,7 +728,7 @@ def diagnostics(config: Config, state: State, xp: Any = None) -> dict[str, Any]:
             rest = rest - logs[rule.key]
         logs[stateful[-1].key] = rest
     log_warm = xp.log(xp.clip(comb.warm, TINY, 1.0))
-    log_bounds = xp.log(comb.adaptive_lr) - log_knob(xp, cfg.base_lr) - log_warm
+    log_bounds = xp.log(comb.adaptive_lr) - cfg.log_of("base_lr") - log_warm
     for rule in rules:
         if rule.key in logs and rule.kind != "schedule":
             log_bounds = log_bounds - logs[rule.key]
@@ -647,9 +750,7 @@ def diagnostics(config: Config, state: State, xp: Any = None) -> dict[str, Any]:
         "momentum": state.current_momentum,
         "lr_scale": cast(lr / cfg.base_lr, f32),
     }
-    w = config.knobs["warmup_steps"]
-    if not (isinstance(w, (int, float)) and w == 0):
-        out["warmup/factor"] = factor(log_warm)
+    out["warmup/factor"] = factor(log_warm)
     out["bounds/factor"] = factor(log_bounds)
     for rule in rules:
         key = rule.key
@@ -666,14 +767,34 @@ def diagnostics(config: Config, state: State, xp: Any = None) -> dict[str, Any]:
     return out
 
 
-def format_diagnostics(config: Config, diag: Any) -> str:
-    """:func:`diagnostics` (of any namespace, or the front doors' ``diagnostics()``) as text: why the lr is what it is.
+def format_diagnostics(state: State | Config, diag: Any = None) -> str:
+    """:func:`diagnostics` as text: why the lr is what it is.
 
     The first line writes the lr as the product of its factors; then one line
     per active rule with its last event and its statistics. For people
     (a ``print``, a ``repr``); loggers take the mapping itself.
+
+    Args:
+      state: the controller's State, or the Config of a front door's
+        diagnostics (``format_diagnostics(sched.config, sched.diagnostics())``).
+      diag: the diagnostics to show (any namespace); default
+        ``diagnostics(state)`` (required when ``state`` is a Config).
+
+    Raises:
+      TypeError: ``state`` is neither, or a Config without ``diag``.
     """
     from adaptive_sched._checkpoint import host_array
+
+    if isinstance(state, State):
+        config = state.config
+        diag = diagnostics(state) if diag is None else diag
+    elif isinstance(state, Config) and diag is not None:
+        config = state
+    else:
+        raise TypeError(
+            "format_diagnostics(state, diag=None) takes a State, or a Config with the diagnostics mapping "
+            f"to show; got {type(state).__name__}" + (" without diag" if isinstance(state, Config) else "")
+        )
 
     v: dict[str, float] = {}
     for k, x in diag.items():

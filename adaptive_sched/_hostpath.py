@@ -80,7 +80,7 @@ def unflatten_state(config: Config, flat: list[Any]) -> State:
     h, n = len(_HEAD), len(SIGNAL_NAMES)
     emas = [EmaState(*flat[h + _NE * i : h + _NE * (i + 1)]) for i in range(n)]
     slots = dict(zip((key for key, _ in state_slots(config)), flat[h + _NE * n :]))
-    return State._make([*flat[:h], *emas, slots])
+    return State._make([config, *flat[:h], *emas, slots])
 
 
 def as_python(config: Config, flat: list[Any]) -> list[Any]:
@@ -362,7 +362,7 @@ def _trace(config: Config, present: tuple[bool, ...], finite: bool) -> tuple[_Gr
     seen = set(_seen_inputs(config, present)) if finite else set()
     inputs = [Sym(g, f"s{i}", "i" if dt == "int32" else "f", seen=i in seen) for i, (_, dt) in enumerate(fields)]
     signals = Signals(*(Sym(g, n, "f", finite) if p else None for n, p in zip(_SIG_ARGS, present)))
-    new_state, hp, _ = step(config, unflatten_state(config, list(inputs)), signals, xp=_SYM)
+    new_state, hp, _ = step(unflatten_state(config, list(inputs)), signals, xp=_SYM)
     return g, inputs, flatten_state(new_state), [hp.lr, hp.momentum, hp.lr_scale]
 
 
@@ -502,7 +502,7 @@ def compile_diagnostics(config: Config, target: str = "python") -> tuple[Callabl
     g = _Graph()
     fields = state_fields(config)
     inputs = [Sym(g, f"s{i}", "i" if dt == "int32" else "f") for i, (_, dt) in enumerate(fields)]
-    diag = diagnostics(config, unflatten_state(config, list(inputs)), xp=_SYM)
+    diag = diagnostics(unflatten_state(config, list(inputs)), xp=_SYM)
     lines = _emit(g, inputs, list(inputs), list(diag.values()), (False,) * len(SIGNAL_NAMES), target, False)
     source = "def diagnostics(S):\n" + "\n".join(lines) + "\n"
     namespace = _namespace(target)

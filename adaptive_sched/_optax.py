@@ -23,6 +23,7 @@ from adaptive_sched._spmd import pmean_signals
 __all__ = [
     "AdaptiveHyperparamsState",
     "ScaleByControllerState",
+    "controller_state",
     "diagnostics",
     "inject_hyperparams",
     "momentum_arg",
@@ -37,9 +38,8 @@ class AdaptiveHyperparamsState(NamedTuple):
     """State of :func:`inject_hyperparams`.
 
     Attributes:
-      controller: the controller's :class:`~adaptive_sched.State` (numbers
-        only; the config lives in the transformation, so
-        ``adaptive_sched.update(config, state.controller, signals)`` continues it).
+      controller: the controller's :class:`~adaptive_sched.State` (with its
+        config: ``adaptive_sched.update(state.controller, signals)`` continues it).
       inner_state: the wrapped ``optax.inject_hyperparams`` state; its
         ``hyperparams`` dict holds the lr (and momentum) the controller set, so
         ``optax.tree.get(state, "learning_rate")`` reads the current lr.
@@ -47,11 +47,15 @@ class AdaptiveHyperparamsState(NamedTuple):
         (:func:`adaptive_sched._checkpoint.rule_set_id`); an update refuses a
         state made under another rule set (e.g. a checkpoint restored into
         another config: a checkpointer restores leaves, so only a value can tell).
+      previous_update: the last applied update (a tree like the params), from
+        which the next update's ``grad_cos`` is computed, when a rule reads it
+        (``recommended()``); ``()`` otherwise.
     """
 
     controller: State
     inner_state: optax.InjectStatefulHyperparamsState
     rules_id: Any
+    previous_update: Any = ()
 
 
 class ScaleByControllerState(NamedTuple):
@@ -62,11 +66,14 @@ class ScaleByControllerState(NamedTuple):
       hparams: the :class:`~adaptive_sched.Hparams` of the last update
         (``optax.tree.get(state, "lr_scale")`` reads the current scale).
       rules_id: as in :class:`AdaptiveHyperparamsState`.
+      previous_update: ``()``: this transformation sees update directions, not gradients, so it computes no
+        ``grad_cos`` (pass ``grad_cos=`` to feed one).
     """
 
     controller: State
     hparams: Hparams
     rules_id: Any
+    previous_update: Any = ()
 
 
 def momentum_arg(factory: Callable[..., Any]) -> str | None:
@@ -130,13 +137,22 @@ class _SignalReader:
     (``optax.chain`` forwards every extra arg to every transformation).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, sees_gradients: bool = True) -> None:
         self.config = config
         self.read = _read_signals(config)
-        self.wants_grad_norm = signal_usage(config)[0]["grad_norm"]
+        uses = signal_usage(config)[0]
+        self.wants_grad_norm = uses["grad_norm"]
+        # grad_cos needs the raw gradients: inject_hyperparams sees them; scale_by_controller, last in a chain,
+        # sees the optimizer's update directions, whose consecutive cosine (momentum) reads "agree" at any lr.
+        self.wants_grad_cos = uses["grad_cos"] and sees_gradients
+        self.misses_grad_cos = uses["grad_cos"] and not sees_gradients
         self.warned = False
 
-    def __call__(self, updates: Any, value: Any, extra_args: dict[str, Any]) -> Signals:
+    def init_previous(self, params: Any) -> Any:
+        """The previous applied update's slot in the state: zeros like ``params`` if a rule reads ``grad_cos``, else ``()``."""
+        return jax.tree.map(jnp.zeros_like, params) if self.wants_grad_cos else ()
+
+    def __call__(self, updates: Any, value: Any, extra_args: dict[str, Any], previous: Any = ()) -> Signals:
         given = {"value": value, **{n: extra_args.pop(n, None) for n in SIGNAL_NAMES if n != "loss"}}
         for wrong, right in _TORCH_KEYWORDS.items():
             if wrong in extra_args and right in self.read and given[right] is None:
@@ -156,9 +172,38 @@ class _SignalReader:
                 UserWarning,
                 stacklevel=3,
             )
+        if self.misses_grad_cos and given["grad_cos"] is None and not self.warned:
+            self.warned = True
+            warnings.warn(
+                "adaptive_sched.optax.scale_by_controller sees the updates of the optimizer before it, not the "
+                "gradients, so it cannot compute grad_cos (the evidence rule then never grows the lr). Use "
+                "adaptive_sched.optax.inject_hyperparams, or pass grad_cos= yourself. (Warned once per transformation.)",
+                UserWarning,
+                stacklevel=3,
+            )
+        if self.wants_grad_cos and given["grad_cos"] is None:
+            norm, given["grad_cos"] = _direction(updates, previous)
+            given["grad_norm"] = norm if given["grad_norm"] is None else given["grad_norm"]
         if given["grad_norm"] is None and self.wants_grad_norm:
             given["grad_norm"] = _global_norm(updates)
         return Signals(*(given[_keyword(n)] for n in SIGNAL_NAMES))
+
+
+def _direction(updates: Any, previous: Any) -> tuple[jax.Array, jax.Array]:
+    """``(||g||, cos(g, -u))`` of the incoming updates ``g`` and the previous applied update ``u``, in float32.
+
+    ``cos`` is NaN (not observed: the controller holds) when either norm is 0
+    (the first step: ``u`` is zeros) or a sum is not finite; the norm is the
+    incoming updates' global norm (inf/NaN when they are). Three reductions
+    over the parameters, no host sync.
+    """
+    g, u = optax.tree.cast(updates, jnp.float32), optax.tree.cast(previous, jnp.float32)
+    gg = optax.tree.sum(jax.tree.map(lambda a: a * a, g))
+    uu = optax.tree.sum(jax.tree.map(lambda a: a * a, u))
+    gu = optax.tree.sum(jax.tree.map(lambda a, b: a * b, g, u))
+    ok = (gg > 0) & (uu > 0) & jnp.isfinite(gg) & jnp.isfinite(uu) & jnp.isfinite(gu)
+    cos = jnp.where(ok, -gu / jnp.where(ok, jnp.sqrt(gg) * jnp.sqrt(uu), 1.0), jnp.nan)
+    return jnp.sqrt(gg), cos.astype(jnp.float32)
 
 
 def _checked_rules_id(found: Any, config: Config) -> jax.Array:
@@ -299,6 +344,7 @@ def inject_hyperparams(
                 controller=init(config, xp=jnp),
                 inner_state=inner.init(params),
                 rules_id=jnp.asarray(rule_set_id(config), jnp.int32),
+                previous_update=read_signals.init_previous(params),
             )
 
         def update_fn(
@@ -311,29 +357,31 @@ def inject_hyperparams(
         ) -> tuple[Any, AdaptiveHyperparamsState]:
             rules_id = _checked_rules_id(state.rules_id, config)
             check_slots(config, state.controller)
-            signals = read_signals(updates, value, extra_args)
+            signals = read_signals(updates, value, extra_args, state.previous_update)
             signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
-            controller, hp = update(config, state.controller, signals)
+            controller, hp = update(state.controller, signals)
             hyperparams = dict(state.inner_state.hyperparams)
-            hyperparams["learning_rate"] = _scheduled_lr(hp, config, schedule, state.controller.step)
+            hyperparams["learning_rate"] = _scheduled_lr(hp, state.controller, schedule)
             if mom_name is not None:
                 hyperparams[mom_name] = hp.momentum
             inner_state = state.inner_state._replace(hyperparams=hyperparams)
             if value is not None:
                 extra_args["value"] = value
             updates, inner_state = inner.update(updates, inner_state, params, **extra_args)
-            return updates, AdaptiveHyperparamsState(controller=controller, inner_state=inner_state, rules_id=rules_id)
+            previous = updates if read_signals.wants_grad_cos else ()
+            return updates, AdaptiveHyperparamsState(controller, inner_state, rules_id, previous)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
     return make
 
 
-def _scheduled_lr(hp: Hparams, config: Config, schedule: optax.Schedule | None, count: Any) -> Any:
+def _scheduled_lr(hp: Hparams, controller: State, schedule: optax.Schedule | None) -> Any:
+    """The lr with a base ``schedule``: ``clip(schedule(t) * lr_scale_t, min_lr, max_lr)``, ``t`` the updates before this one."""
     if schedule is None:
         return hp.lr
-    lr = jnp.asarray(schedule(count), jnp.float32) * hp.lr_scale
-    lo, hi = (jnp.asarray(config.knobs[b], jnp.float32) for b in ("min_lr", "max_lr"))
+    lr = jnp.asarray(schedule(controller.step), jnp.float32) * hp.lr_scale
+    lo, hi = (jnp.asarray(controller.config.knobs[b], jnp.float32) for b in ("min_lr", "max_lr"))
     return jnp.clip(lr, lo, hi).astype(jnp.float32)
 
 
@@ -373,16 +421,18 @@ def scale_by_controller(
             "use momentum_rule='none' or adaptive_sched.optax.inject_hyperparams."
         )
 
-    read_signals = _SignalReader(config)
+    read_signals = _SignalReader(config, sees_gradients=False)
 
     def init_fn(params: Any) -> ScaleByControllerState:
-        del params
         controller = init(config, xp=jnp)
         one = jnp.ones((), jnp.float32)
         # A copy of the momentum: a leaf shared with the controller could not be donated.
         momentum = jnp.array(controller.current_momentum, copy=True)
         hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=momentum, lr_scale=one)
-        return ScaleByControllerState(controller=controller, hparams=hp, rules_id=jnp.asarray(rule_set_id(config), jnp.int32))
+        return ScaleByControllerState(
+            controller=controller, hparams=hp, rules_id=jnp.asarray(rule_set_id(config), jnp.int32),
+            previous_update=read_signals.init_previous(params),
+        )
 
     def update_fn(
         updates: Any,
@@ -395,19 +445,20 @@ def scale_by_controller(
         del params
         rules_id = _checked_rules_id(state.rules_id, config)
         check_slots(config, state.controller)
-        signals = read_signals(updates, value, extra_args)
+        signals = read_signals(updates, value, extra_args, state.previous_update)
         signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
-        controller, hp = update(config, state.controller, signals)
+        controller, hp = update(state.controller, signals)
         if schedule is not None:
-            lr = _scheduled_lr(hp, config, schedule, state.controller.step)
-            hp = hp._replace(lr=lr, lr_scale=lr / jnp.asarray(config.knobs["base_lr"], jnp.float32))
+            lr = _scheduled_lr(hp, state.controller, schedule)
+            hp = hp._replace(lr=lr, lr_scale=lr / jnp.asarray(controller.config.knobs["base_lr"], jnp.float32))
         updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
-        return updates, ScaleByControllerState(controller=controller, hparams=hp, rules_id=rules_id)
+        previous = updates if read_signals.wants_grad_cos else ()
+        return updates, ScaleByControllerState(controller, hp, rules_id, previous)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def start_cooldown(opt_state: Any, config: Config, steps: Any, start: Any = None) -> Any:
+def start_cooldown(opt_state: Any, steps: Any, start: Any = None) -> Any:
     """``opt_state`` with the cooldown started in every controller it holds (pure, jit-safe).
 
     The optax form of :func:`adaptive_sched.start_cooldown`: finds each
@@ -417,11 +468,10 @@ def start_cooldown(opt_state: Any, config: Config, steps: Any, start: Any = None
     controller's current step) in its controller, so the lr decays to
     ``min_lr`` on top of the adaptive lr::
 
-        opt_state = adaptive_sched.optax.start_cooldown(opt_state, config, steps=1000)
+        opt_state = adaptive_sched.optax.start_cooldown(opt_state, steps=1000)
 
     Args:
-      opt_state: the optimizer state.
-      config: the config the transformation was built with; its ``cooldown_rule`` must not be ``"none"``.
+      opt_state: the optimizer state; its controllers' ``cooldown_rule`` must not be ``"none"``.
       steps: the cooldown's length in updates (a whole number >= 1; may be traced).
       start: the step after which it begins (default: now; may be traced).
 
@@ -435,7 +485,7 @@ def start_cooldown(opt_state: Any, config: Config, steps: Any, start: Any = None
     def visit(node: Any) -> Any:
         if isinstance(node, (AdaptiveHyperparamsState, ScaleByControllerState)):
             found.append(node)
-            new = start_cooldown_for(config, node.controller, steps, start, caller="adaptive_sched.optax.start_cooldown")
+            new = start_cooldown_for(node.controller, steps, start, caller="adaptive_sched.optax.start_cooldown")
             return node._replace(controller=new)
         return node
 
@@ -449,7 +499,7 @@ def start_cooldown(opt_state: Any, config: Config, steps: Any, start: Any = None
     return out
 
 
-def diagnostics(opt_state: Any, config: Config) -> dict[str, Any]:
+def diagnostics(opt_state: Any) -> dict[str, Any]:
     """What the controller in ``opt_state`` decided at its last update and why (pure, jit-safe).
 
     :func:`adaptive_sched.diagnostics` of the one
@@ -460,32 +510,48 @@ def diagnostics(opt_state: Any, config: Config) -> dict[str, Any]:
     ``"lr_scale"`` are what the transformation used (with a base
     ``schedule``: the scheduled lr)::
 
-        diag = adaptive_sched.optax.diagnostics(opt_state, config)
-        print(adaptive_sched.format_diagnostics(config, diag))  # or log diag under a prefix
+        diag = adaptive_sched.optax.diagnostics(opt_state)
+        print(adaptive_sched.format_diagnostics(adaptive_sched.optax.controller_state(opt_state), diag))
 
     Computed only when called (e.g. at logging steps), never by ``tx.update``.
 
     Args:
       opt_state: the optimizer state.
-      config: the config the transformation was built with.
 
     Raises:
       ValueError: ``opt_state`` holds no controller state, or more than one.
     """
-    found: list[Any] = []
-    is_ours = lambda x: isinstance(x, (AdaptiveHyperparamsState, ScaleByControllerState))  # noqa: E731
-    jax.tree.map(lambda node: found.append(node) if is_ours(node) else None, opt_state, is_leaf=is_ours)
-    if len(found) != 1:
-        raise ValueError(
-            f"diagnostics: opt_state holds {len(found)} adaptive_sched controller states (from "
-            "adaptive_sched.optax.inject_hyperparams or scale_by_controller); pass the part that holds one"
-        )
-    node = found[0]
+    node = _one_node(opt_state, "diagnostics")
+    config = node.controller.config
     check_slots(config, node.controller)
-    out = _core_diagnostics(config, node.controller)
+    out = _core_diagnostics(node.controller)
     if isinstance(node, AdaptiveHyperparamsState):
         lr = jnp.asarray(node.inner_state.hyperparams["learning_rate"], jnp.float32)
         out["lr"], out["lr_scale"] = lr, lr / jnp.asarray(config.knobs["base_lr"], jnp.float32)
     else:
         out["lr"], out["lr_scale"] = node.hparams.lr, node.hparams.lr_scale
     return out
+
+
+def _one_node(opt_state: Any, caller: str) -> AdaptiveHyperparamsState | ScaleByControllerState:
+    """The one controller node in ``opt_state`` (inside ``optax.chain``, :func:`multi_steps`, ...)."""
+    found: list[Any] = []
+    is_ours = lambda x: isinstance(x, (AdaptiveHyperparamsState, ScaleByControllerState))  # noqa: E731
+    jax.tree.map(lambda node: found.append(node) if is_ours(node) else None, opt_state, is_leaf=is_ours)
+    if len(found) != 1:
+        raise ValueError(
+            f"{caller}: opt_state holds {len(found)} adaptive_sched controller states (from "
+            "adaptive_sched.optax.inject_hyperparams or scale_by_controller); pass the part that holds one"
+        )
+    return found[0]
+
+
+def controller_state(opt_state: Any) -> State:
+    """The controller's :class:`~adaptive_sched.State` inside ``opt_state`` (it carries its config).
+
+    For the core's functions on an optax run: ``adaptive_sched.format_diagnostics(controller_state(opt_state))``.
+
+    Raises:
+      ValueError: ``opt_state`` holds no controller state, or more than one.
+    """
+    return _one_node(opt_state, "controller_state").controller

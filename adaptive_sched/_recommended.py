@@ -7,9 +7,15 @@ from typing import Any
 
 from adaptive_sched._config import Config
 
-__all__ = ["RECOMMENDED_RULES", "recommended"]
+__all__ = ["RANGE_TEST_RULES", "RECOMMENDED_RULES", "recommended"]
 
 RECOMMENDED_RULES: dict[str, Any] = {
+    "lr_rule": "evidence",
+    "cooldown_rule": "linear",
+}
+"""What :func:`recommended` sets besides the lr, its bounds and the horizon (the rules' other knobs keep their defaults)."""
+
+RANGE_TEST_RULES: dict[str, Any] = {
     "search_rule": "range",
     "anneal_rule": "slope",
     "anneal_grow": 0.0,
@@ -18,64 +24,58 @@ RECOMMENDED_RULES: dict[str, Any] = {
     "grad_norm_ref_beta": 0.99,
     "cooldown_rule": "linear",
 }
-"""What :func:`recommended` sets besides the lr, its bounds and the horizon (the rules' other knobs keep their defaults)."""
+"""The loss-only configuration :func:`recommended` returned before ``lr_rule="evidence"`` (an lr range test, then
+the slope test): ``Config(base_lr=..., min_lr=base_lr / 100, max_lr=base_lr * 100, **RANGE_TEST_RULES)``; kept for
+side-by-side measurements (``examples/bench_recommended_alternatives.py``)."""
 
 LR_BOUNDS: tuple[float, float] = (0.01, 100.0)
 """``min_lr = base_lr * 0.01`` and ``max_lr = base_lr * 100`` unless given: room for the search to grow 100x."""
 
 
 def recommended(base_lr: Any, total_steps: Any = None, **overrides: Any) -> Config:
-    """The recommended :class:`Config`: find the lr, hold it while the loss improves, cut it when it stalls, cool down at the end.
+    """The recommended :class:`Config`: move the lr only on evidence, cool down at the end when the length is known.
 
-    Parts (each a rule documented with its formula in ``adaptive_sched.rules``
-    and the README's rule table), in the order they act:
+    Parts (each a rule documented with its formula in ``adaptive_sched.rules``), in the order they act:
 
-    * ``search_rule="range"``, at the start: an lr range test inside the run.
-      The lr starts at ``base_lr / 2`` and grows geometrically (x1.12 per
-      observation at first, then more slowly) while the loss keeps improving;
-      when the smoothed loss stops improving or rises, it lands at about half
-      the lr where the loss was best. A ``base_lr`` 30x too low is passed
-      after about 45 observations; from a ``base_lr`` that is too high it backs
-      off. It does not run when the run reports a reward or a KL (RL
-      fine-tuning), where growth would push the KL up.
-    * ``anneal_rule="slope"``, after the search: holds the lr while the raw
-      loss falls significantly faster than its noise and cuts it when a t-test
-      on the loss slope since the last change finds no significant progress
-      (x0.6 if flat or rising, x0.9 if it still leans down; SASA/SLOPE, Lang,
-      Zhang & Xiao, 2019). Once a cooldown is planned (``total_steps``, the
-      trainer's horizon, or a cooldown started) the x0.9 cut is off: the
-      cooldown anneals, and the test cuts only a stall. Its own growth phase
-      is off (the search replaces it). It tests every 5 steps once 30 steps of its leg have passed, so a run
-      shorter than the search plus 30 steps is never cut by it.
-    * ``lr_rule="grad_norm"`` (``grad_norm_power=0.5``), all along: the lr
-      scales with ``sqrt(g_slow / g_t)``, damping transient spikes of the
-      gradient norm.
+    * ``lr_rule="evidence"``, all along. The first update runs at
+      ``base_lr / 4`` and the lr rises to ``base_lr`` over 10 updates unless
+      something says it is too high (no update runs at a ``base_lr`` nothing
+      has judged). Then it grows (at most 5% per update: 10x in about 46)
+      while the gradient keeps pointing the way the last steps went (the mean
+      of ``grad_cos`` significantly above 0.1: the lr is too small), and it is
+      cut only on positive evidence that it is too high: the steps reverse
+      (mean ``grad_cos`` significantly below -0.1: x0.7), the loss rises
+      significantly (x0.5), or a gradient norm or loss is not finite (x0.5).
+      A stalled loss moves nothing, so a slow, steady loss keeps its lr: the
+      lr never falls below ``base_lr`` for lack of progress alone. No growth
+      during a warmup (``warmup_steps``) or a cooldown, or once a reward or a
+      KL is observed (RL fine-tuning).
     * ``cooldown_rule="linear"``, at the end: with ``total_steps`` given, the
       last half of the run decays the lr linearly to ``min_lr`` on top of what
-      the other rules decided (warmup-stable-decay; Hu et al., 2024; Hägele
+      the evidence rule decided (warmup-stable-decay; Hu et al., 2024; Hägele
       et al., 2024; Bergsma et al., 2025). Without it, nothing decays by the
-      clock, and a cooldown can be started when you decide to stop:
+      clock; start a cooldown when you decide to stop:
       :func:`adaptive_sched.start_cooldown` (core),
       :func:`adaptive_sched.optax.start_cooldown` (optax),
       ``AdaptiveScheduler.cooldown(steps)`` (torch).
 
     Bounds: ``min_lr = base_lr / 100`` and ``max_lr = 100 * base_lr`` unless
-    given. The defaults were chosen once, on ``adaptive-sched bench`` and a
-    set of tasks outside it, the same for every task.
+    given. The defaults were chosen once, on ``adaptive-sched bench``, a set
+    of tasks outside it and a linear regression, the same for every task.
 
-    Feed it the training loss (optax: ``value=``; torch: ``observe(loss=...,
-    model=model)``, ``model=`` giving the gradient norm; optax computes the
-    norm from the updates). For RL fine-tuning feed as the loss the negated
-    regularised objective ``-(reward - beta * KL)`` (the slope test needs a
-    signal that improves as training progresses; a policy-gradient surrogate
-    loss does not): under the HF/TRL callback,
-    ``AdaptiveSchedulerCallback(sched, loss_key=negated_objective(beta=args.beta))``.
+    Feed it the training loss, the gradient norm and ``grad_cos``. The optax
+    door computes both gradient signals from the updates it sees (keep the
+    controller first in the chain, or put clipping before it: the cosine does
+    not change under clipping by the global norm) and the torch adapter from
+    the optimizer (``observe(loss=...)`` after ``optimizer.step()``; see
+    :class:`~adaptive_sched.AdaptiveScheduler`). Without ``grad_cos`` the lr
+    only ramps to ``base_lr`` and is cut on a rising loss: it never grows.
 
     To sweep the base lr keep the bounds relative:
     ``sweep(train, recommended(1e-3), {"base_lr": [...]}, lr_bounds="scale")``.
 
     Args:
-      base_lr: the learning rate around which the search starts (> 0;
+      base_lr: the learning rate the controller starts from and judges (> 0;
         required: it replaces the optimizer's own lr); may be a JAX tracer or
         an array (sweeps vmap over it).
       total_steps: the run's length in optimizer steps (controller updates),
@@ -84,7 +84,7 @@ def recommended(base_lr: Any, total_steps: Any = None, **overrides: Any) -> Conf
         Lightning callback ``trainer.estimated_stepping_batches`` when you
         leave it out there.
       **overrides: any :class:`Config` field, applied last (e.g.
-        ``max_lr=...``, ``search_rule="none"``, ``cooldown_fraction=0.2``).
+        ``max_lr=...``, ``evidence_max_growth=0.0`` (never above ``base_lr``), ``cooldown_fraction=0.2``).
 
     Returns:
       A validated :class:`Config`, accepted wherever a Config is.

@@ -74,7 +74,7 @@ more than one is active (:func:`record_slots`), so the diagnostics can say
 what each one contributed to the lr.
 
 Numbers are float32 in every front door (see :mod:`adaptive_sched._scalar`):
-take the ``log`` of a knob with :func:`adaptive_sched.rules.log_knob` (computed
+read the ``log`` of a knob as ``knobs.log_<name>`` (``ctx.config.log_of(name)`` for a core knob; computed
 once on the host when the knob is concrete), and if a rule needs an
 elementwise function the core does not call yet, add its row to
 :data:`adaptive_sched._scalar.OPS`.
@@ -212,6 +212,9 @@ class Rule:
         slots, True once it is scheduled (a horizon, or a cooldown started);
         every rule sees ``ctx.planned`` (the ``anneal`` rule then leaves the
         gradual annealing to it).
+      cooling: for such a rule, ``cooling(xp, knobs, slots, t) -> bool``: True
+        while it anneals at update ``t``; every rule sees ``ctx.cooling`` (the
+        ``evidence`` rule does not grow the lr then).
       events: names of the decisions the rule reports as events (``"cut"``,
         ``"grew"``, ...); event ``i`` (1-based) is ``events[i - 1]``.
       event: ``event(xp, obs, knobs, ctx, outcome) -> code``, this step's
@@ -235,6 +238,7 @@ class Rule:
     reads: tuple[str, ...] = ()
     busy: Callable[[Mapping[str, Any]], Any] | None = None
     planned: Callable[[Any, Any, Mapping[str, Any]], Any] | None = None
+    cooling: Callable[[Any, Any, Mapping[str, Any], Any], Any] | None = None
     events: tuple[str, ...] = ()
     event: Callable[..., Any] | None = None
     explain: Callable[..., Mapping[str, Any]] | None = None
@@ -251,8 +255,12 @@ class Rule:
 
     @property
     def knobs_type(self) -> type:
-        """The NamedTuple its function receives as ``knobs`` (fields: the local knob names)."""
-        return _knobs_type(tuple(self.knobs))
+        """The NamedTuple its function receives as ``knobs``: the local knob names, then ``log_<name>`` of each.
+
+        ``knobs.log_up`` is ``log(up)`` in float32, computed once per config
+        (on the host where the knob is concrete), so every front door uses the same number.
+        """
+        return _knobs_type((*self.knobs, *(f"log_{n}" for n in self.knobs)))
 
 
 _KNOB_TYPES: dict[tuple[str, ...], type] = {}
@@ -279,6 +287,8 @@ class Obs(NamedTuple):
       var_hat: bias-corrected variance (tracked only for rules with ``variance=True``).
       ema: the signal's new :class:`~adaptive_sched.EmaState`.
       x: this step's raw value clipped to ``+-SIGNAL_LIMIT`` (0 when not ``ok``).
+      inf: supplied and +-inf this step (a ``bad`` value that is not a NaN: NaN
+        also marks a signal as missing, inf only ever as trouble).
     """
 
     ok: Any
@@ -289,6 +299,7 @@ class Obs(NamedTuple):
     var_hat: Any
     ema: Any
     x: Any
+    inf: Any = False
 
 
 class Outcome(NamedTuple):
@@ -318,6 +329,8 @@ class RuleContext(NamedTuple):
       planned: True while an active rule will anneal the lr at known steps
         (:attr:`Rule.planned`: a cooldown with a horizon, or started); Python
         ``False`` when no such rule is active.
+      cooling: True while such a rule anneals the lr at this update
+        (:attr:`Rule.cooling`); Python ``False`` when no such rule is active.
     """
 
     config: Any
@@ -326,11 +339,16 @@ class RuleContext(NamedTuple):
     signals: Mapping[str, Any] = types.MappingProxyType({})
     searching: Any = False
     planned: Any = False
+    cooling: Any = False
 
 
 def knobs_of(rule: Rule, config: Any) -> Any:
     """The rule's knob values from ``config``, as its :attr:`Rule.knobs_type` (by local name; kept with the config)."""
-    return _cached(config, ("knobs", rule.key), lambda: rule.knobs_type(*(getattr(config, k.name) for k in rule.knobs.values())))
+    def make() -> Any:
+        names = [k.name for k in rule.knobs.values()]
+        return rule.knobs_type(*(getattr(config, n) for n in names), *(config.log_of(n) for n in names))
+
+    return _cached(config, ("knobs", rule.key), make)
 
 
 def _cached(config: Any, key: Any, make: Callable[[], Any]) -> Any:

@@ -91,6 +91,7 @@ OPS: dict[str, Op] = {
     "sqrt": Op(math.sqrt, "float64"),
     "floor": Op(math.floor, "exact", "int"),
     "isfinite": Op(math.isfinite, "exact", "bool"),
+    "isinf": Op(math.isinf, "exact", "bool"),
     "abs": Op(builtins.abs, "exact", "input"),
 }
 """The core's arithmetic: name -> :class:`Op`. The binary rows' ``"input"`` result: int op int is an int.

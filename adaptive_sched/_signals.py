@@ -58,14 +58,22 @@ class Signals(NamedTuple):
     Attributes:
       loss: training loss (any sign; lower is better).
       reward: RL reward (any sign; higher is better).
-      grad_norm: global gradient norm (>= 0).
+      grad_norm: global gradient norm (>= 0), before any clipping.
       kl: KL divergence of the policy to its reference.
+      grad_cos: the gradient's direction against the last step: ``cos(g_t, -u_{t-1})``, the cosine
+        between this step's gradient ``g_t`` and the previous applied update ``u_{t-1}`` negated, over
+        all parameters (in ``[-1, 1]``). Positive: the gradient still points the way the last step
+        went (steps agree: the lr is too small); negative: it points back (overshoot: too large).
+        The normalised hypergradient of Baydin et al. (2018, "Online Learning Rate Adaptation with
+        Hypergradient Descent", ICLR). The optax door and the torch adapter compute it; undefined
+        (a zero norm, the first step) is ``None``/NaN: not observed.
     """
 
     loss: Any = None
     reward: Any = None
     grad_norm: Any = None
     kl: Any = None
+    grad_cos: Any = None
 
 
 SIGNAL_NAMES: tuple[str, ...] = Signals._fields

@@ -11,7 +11,8 @@
 * :func:`start_cooldown` starts the cooldown in an optimizer state's controllers
   (when you decide to stop a horizon-free run).
 * :func:`diagnostics` reads what the controller decided and why from an optimizer
-  state (each rule's factor, statistics and last event).
+  state (each rule's factor, statistics and last event); :func:`controller_state`
+  is the controller's :class:`~adaptive_sched.State` in it.
 
 Both transformations take the loss as the optax-standard extra argument ``value=`` and the
 reward as ``reward=`` (plus optional ``kl=`` and ``grad_norm=``).
@@ -21,6 +22,7 @@ from adaptive_sched._multisteps import MultiStepsSignalsState, multi_steps
 from adaptive_sched._optax import (
     AdaptiveHyperparamsState,
     ScaleByControllerState,
+    controller_state,
     diagnostics,
     inject_hyperparams,
     momentum_arg,
@@ -33,6 +35,7 @@ __all__ = [
     "AdaptiveHyperparamsState",
     "MultiStepsSignalsState",
     "ScaleByControllerState",
+    "controller_state",
     "diagnostics",
     "inject_hyperparams",
     "momentum_arg",

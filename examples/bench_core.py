@@ -134,7 +134,7 @@ def core_throughput_ratio(n_configs: int = 1024, steps: int = 10_000, repeats: i
     def ours(cfgs: A.Config, losses: Any) -> Any:
         def one(c: A.Config) -> Any:
             def body(s: A.State, loss: Any) -> Any:
-                s, hp = A.update(c, s, A.Signals(loss=loss))
+                s, hp = A.update(s, A.Signals(loss=loss))
                 return s, hp.lr
 
             return jax.lax.scan(body, A.init(c), losses)[1]

@@ -85,13 +85,16 @@ def _measure(repeats: int, calls: int, train_calls: int, seed: int) -> dict[str,
         torch.optim.AdamW(torch.nn.Linear(10, 10).parameters(), lr=5e-5), mode="max"
     )
     core_state = [A.init(sched.config, xp=_scalar)]
-    host_fn = compile_update(sched.config, (False, True, False, False))[0]  # reward only
+    host_fn = compile_update(sched.config, (False, True, False, False, False))[0]  # reward only
     host_flat = flatten_state(A.init(sched.config, xp=_scalar))
 
     def run_observe() -> None:
-        observe = sched.observe
+        # The controller advances once per optimizer step (a post-step hook counts them): call the hook as an
+        # optimizer step would, so each observe() is one step's update (not folded into the previous one).
+        observe, tick, opt_ = sched.observe, sched._steps, sched.optimizer
         for r in rewards:
             observe(loss=None, R=r, model=None)
+            tick(opt_, (), {})
 
     def run_plateau() -> None:
         step = plateau.step
@@ -103,13 +106,13 @@ def _measure(repeats: int, calls: int, train_calls: int, seed: int) -> dict[str,
     def run_core() -> None:
         fn, flat = host_fn, host_flat
         for r in rewards:
-            hp = fn(flat, None, r, None, None)
+            hp = fn(flat, None, r, None, None, None)
         last["core"] = hp[0]
 
     def run_generic() -> None:
-        state, update, signals, config = core_state[0], A.update, A.Signals, sched.config
+        state, update, signals = core_state[0], A.update, A.Signals
         for r in rewards:
-            state, hp = update(config, state, signals(None, r, None, None))
+            state, hp = update(state, signals(None, r, None, None))
         core_state[0] = state
         last["generic"] = hp.lr
 

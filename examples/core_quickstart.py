@@ -1,9 +1,12 @@
 """Quickstart: the pure core, with no framework at all (NumPy), then vmapped in JAX.
 
-``init(config) -> state`` and ``update(config, state, signals) -> (state, hparams)`` are
-pure functions. Here a reward stream from a toy bandit drives the lr with the
-``reward_rule="trend"`` rule, and the same controller is then run for three
-configs at once under ``jax.vmap`` + ``jax.lax.scan``.
+``init(config) -> state`` and ``update(state, signals) -> (state, hparams)`` are
+pure functions; the state carries its config. Here the recommended
+configuration, with the reward-trend and KL-target rules added for RL
+fine-tuning, is driven by a reward and a KL stream from a toy bandit (with a
+reward or a KL observed, its lr search stays off: growth would push the KL up),
+and the same controller is then run for three configs at once under
+``jax.vmap`` + ``jax.lax.scan``.
 
 Run: ``python examples/core_quickstart.py``
 """
@@ -19,13 +22,13 @@ import adaptive_sched as A
 
 def main(steps: int = 200, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    config = A.Config(reward_rule="trend", kl_rule="target", ema_reward_beta=0.9, base_lr=1e-4, max_lr=1e-3)
+    config = A.recommended(1e-4, reward_rule="trend", kl_rule="target", ema_reward_beta=0.9, max_lr=1e-3)
     state = A.init(config)  # NumPy arrays: no JAX needed
     lrs = []
     for t in range(steps):
         reward = np.tanh(t / 50) + 0.3 * rng.normal()  # improving, noisy
         kl = 0.05 + 0.01 * rng.normal()  # under the KL target of 0.1
-        state, hp = A.update(config, state, A.Signals(reward=reward, kl=kl))
+        state, hp = A.update(state, A.Signals(reward=reward, kl=kl))
         lrs.append(float(hp.lr))
     print(f"NumPy: lr {lrs[0]:.2e} -> {lrs[-1]:.2e} after {steps} steps, {int(state.skipped)} signals skipped")
 
@@ -42,7 +45,7 @@ def main(steps: int = 200, seed: int = 0) -> dict[str, Any]:
 
     def run(cfg: A.Config) -> Any:
         def body(s: A.State, r: Any) -> Any:
-            s, hp = A.update(cfg, s, A.Signals(reward=r))
+            s, hp = A.update(s, A.Signals(reward=r))
             return s, hp.lr
 
         return jax.lax.scan(body, A.init(cfg), rewards)[1]

@@ -28,8 +28,8 @@ def main(steps: int = 300, seed: int = 0) -> dict[str, list[float]]:
     def loss_fn(p: Any) -> Any:
         return jnp.mean((jnp.tanh(x @ p["w1"]) @ p["w2"] - y) ** 2)
 
-    # The one to start from: anneals by a stationarity test on the loss (no horizon needed)
-    # times a gradient-norm guard; bounds base_lr/100 .. 10*base_lr; any Config field overrides.
+    # The one to start from: finds the lr on evidence, holds it while the loss improves, cuts it when
+    # progress stalls (no horizon needed), damps gradient-norm spikes; any Config field overrides.
     config = A.recommended(base_lr=3e-3)
     tx = optax.chain(
         optax.clip_by_global_norm(1.0),

@@ -2,9 +2,13 @@
 
 Every few steps it prints :func:`adaptive_sched.format_diagnostics` of
 :meth:`AdaptiveScheduler.diagnostics`: the lr as the product of each rule's
-factor, then each rule's last event (the search's landing, the slope test's
-cuts, the cooldown's start) and its statistics. The same mapping is what the
-HF/TRL and Lightning callbacks log under ``adaptive/``.
+factor, then each rule's last event (the evidence rule's growth past
+``base_lr`` and its cuts, the cooldown's start) and its statistics (the mean
+``grad_cos`` and its z, the smoothed loss). The same mapping is what the
+HF/TRL and Lightning callbacks log under ``adaptive/``. Here ``base_lr`` is
+too low for the problem: the steps keep agreeing, so the lr grows past it,
+is cut when they start to reverse, and the cooldown takes it to ``min_lr``
+over the second half.
 
 Run: ``python examples/why_lr_changed.py``.
 """
@@ -33,7 +37,7 @@ def main(steps: int = 300, every: int = 100, seed: int = 0) -> dict[str, Any]:
         loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
         loss.backward()
         optimizer.step()
-        sched.observe(loss=loss, model=model)
+        sched.observe(loss=loss)  # the adapter reads the gradient's direction and norm from the optimizer step
         optimizer.zero_grad()
         if step % every == 0:
             texts.append(adaptive_sched.format_diagnostics(sched.config, sched.diagnostics()))

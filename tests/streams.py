@@ -100,6 +100,7 @@ _TYPICAL = {
     "reward": lambda rng, t: float(math.tanh(t / 40) + 0.5 * rng.normal()),
     "grad_norm": lambda rng, t: float(abs(rng.normal()) * (1 + t % 5)),
     "kl": lambda rng, t: float(abs(0.1 + 0.05 * rng.normal())),
+    "grad_cos": lambda rng, t: float(np.clip(0.3 * math.cos(t / 9) + 0.3 * rng.normal(), -1.0, 1.0)),
 }
 
 
@@ -130,7 +131,7 @@ def run_core(cfg: A.Config, signals: list[A.Signals], xp: Any = np) -> tuple[np.
     state = A.init(cfg, xp=xp)
     lr, mom = [], []
     for sig in signals:
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         lr.append(as_float(hp.lr))
         mom.append(as_float(hp.momentum))
     return np.array(lr), np.array(mom), state
@@ -177,7 +178,7 @@ def check_compiled_equals_generic(cfg: A.Config, stream: list[A.Signals]) -> Non
     host = HostController(cfg)
     state = A.init(cfg, xp=_scalar)
     for sig in stream:
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         got = host.update(*sig)
         assert got == (hp.lr, hp.momentum, hp.lr_scale)
         assert all(_same(a, b) for a, b in zip(flatten_state(host.state), flatten_state(state)))
@@ -196,3 +197,9 @@ def load_example(name: str) -> Any:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def f32_at_most(x: float) -> float:
+    """The largest float32 value <= ``x``: where the controller's lr sits at ``max_lr=x`` (bounds are rounded inward)."""
+    f = np.float32(x)
+    return float(np.nextafter(f, np.float32(-np.inf)) if float(f) > x else f)

@@ -32,8 +32,9 @@ class _Obs(NamedTuple):
 def run_rule(stream: list[float], planned: Any = False, **knobs: float) -> tuple[dict[str, Any], list[float]]:
     """The rule's function alone, in float64, over ``stream``: (final slots, increments); ``planned``: ``ctx.planned``."""
     cfg = DEFAULTS.replace(**{f"anneal_{k}": v for k, v in knobs.items()})
-    kn = _rules.knobs_of(RULE, cfg)
-    kn = RULE.knobs_type(*(np.float64(v) for v in kn))
+    values = [np.float64(getattr(cfg, k.name)) for k in RULE.knobs.values()]
+    with np.errstate(divide="ignore", invalid="ignore"):  # knobs that are 0 have no log (none is taken)
+        kn = RULE.knobs_type(*values, *(np.log(v) for v in values))
     slots = {s.name: np.float64(s.init) for s in RULE.slots}
     incs = []
     for t, y in enumerate(stream, 1):
@@ -135,7 +136,7 @@ def _lrs(cfg: A.Config, stream: list[A.Signals], state: Any = None) -> list[floa
     state = A.init(cfg, xp=np) if state is None else state
     out = []
     for sig in stream:
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         out.append(float(hp.lr))
     return out
 
@@ -150,7 +151,7 @@ def test_the_controller_plans_by_horizon_or_by_a_cooldown_started_by_hand() -> N
     free = _lrs(base, stream)
     horizon = base.replace(cooldown_total_steps=100_000.0)
     by_horizon = _lrs(horizon, stream)
-    by_hand = _lrs(base, stream, A.start_cooldown(base, A.init(base, xp=np), 50_000, start=50_000))
+    by_hand = _lrs(base, stream, A.start_cooldown(A.init(base, xp=np), 50_000, start=50_000))
     assert by_horizon == by_hand
     ratios = {round(b / a, 4) for a, b in itertools.pairwise(by_horizon) if b != a}
     assert ratios == {0.6}, ratios
@@ -199,11 +200,11 @@ def test_controller_cuts_a_plateau_within_the_promised_steps_and_holds_a_descent
     cfg = A.Config(anneal_rule="slope", anneal_grow=0.0, base_lr=1e-2, min_lr=1e-5)
     state = A.init(cfg)
     for _ in range(int(cfg.anneal_min_samples)):
-        state, hp = A.update(cfg, state, A.Signals(loss=2.0 + 0.1 * rng.gauss(0, 1)))
+        state, hp = A.update(state, A.Signals(loss=2.0 + 0.1 * rng.gauss(0, 1)))
     plateau_lr = float(hp.lr)
     state = A.init(cfg)
     for i in range(300):
-        state, hp = A.update(cfg, state, A.Signals(loss=5.0 - 0.01 * i + 0.01 * rng.gauss(0, 1)))
+        state, hp = A.update(state, A.Signals(loss=5.0 - 0.01 * i + 0.01 * rng.gauss(0, 1)))
     assert float(hp.lr) == pytest.approx(1e-2)
     # one cut at step n_min with probability ~Phi(z_drop); this seed's stream is cut
     assert plateau_lr in (pytest.approx(1e-2 * cfg.anneal_drop, rel=1e-5), pytest.approx(1e-2 * cfg.anneal_drop_flat, rel=1e-5))
@@ -221,19 +222,23 @@ def test_knobs_are_validated() -> None:
 def test_recommended_is_a_config_with_bounds_from_the_base_lr() -> None:
     cfg = A.recommended(3e-4)
     assert isinstance(cfg, A.Config)
-    assert cfg.anneal_rule == "slope" and cfg.lr_rule == "grad_norm"
-    assert cfg.search_rule == "range" and cfg.cooldown_rule == "linear" and cfg.anneal_grow == 0.0  # issue 16
+    assert cfg.lr_rule == "evidence" and cfg.cooldown_rule == "linear"
+    assert cfg.search_rule == "none" and cfg.anneal_rule == "none"  # the range test + slope test: RANGE_TEST_RULES
     assert cfg.base_lr == 3e-4
-    # base/100 .. 100*base since issue 16: room for the lr search to grow (it was 10*base)
+    # base/100 .. 100*base: room for the evidence rule to grow (it was 10*base before issue 16)
     assert cfg.min_lr == pytest.approx(3e-6) and cfg.max_lr == pytest.approx(3e-2)
+    assert cfg.cooldown_total_steps == 0.0  # horizon-free unless total_steps is given
+    assert A.recommended(3e-4, total_steps=1000).cooldown_total_steps == 1000.0
     assert A.recommended(3e-4, max_lr=1e-3).max_lr == 1e-3
-    assert A.recommended(1e-3, anneal_drop=0.5).anneal_drop == 0.5
+    assert A.recommended(1e-3, evidence_max_growth=0.0).evidence_max_growth == 0.0
     with pytest.raises(ValueError, match=r"recommended\(base_lr=-1\) is invalid"):
         A.recommended(-1)
     with pytest.raises(ValueError, match=r"recommended\(base_lr=True\) is invalid"):
         A.recommended(True)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="anneal_drop"):
-        A.recommended(1e-3, anneal_drop=2.0)
+    with pytest.raises(ValueError, match=r"recommended\(total_steps=0\) is invalid"):
+        A.recommended(1e-3, total_steps=0)
+    with pytest.raises(ValueError, match="evidence_drop_rise"):
+        A.recommended(1e-3, evidence_drop_rise=2.0)
     # The base lr is the one choice: no silent default (an AdamW(lr=3e-4) user would get 1e-3).
     with pytest.raises(TypeError, match="base_lr"):
         A.recommended()  # type: ignore[call-arg]
@@ -246,16 +251,31 @@ def test_recommended_is_accepted_by_every_front_door() -> None:
     import jax.numpy as jnp
 
     cfg = A.recommended(1e-2)
+    # the evidence rule's warm start: base * start, rising geometrically to base over `ramp` updates
+    first = 1e-2 * cfg.evidence_start  # the first update runs at base_lr * start
+
+    state, hp = A.update(A.init(cfg, xp=np), A.Signals(loss=1.0, grad_norm=1.0))  # the core
+    assert float(hp.lr) == pytest.approx(first, rel=1e-6)
+
     tx = A.optax.inject_hyperparams(optax.adam, cfg)()
     params = {"w": jnp.ones(3)}
     state = tx.init(params)
     _, state = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0))
-    # the lr search (issue 16) starts at base * search_start and grows by search_growth on the first loss
-    assert float(optax.tree.get(state, "learning_rate")) == pytest.approx(1e-2 * 0.5 * 1.12, rel=1e-6)
+    assert float(optax.tree.get(state, "learning_rate")) == pytest.approx(first, rel=1e-6)
+    _, state = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0))
+    assert float(A.optax.diagnostics(state)["lr.evidence/cos_samples"]) == 1.0  # the door computed grad_cos
 
-    opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=1e-2)
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=1e-2)
     sched = A.AdaptiveScheduler(opt, cfg)
-    assert sched.get_last_lr() == [pytest.approx(1e-2)]  # before any signal: base_lr (the search starts at the first loss)
+    assert sched.get_last_lr() == [pytest.approx(first, rel=1e-6)]  # the first step runs at a signal-less update's lr
+    p.grad = torch.ones(3)
+    opt.step()
+    sched.observe(loss=1.0)
+    assert sched.get_last_lr() == [pytest.approx(first, rel=1e-6)]  # the first step's update, redone with its loss
+    opt.step()
+    sched.observe(loss=1.0)
+    assert sched.diagnostics()["lr.evidence/cos_samples"] == 1.0  # grad_cos from the optimizer's pre-step hook
     vmapped = jax.vmap(lambda lr: (A.init(cfg := A.recommended(lr), xp=jnp), cfg.max_lr)[1])(jnp.array([1e-3, 1e-2]))
     np.testing.assert_allclose(np.asarray(vmapped), [1e-1, 1.0], rtol=1e-6)
 
@@ -269,12 +289,12 @@ def test_the_windows_count_optimizer_steps_whatever_the_observation_interval() -
     cut_at = None
     for t in range(1, 120):
         loss = 1.0 + 0.01 * t if t % 7 == 0 else None  # rising: a cut at the first test
-        state, hp = A.update(cfg, state, A.Signals(loss=loss))
+        state, hp = A.update(state, A.Signals(loss=loss))
         if cut_at is None and float(hp.lr) < float(cfg.base_lr):
             cut_at = t
     assert cut_at == 35
     # logged every step, the same rule tests at step 30 as before (observations = steps)
     state = A.init(cfg, xp=np)
     for t in range(1, 31):
-        state, hp = A.update(cfg, state, A.Signals(loss=1.0 + 0.01 * t))
+        state, hp = A.update(state, A.Signals(loss=1.0 + 0.01 * t))
     assert float(hp.lr) == pytest.approx(float(cfg.base_lr) * 0.6)

@@ -15,8 +15,8 @@ def saved() -> dict[str, Any]:
     cfg = A.Config(lr_rule="trend", momentum_rule="relative", reward_rule="scaling", min_lr=1e-5, max_lr=1e-1)
     state = A.init(cfg, xp=np)
     for t in range(5):
-        state, _ = A.update(cfg, state, A.Signals(loss=5.0 - t, reward=float(t)))
-    return A.state_to_dict(cfg, state)
+        state, _ = A.update(state, A.Signals(loss=5.0 - t, reward=float(t)))
+    return A.state_to_dict(state)
 
 
 @pytest.mark.parametrize(
@@ -55,14 +55,27 @@ def test_state_from_dict_accepts_what_every_namespace_saved() -> None:
     d = saved()
     for xp_name in ("numpy", "scalar"):
         xp = np if xp_name == "numpy" else A._scalar
-        cfg = A.config_from_dict(d)
         state = A.state_from_dict(d, xp=xp)
-        assert A.state_to_dict(cfg, A.state_from_dict(A.state_to_dict(cfg, state), xp=xp)).keys() == d.keys()
+        assert A.state_to_dict(A.state_from_dict(A.state_to_dict(state), xp=xp)).keys() == d.keys()
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as tx
 
-    td = A.state_to_dict(A.config_from_dict(d), A.state_from_dict(d, xp=tx))
+    td = A.state_to_dict(A.state_from_dict(d, xp=tx))
     # the state's entries keep the namespace's type; the config's are what the Config holds (names, floats)
     assert all(isinstance(v, torch.Tensor) for k, v in td.items() if k != "format_version" and not k.startswith("config."))
     assert all(isinstance(v, (str, float)) for k, v in td.items() if k.startswith("config."))
     A.state_from_dict(td)
+
+
+def test_a_checkpoint_saved_before_grad_cos_existed_loads_with_its_smoothing_fresh() -> None:
+    cfg = A.recommended(1e-3)
+    state = A.init(cfg, xp=np)
+    for t in range(5):
+        state, _ = A.update(state, A.Signals(loss=1.0 / (t + 1), grad_norm=1.0, grad_cos=0.3))
+    d = A.state_to_dict(state)
+    old = {k: v for k, v in d.items() if not k.startswith("grad_cos.")}  # as saved before the signal existed
+    back = A.state_from_dict(old, cfg)
+    assert float(back.grad_cos.decay_pow) == 1.0 and float(back.grad_cos.mean) == 0.0
+    assert float(back.loss.mean) == float(state.loss.mean)
+    with pytest.raises(ValueError, match="keys do not match"):
+        A.state_from_dict({k: v for k, v in d.items() if k != "grad_cos.var"}, cfg)  # a partial one is refused

@@ -24,8 +24,8 @@ def lrs_of(cfg: A.Config, n: int, start: tuple[int, int, int | None] | None = No
     state, out = A.init(cfg, xp=_scalar), []
     for t in range(1, n + 1):
         if start is not None and t == start[0]:
-            state = A.start_cooldown(cfg, state, start[1], start[2])
-        state, hp = A.update(cfg, state, A.Signals(**signals))
+            state = A.start_cooldown(state, start[1], start[2])
+        state, hp = A.update(state, A.Signals(**signals))
         out.append(float(hp.lr))
     return out
 
@@ -65,8 +65,8 @@ def test_the_cooldown_is_outside_the_anti_windup() -> None:
     cooled = base.replace(cooldown_rule="linear", cooldown_total_steps=20.0, cooldown_fraction=1.0)
     s1, s2 = A.init(base, xp=_scalar), A.init(cooled, xp=_scalar)
     for t in range(20):
-        s1, hp1 = A.update(base, s1, A.Signals(loss=1.0 - 0.01 * t))
-        s2, hp2 = A.update(cooled, s2, A.Signals(loss=1.0 - 0.01 * t))
+        s1, hp1 = A.update(s1, A.Signals(loss=1.0 - 0.01 * t))
+        s2, hp2 = A.update(s2, A.Signals(loss=1.0 - 0.01 * t))
         assert s1.log_scale == s2.log_scale
     assert float(hp2.lr) == pytest.approx(LO) and float(hp1.lr) > BASE
 
@@ -78,7 +78,7 @@ def test_start_cooldown_is_jit_safe_and_the_optax_door_finds_every_controller() 
 
     cfg = A.recommended(BASE)
     state = A.init(cfg, xp=jnp)
-    started = jax.jit(lambda st, n: A.start_cooldown(cfg, st, n))(state, jnp.float32(7.0))
+    started = jax.jit(lambda st, n: A.start_cooldown(st, n))(state, jnp.float32(7.0))
     assert float(started.rule_state["cooldown.linear.length"]) == 7.0
     assert float(started.rule_state["cooldown.linear.start"]) == 0.0
     tx = optax.chain(optax.clip_by_global_norm(1.0), A.optax.inject_hyperparams(optax.adam, cfg)())
@@ -86,7 +86,7 @@ def test_start_cooldown_is_jit_safe_and_the_optax_door_finds_every_controller() 
     opt_state = tx.init(params)
     for _ in range(3):
         _, opt_state = tx.update({"w": jnp.ones(3)}, opt_state, params, value=jnp.float32(1.0))
-    opt_state = jax.jit(lambda s: A.optax.start_cooldown(s, cfg, 4))(opt_state)
+    opt_state = jax.jit(lambda s: A.optax.start_cooldown(s, 4))(opt_state)
     lrs = []
     for _ in range(5):
         _, opt_state = tx.update({"w": jnp.ones(3)}, opt_state, params, value=jnp.float32(1.0))
@@ -94,23 +94,23 @@ def test_start_cooldown_is_jit_safe_and_the_optax_door_finds_every_controller() 
     assert lrs[-2] == pytest.approx(float(cfg.min_lr)) and lrs[-1] == pytest.approx(float(cfg.min_lr))
     assert lrs[0] > lrs[1] > lrs[2]
     with pytest.raises(ValueError, match=r"^adaptive_sched\.optax\.start_cooldown: opt_state holds no adaptive_sched controller"):
-        A.optax.start_cooldown(optax.adam(1e-3).init(params), cfg, 4)
+        A.optax.start_cooldown(optax.adam(1e-3).init(params), 4)
     with pytest.raises(ValueError, match=r"^adaptive_sched.optax.start_cooldown\(steps=-2\) is invalid"):
-        A.optax.start_cooldown(opt_state, cfg, -2)
+        A.optax.start_cooldown(opt_state, -2)
 
 
 def test_errors_name_the_problem() -> None:
     state = A.init(A.Config(), xp=_scalar)
     with pytest.raises(ValueError, match=r"cooldown_rule is 'none'.*cooldown_rule='linear'"):
-        A.start_cooldown(A.Config(), state, 10)
+        A.start_cooldown(state, 10)
     cfg = A.recommended(BASE)
     state = A.init(cfg, xp=_scalar)
     with pytest.raises(ValueError, match=r"start_cooldown\(steps=0\) is invalid: must be a whole number of update calls >= 1"):
-        A.start_cooldown(cfg, state, 0)
+        A.start_cooldown(state, 0)
     with pytest.raises(ValueError, match=r"start_cooldown\(steps=2\.5\) is invalid: must be a whole number"):
-        A.start_cooldown(cfg, state, 2.5)  # a count of update calls (accepted before)
+        A.start_cooldown(state, 2.5)  # a count of update calls (accepted before)
     with pytest.raises(ValueError, match=r"start_cooldown\(start=-3\) is invalid"):
-        A.start_cooldown(cfg, state, 5, start=-3)
+        A.start_cooldown(state, 5, start=-3)
     with pytest.raises(ValueError, match=r"cooldown_fraction=1\.5 is invalid: must be a number in \(0, 1\]"):
         A.Config(cooldown_rule="linear", cooldown_fraction=1.5)
     with pytest.raises(ValueError, match=r"recommended\(total_steps=0\) is invalid: must be a positive integer"):

@@ -28,7 +28,7 @@ def run(cfg: A.Config, signals: list[A.Signals], xp: Any = np) -> tuple[list[A.H
     state = A.init(cfg, xp=xp)
     out = []
     for sig in signals:
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         out.append(hp)
     return out, state
 
@@ -95,7 +95,7 @@ def test_ema_with_bias_correction_matches_hand_computation() -> None:
     state = A.init(cfg, xp=_scalar)
     m = v = 0.0
     for n, x in enumerate(xs, start=1):
-        state, _ = A.update(cfg, state, A.Signals(loss=x))
+        state, _ = A.update(state, A.Signals(loss=x))
         m = beta * m + (1 - beta) * x
         hat = m / (1 - beta**n)
         v = beta * v + (1 - beta) * (x - hat) ** 2
@@ -106,7 +106,7 @@ def test_ema_with_bias_correction_matches_hand_computation() -> None:
     # the variance rule reads the bias-corrected values
     hat, var_hat = m / (1 - beta**4), v / (1 - beta**4)
     expected = 1e-3 / (1 + math.sqrt(var_hat) / abs(hat))
-    _, hp = A.update(cfg, state, A.Signals())
+    _, hp = A.update(state, A.Signals())
     assert hp.lr == pytest.approx(expected, rel=1e-6)
 
 
@@ -126,9 +126,9 @@ def test_unobserved_signal_holds_hparams_and_counts_skips(ns: str, bad: float | 
     xp = NAMESPACES[ns]
     state = A.init(cfg, xp=xp)
     for x in (3.0, 2.0, 1.5):
-        state, hp = A.update(cfg, state, A.Signals(loss=x, reward=0.5))
+        state, hp = A.update(state, A.Signals(loss=x, reward=0.5))
     before = state
-    state, hp2 = A.update(cfg, state, A.Signals(loss=bad, reward=bad))
+    state, hp2 = A.update(state, A.Signals(loss=bad, reward=bad))
     assert as_float(hp2.lr) == as_float(hp.lr)
     assert as_float(hp2.momentum) == as_float(hp.momentum)
     assert as_float(state.loss.mean) == as_float(before.loss.mean)
@@ -258,7 +258,7 @@ def test_cyclical_restarts_and_resets_smoothing() -> None:
     assert lrs(hps)[3] < lrs(hps)[2] < lrs(hps)[1] < lrs(hps)[0]
     state = A.init(cfg, xp=_scalar)
     for t in range(5):
-        state, _ = A.update(cfg, state, A.Signals(loss=1.0))
+        state, _ = A.update(state, A.Signals(loss=1.0))
         if t == 3:
             assert state.loss.decay_pow == pytest.approx(0.5**4, rel=1e-5)
     assert state.loss.decay_pow == pytest.approx(0.5, rel=1e-5)  # restarted at step 5
@@ -300,7 +300,7 @@ def test_signals_must_be_scalars() -> None:
     cfg = A.Config(lr_rule="trend")
     state = A.init(cfg)
     with pytest.raises(ValueError, match=r"Signals.loss must be a scalar \(shape \(\)\), got shape \(3,\)"):
-        A.update(cfg, state, A.Signals(loss=np.ones(3)))
+        A.update(state, A.Signals(loss=np.ones(3)))
 
 
 def test_init_rejects_non_config() -> None:
@@ -319,24 +319,60 @@ def test_state_dict_round_trip_continues_bit_for_bit(ns: str, tmp_path: Any) -> 
     full, _ = run(cfg, stream, xp)
     state = A.init(cfg, xp=xp)
     for sig in stream[:40]:
-        state, _ = A.update(cfg, state, sig)
-    d = A.state_to_dict(cfg, state)
+        state, _ = A.update(state, sig)
+    d = A.state_to_dict(state)
     np.savez(tmp_path / "s.npz", **{k: np.asarray(v) for k, v in d.items()})
     loaded = dict(np.load(tmp_path / "s.npz"))
     state = A.state_from_dict(loaded, cfg, xp=xp)
     resumed = []
     for sig in stream[40:]:
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         resumed.append(hp)
     assert [as_float(h.lr) for h in resumed] == [as_float(h.lr) for h in full[40:]]
     assert [as_float(h.momentum) for h in resumed] == [as_float(h.momentum) for h in full[40:]]
 
 
 def test_state_from_dict_rejects_future_versions_and_bad_keys() -> None:
-    d = A.state_to_dict(A.Config(), A.init(A.Config()))
+    d = A.state_to_dict(A.init(A.Config()))
     with pytest.raises(ValueError, match="format_version=99 is not supported"):
         A.state_from_dict({**d, "format_version": 99})
     with pytest.raises(ValueError, match=r"missing \['step'\]"):
         A.state_from_dict({k: v for k, v in d.items() if k != "step"})
     with pytest.raises(ValueError, match=r"config\.lr_rule='warp'"):
         A.state_from_dict({**d, "config.lr_rule": "warp"})
+
+
+def test_update_takes_the_state_alone_and_refuses_the_config_first_form() -> None:
+    cfg = A.Config(lr_rule="trend")
+    state = A.init(cfg)
+    assert state.config.rules == cfg.rules and float(state.config.base_lr) == np.float32(cfg.base_lr)
+    state, _ = A.update(state, A.Signals(loss=1.0))
+    with pytest.raises(TypeError, match=r"update\(state, signals\) expects the State.*got Config.*no config argument"):
+        A.update(cfg, A.Signals(loss=1.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"takes 2 positional arguments but 3"):
+        A.update(cfg, state, A.Signals(loss=1.0))  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("ns", ["scalar", "numpy"])
+def test_bounds_hold_when_compared_as_the_users_floats(ns: str) -> None:
+    # min_lr=1e-5's nearest float32 (9.99999974e-06) is below it: the bounds are rounded inward instead.
+    xp = NAMESPACES[ns]
+    for lo, hi, loss in ((1e-5, 1e-1, 10.0), (1e-5, 1.1e-3, 0.0)):
+        cfg = A.Config(lr_rule="loss_decay" if loss else "trend", decay_k=100.0, trend_up=2.0, base_lr=1e-3,
+                       min_lr=lo, max_lr=hi, momentum_rule="inverse", min_momentum=0.1, base_momentum=0.2,
+                       max_momentum=0.3)
+        state = A.init(cfg, xp=xp)
+        for t in range(30):
+            state, hp = A.update(state, A.Signals(loss=loss if loss else 1.0 / (t + 1)))
+            assert cfg.min_lr <= float(hp.lr) <= cfg.max_lr
+            assert cfg.min_momentum <= float(hp.momentum) <= cfg.max_momentum
+        assert float(hp.lr) in (pytest.approx(lo, rel=1e-6), pytest.approx(hi, rel=1e-6))  # it reached a bound
+
+
+def test_a_misspelt_keyword_names_the_closest_field() -> None:
+    with pytest.raises(TypeError, match=r"'serach_rule'; did you mean 'search_rule'\?"):
+        A.Config(serach_rule="range")
+    with pytest.raises(TypeError, match=r"'trend_upp'; did you mean 'trend_up'\?"):
+        A.recommended(1e-3, trend_upp=1.1)
+    with pytest.raises(TypeError, match=r"'zzz'.*help\(adaptive_sched.Config\)"):
+        A.Config(zzz=1.0)

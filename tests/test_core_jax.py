@@ -43,15 +43,17 @@ def test_jit_equals_eager_equals_numpy(combo: tuple[str, ...], x64: bool) -> Non
     s_jit = s_eager = A.init(cfg, xp=jnp)
     lr_j, lr_e, mom_j = [], [], []
     for sig in stream:
-        s_jit, hj = step(cfg, s_jit, sig)
-        s_eager, he = A.update(cfg, s_eager, sig)
+        s_jit, hj = step(s_jit, sig)
+        s_eager, he = A.update(s_eager, sig)
         lr_j.append(as_float(hj.lr))
         lr_e.append(as_float(he.lr))
         mom_j.append(as_float(hj.momentum))
         assert hj.lr.dtype == jnp.float32 and hj.momentum.dtype == jnp.float32
     assert all(leaf.dtype in (jnp.float32, jnp.int32) for leaf in jax.tree.leaves(s_jit))
     lr_n, mom_n = run_numpy(cfg, stream)
-    np.testing.assert_allclose(lr_j, lr_e, rtol=1e-6)
+    # To float32 rounding: under jit the knobs are traced leaves and XLA fuses (and contracts to FMA) what
+    # eager dispatches op by op; a few ulps through exp/log (3.7e-6 seen on the grad-norm rule's power).
+    np.testing.assert_allclose(lr_j, lr_e, rtol=1e-5)
     np.testing.assert_allclose(lr_j, lr_n, rtol=1e-5)
     np.testing.assert_allclose(mom_j, mom_n, rtol=1e-5, atol=1e-7)
 
@@ -63,7 +65,7 @@ def test_traces_once_over_100_steps(x64: bool) -> None:
 
     def counted(state: A.State, sig: A.Signals) -> Any:
         traces.append(1)
-        return A.update(cfg, state, sig)
+        return A.update(state, sig)
 
     step = jax.jit(counted)
     state = A.init(cfg)
@@ -89,7 +91,7 @@ def test_vmap_over_three_stacked_configs_equals_three_runs(x64: bool) -> None:
 
     def scan_run(cfg: A.Config, sigs: A.Signals) -> Any:
         def body(state: A.State, sig: A.Signals) -> Any:
-            state, hp = A.update(cfg, state, sig)
+            state, hp = A.update(state, sig)
             return state, (hp.lr, hp.momentum)
 
         return jax.lax.scan(body, A.init(cfg), sigs)[1]
@@ -115,7 +117,7 @@ def test_jitted_property_bounds_on_hostile_streams() -> None:
         sigs = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), stacked(stream))
 
         def body(state: A.State, sig: A.Signals, cfg: A.Config = cfg) -> Any:
-            state, hp = A.update(cfg, state, sig)
+            state, hp = A.update(state, sig)
             return state, hp
 
         final, hps = jax.jit(lambda s, x: jax.lax.scan(body, s, x))(A.init(cfg), sigs)
@@ -128,8 +130,8 @@ def test_jitted_property_bounds_on_hostile_streams() -> None:
 def test_low_precision_signals_give_float32_hparams(x64: bool) -> None:
     cfg = A.Config(lr_rule="trend", momentum_rule="inverse")
     state = A.init(cfg, xp=jnp)
-    state, hp = jax.jit(A.update)(cfg, state, A.Signals(loss=jnp.bfloat16(2.5)))
-    state, hp = jax.jit(A.update)(cfg, state, A.Signals(loss=jnp.float16(1.5)))
+    state, hp = jax.jit(A.update)(state, A.Signals(loss=jnp.bfloat16(2.5)))
+    state, hp = jax.jit(A.update)(state, A.Signals(loss=jnp.float16(1.5)))
     assert hp.lr.dtype == jnp.float32 and hp.momentum.dtype == jnp.float32
     assert float(hp.momentum) == pytest.approx(1 - 1 / (1 + (0.1 * 2.5 * 0.9 + 0.1 * 1.5) / 0.19), rel=1e-5)
 
@@ -141,18 +143,18 @@ def test_flatten_save_load_continue_is_bit_exact(tmp_path: Any, x64: bool) -> No
     state = A.init(cfg)
     full = []
     for sig in stream:
-        state, hp = step(cfg, state, sig)
+        state, hp = step(state, sig)
         full.append((np.asarray(hp.lr), np.asarray(hp.momentum)))
     state = A.init(cfg)
     for sig in stream[:30]:
-        state, _ = step(cfg, state, sig)
+        state, _ = step(state, sig)
     leaves, treedef = jax.tree.flatten(state)
     np.savez(tmp_path / "ckpt.npz", *[np.asarray(x) for x in leaves])
     with np.load(tmp_path / "ckpt.npz") as f:
         loaded = [f[f"arr_{i}"] for i in range(len(leaves))]
     state = jax.tree.unflatten(treedef, loaded)
     for t, sig in enumerate(stream[30:], start=30):
-        state, hp = step(cfg, state, sig)
+        state, hp = step(state, sig)
         assert np.asarray(hp.lr).tobytes() == full[t][0].tobytes()
         assert np.asarray(hp.momentum).tobytes() == full[t][1].tobytes()
 
@@ -165,7 +167,9 @@ import adaptive_sched as A
 cfg = A.Config(lr_rule="trend", trend_up=1.5)
 leaves = jax.tree.leaves(cfg)
 assert len(leaves) == len(cfg.knobs) == 13, leaves  # the core knobs and trend's
-s, hp = jax.jit(A.update)(cfg, A.init(cfg), A.Signals(loss=1.0))
+state = A.init(cfg)
+assert len(jax.tree.leaves(state.config)) == 2 * 13  # the knobs as float32 scalars, and their logs
+s, hp = jax.jit(A.update)(state, A.Signals(loss=1.0))
 print("ok")
 """
 
@@ -181,7 +185,7 @@ def test_config_is_registered_whatever_the_import_order(first: str) -> None:
 
 def test_import_imports_no_optional_framework() -> None:
     code = (
-        "import sys, adaptive_sched as A; c = A.Config(lr_rule='trend'); A.update(c, A.init(c), A.Signals(loss=1.0));"
+        "import sys, adaptive_sched as A; c = A.Config(lr_rule='trend'); A.update(A.init(c), A.Signals(loss=1.0));"
         "bad = [m for m in ('jax', 'optax', 'torch', 'matplotlib', 'sklearn') if m in sys.modules];"
         "print(bad)"
     )
@@ -197,7 +201,7 @@ def test_a_config_built_before_jax_is_imported_jits_once_its_state_exists() -> N
         "import adaptive_sched as A; cfg = A.recommended(1e-4)\n"
         "import jax\n"
         "state = A.init(cfg)\n"
-        "state, hp = jax.jit(A.update)(cfg, state, A.Signals(loss=1.0, grad_norm=1.0))\n"
+        "state, hp = jax.jit(A.update)(state, A.Signals(loss=1.0, grad_norm=1.0))\n"
         "assert len(jax.tree.leaves(cfg)) == len(cfg.knobs), jax.tree.leaves(cfg)\n"
         "print('ok')"
     )

@@ -27,7 +27,7 @@ def _data() -> tuple[Any, Any]:
 def _replayed_lr(losses: list[float]) -> float:
     state = A.init(CFG)
     for loss in losses:
-        state, hp = A.update(CFG, state, A.Signals(loss=np.float32(loss)))
+        state, hp = A.update(state, A.Signals(loss=np.float32(loss)))
     return float(hp.lr)
 
 

@@ -48,7 +48,7 @@ def test_random_streams_every_pattern(combo: tuple[str, str, str, str]) -> None:
     host = HostController(cfg)
     state = A.init(cfg, xp=_scalar)
     for sig in random_stream(1, 80, hostile=0.3):
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         assert host.update(*sig) == (hp.lr, hp.momentum, hp.lr_scale)
 
 
@@ -73,12 +73,12 @@ def test_non_float_signals_are_converted_to_python_floats() -> None:
 
 def test_dead_rules_are_pruned_from_the_generated_code() -> None:
     cfg = A.Config(lr_rule="trend", reward_rule="trend")
-    _, src = compile_update(cfg, (False, True, False, False))  # reward only
+    _, src = compile_update(cfg, (False, True, False, False, False))  # reward only
     assert "x_loss" not in src.split(":", 1)[1]  # the loss branch is gone
     assert "_log(" not in src  # log(up), log(down) folded into constants
-    _, identity = compile_update(A.Config(), (True, True, True, True))
+    _, identity = compile_update(A.Config(), (True, True, True, True, True))
     assert "_exp" not in identity  # every rule none: no lr arithmetic at all
-    assert len(STATE_FIELDS) == 20
+    assert len(STATE_FIELDS) == 24
 
 
 def test_symbolic_values_refuse_python_branches() -> None:
@@ -97,7 +97,7 @@ def test_torch_target_matches_the_core_on_torch(combo: tuple[str, str, str, str]
     state = A.init(cfg, xp=xpt, device="cpu")
     flat, fns = flatten_state(state), {}
     for sig in random_stream(8, 50, hostile=0.3):
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         key = tuple(v is not None for v in sig)
         if key not in fns:
             fns[key] = compile_update(cfg, key, target="torch")[0]
@@ -113,7 +113,7 @@ def test_torch_target_matches_the_core_on_torch(combo: tuple[str, str, str, str]
 
 def test_unknown_target_is_refused() -> None:
     with pytest.raises(ValueError, match=r"compile_update\(target='jax'\) is invalid: must be 'python' or 'torch'"):
-        compile_update(A.Config(), (True, False, False, False), target="jax")
+        compile_update(A.Config(), (True, False, False, False, False), target="jax")
 
 
 def test_every_unary_row_is_rounded_as_it_says_in_host_and_device_mode() -> None:
@@ -152,7 +152,7 @@ def test_large_step_counts_become_float32_as_arrays_convert_them() -> None:
     dev_state = A.init(cfg, xp=xpt)._replace(step=torch.tensor(2**24 + 1, dtype=torch.int32))
     dev = HostController(cfg, dev_state, target="torch")
     for _ in range(4):
-        state, hp = A.update(cfg, state, A.Signals())
+        state, hp = A.update(state, A.Signals())
         assert host.update() == (hp.lr, hp.momentum, hp.lr_scale)
         assert tuple(float(v) for v in dev.update()) == (hp.lr, hp.momentum, hp.lr_scale)
 

@@ -189,7 +189,7 @@ for case in cases:
     @jax.jit
     def scan(xs):
         def body(c, x):
-            c, hp = A.update(cfg, c, A.Signals(*x))
+            c, hp = A.update(c, A.Signals(*x))
             return c, (hp.lr, hp.momentum)
         return jax.lax.scan(body, A.init(cfg, xp=jnp), xs)
 

@@ -48,7 +48,7 @@ def replay(cfg: A.Config, losses: list[float]) -> list[float]:
     state = A.init(cfg)
     out = []
     for loss in losses:
-        state, hp = A.update(cfg, state, A.Signals(loss=np.float32(loss)))
+        state, hp = A.update(state, A.Signals(loss=np.float32(loss)))
         out.append(float(hp.lr))
     return out
 

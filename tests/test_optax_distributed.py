@@ -89,8 +89,8 @@ def test_update_with_axis_name_matches_the_core_on_mean_signals() -> None:
     local = jnp.array([1.0, 2.0, 4.0, 9.0])
 
     def step(x: jax.Array) -> jax.Array:
-        return adaptive_sched.update(config, state, pmean_signals(adaptive_sched.Signals(loss=x), "d"))[1].lr
+        return adaptive_sched.update(state, pmean_signals(adaptive_sched.Signals(loss=x), "d"))[1].lr
 
     lrs = jax.vmap(step, axis_name="d")(local)
-    _, hp = adaptive_sched.update(config, state, adaptive_sched.Signals(loss=jnp.float32(4.0)))
+    _, hp = adaptive_sched.update(state, adaptive_sched.Signals(loss=jnp.float32(4.0)))
     chex.assert_trees_all_equal(lrs, jnp.full(4, hp.lr))

@@ -105,7 +105,7 @@ def test_toy_rule_validates_like_every_rule(toy: Any) -> None:
     with pytest.raises(ValueError, match=r"Config.toy_rate=-1.0 is invalid: must be a finite number >= 0."):
         A.Config(lr_rule="toy_peak", toy_rate=-1.0)
     assert "toy_rate: log-lr cut per new loss peak" in config_doc()
-    assert "``none | loss_decay | trend | variance | grad_norm | cyclical | toy_peak``" in config_doc()
+    assert "``none | loss_decay | trend | variance | grad_norm | cyclical | evidence | toy_peak``" in config_doc()
 
 
 def test_registry_refuses_inconsistent_definitions() -> None:
@@ -129,8 +129,8 @@ def test_registry_refuses_inconsistent_definitions() -> None:
 
 def test_usage_and_statefulness_derive_from_the_definitions(toy: Any) -> None:
     uses, track_var = A._core.signal_usage(A.Config(lr_rule="toy_peak", reward_rule="variance"))
-    assert uses == {"loss": True, "reward": True, "grad_norm": False, "kl": False}
-    assert track_var == {"loss": False, "reward": True, "grad_norm": False, "kl": False}
+    assert uses == {"loss": True, "reward": True, "grad_norm": False, "kl": False, "grad_cos": False}
+    assert track_var == {"loss": False, "reward": True, "grad_norm": False, "kl": False, "grad_cos": False}
     assert A._core.signal_usage(A.Config(lr_rule="cyclical"))[0] == dict.fromkeys(A.Signals._fields, False)
 
 
@@ -149,7 +149,7 @@ def test_toy_rule_semantics_and_slots_in_plain_python(toy: Any) -> None:
     assert state.rule_state == {"lr.toy_peak.peak": 0.0, "lr.toy_peak.count": 0}
     lrs = []
     for x in (1.0, 2.0, math.nan, 3.0, 2.5, 4.0):
-        state, hp = A.update(cfg, state, A.Signals(loss=x))
+        state, hp = A.update(state, A.Signals(loss=x))
         lrs.append(hp.lr)
     cuts = [0, 1, 1, 2, 2, 3]  # new peaks at 2, 3 and 4; NaN holds
     assert lrs == pytest.approx([1e-3 * math.exp(-0.5 * c) for c in cuts], rel=1e-6)  # float32 arithmetic
@@ -172,7 +172,7 @@ def test_toy_rule_numpy_jit_and_vmap_agree(toy: Any) -> None:
 
     def counted(st: A.State, sig: A.Signals) -> Any:
         traces.append(1)
-        return A.update(cfg, st, sig)
+        return A.update(st, sig)
 
     step = jax.jit(counted)
     s = A.init(cfg, xp=jnp)
@@ -191,7 +191,7 @@ def test_toy_rule_numpy_jit_and_vmap_agree(toy: Any) -> None:
 
     def scan_run(c: A.Config, xs: A.Signals) -> Any:
         def body(st: A.State, sig: A.Signals) -> Any:
-            st, hp = A.update(c, st, sig)
+            st, hp = A.update(st, sig)
             return st, hp.lr
 
         return jax.lax.scan(body, A.init(c), xs)[1]
@@ -210,7 +210,7 @@ def test_toy_rule_host_path_and_checkpoints_carry_the_slots(toy: Any) -> None:
     for sig in toy_stream():
         host.update(*sig)
     assert type(host.flat[-1]) is int and host.flat[-1] > 0
-    d = A.state_to_dict(cfg, host.state)
+    d = A.state_to_dict(host.state)
     assert {f"rule_state.{k}" for k in TOY_KEYS} <= set(d)
     back = A.state_from_dict(d, xp=_scalar)
     assert flatten_state(back) == host.flat
@@ -303,10 +303,12 @@ def test_observe_keywords_come_from_signals() -> None:
     for r in (1.0, 2.0, 3.0):
         a.observe(R=r)
         b.observe(reward=r)
+        a.optimizer.step()  # one update per optimizer step
+        b.optimizer.step()
     assert a.get_last_lr() == b.get_last_lr() and a.get_last_lr()[0] > 1e-3
     with pytest.raises(TypeError, match="both R= and reward=: they are one signal"):
         a.observe(R=1.0, reward=1.0)
-    with pytest.raises(TypeError, match=r"unknown signal keyword .rewards.; allowed: R, loss, reward, grad_norm, kl"):
+    with pytest.raises(TypeError, match=r"unknown signal keyword .rewards.; allowed: R, loss, reward, grad_norm, kl, grad_cos"):
         a.observe(rewards=1.0)
 
 
@@ -340,7 +342,7 @@ def test_registering_a_rule_and_a_family_changes_no_existing_config() -> None:
 
     before = A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling")
     text, blob, h = repr(before), pickle.dumps(before), hash(before)
-    state, _ = A.update(before, A.init(before, xp=_scalar), A.Signals(loss=1.0, reward=0.5))
+    state, _ = A.update(A.init(before, xp=_scalar), A.Signals(loss=1.0, reward=0.5))
     with _rules.registered(TOY, COOL_FAMILY, COOL):
         now = A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling")
         assert before == now and hash(before) == h == hash(now)  # compares (and equals one made now)
@@ -348,7 +350,7 @@ def test_registering_a_rule_and_a_family_changes_no_existing_config() -> None:
         assert pickle.loads(blob) == before == pickle.loads(pickle.dumps(before))  # pickles
         assert before.toy_cool_rule == "none" and before.rules[-1] == "none"  # a new family: "none"
         assert before.toy_rate == 0.25 and before.knobs == now.knobs  # a new rule's knob: its default, not stored
-        A.update(before, state, A.Signals(loss=0.5, reward=0.5))  # and it still runs
+        A.update(state, A.Signals(loss=0.5, reward=0.5))  # and it still runs
     assert before == A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling") and repr(before) == text
 
 
@@ -362,8 +364,8 @@ def test_schedule_kind_multiplies_after_the_clamp_outside_the_anti_windup() -> N
             state, lrs, scales = A.init(cfg, xp=xp), [], []
             for t in range(1, 13):
                 if t == 4:
-                    state = A.set_slots(cfg, state, "toy_cool", start=3.0, length=4.0)
-                state, hp = A.update(cfg, state, A.Signals(loss=10.0 - t))
+                    state = A.set_slots(state, "toy_cool", start=3.0, length=4.0)
+                state, hp = A.update(state, A.Signals(loss=10.0 - t))
                 lrs.append(float(hp.lr))
                 scales.append(float(state.log_scale))
             hi = float(np.float32(4e-3))
@@ -372,7 +374,7 @@ def test_schedule_kind_multiplies_after_the_clamp_outside_the_anti_windup() -> N
             assert lrs[3:] == pytest.approx([hi * x for x in c], rel=1e-5)
             assert scales[2:] == pytest.approx([math.log(4.0)] * 10, rel=1e-6)  # a_t stays at the bound
         with pytest.raises(ValueError, match=r"no slot\(s\) \['begin'\]"):
-            A.set_slots(cfg, state, "toy_cool", begin=1.0)
+            A.set_slots(state, "toy_cool", begin=1.0)
         check_compiled_equals_generic(cfg, [A.Signals(loss=10.0 - t) for t in range(12)])
 
 
@@ -385,8 +387,8 @@ def test_a_front_door_starts_a_schedule_rule_with_set_slots_in_both_torch_modes(
         state, expected = A.init(cfg, xp=_scalar), []
         for t in range(1, 9):
             if t == 3:
-                state = A.set_slots(cfg, state, "toy_cool", start=2.0, length=3.0)
-            state, hp = A.update(cfg, state, A.Signals(loss=5.0 - t))
+                state = A.set_slots(state, "toy_cool", start=2.0, length=3.0)
+            state, hp = A.update(state, A.Signals(loss=5.0 - t))
             expected.append(float(hp.lr))
         for device_mode in (False, True):
             lr0 = torch.tensor(1e-3) if device_mode else 1e-3
@@ -397,6 +399,7 @@ def test_a_front_door_starts_a_schedule_rule_with_set_slots_in_both_torch_modes(
                 if t == 3:
                     sched.set_slots("toy_cool", start=2.0, length=3.0)
                 sched.observe(loss=5.0 - t)
+                sched.optimizer.step()  # one update per optimizer step
                 lrs.append(float(sched.hparams.lr))
             assert lrs == expected, device_mode  # bit for bit, as every rule
 
@@ -413,7 +416,7 @@ def test_obs_bad_tells_a_non_finite_signal_from_a_missing_one() -> None:
         for xp in (_scalar, np):
             state, lrs = A.init(cfg, xp=xp), []
             for sig in stream:
-                state, hp = A.update(cfg, state, sig)
+                state, hp = A.update(state, sig)
                 lrs.append(float(hp.lr))
             assert lrs == pytest.approx([1e-3 * math.exp(-0.5 * k) for k in (0, 1, 1, 2, 2, 2)], rel=1e-6)
             assert int(state.skipped) == 2 and float(hp.momentum) == pytest.approx(2 / 3, rel=1e-6)

@@ -20,9 +20,16 @@ import pytest
 
 import adaptive_sched as A
 from adaptive_sched import _scalar
+from adaptive_sched._recommended import RANGE_TEST_RULES
 
 BASE = 1e-3
 G, TAU, START, LAG, BACKOFF = 1.12, 40.0, 0.5, 0.8 / 0.2, 2.0
+
+
+def range_test(base_lr: float, **overrides: Any) -> A.Config:
+    """The lr range test + slope test configuration (``recommended()`` before ``lr_rule="evidence"``)."""
+    kwargs: dict[str, Any] = {"min_lr": base_lr / 100, "max_lr": base_lr * 100, **RANGE_TEST_RULES, **overrides}
+    return A.Config(base_lr=base_lr, **kwargs)
 
 
 def search_only(**knobs: Any) -> A.Config:
@@ -34,7 +41,7 @@ def drive(cfg: A.Config, losses: list[Any], **signals: Any) -> tuple[list[float]
     state = A.init(cfg, xp=_scalar)
     lrs, slots = [], []
     for y in losses:
-        state, hp = A.update(cfg, state, A.Signals(loss=y, **signals))
+        state, hp = A.update(state, A.Signals(loss=y, **signals))
         lrs.append(float(hp.lr))
         slots.append({k.split(".")[-1]: float(v) for k, v in state.rule_state.items() if k.startswith("search.")})
     return lrs, slots
@@ -120,59 +127,59 @@ def test_signal_less_updates_before_the_first_loss_leave_base_lr() -> None:
 def test_in_rl_the_lr_is_base_lr_whatever_the_logging_interval(logging_steps: int) -> None:
     # New-user finding: with TRL's logging_steps > 1 the signal-less updates between log rows started the search
     # (base_lr/2) and the first reward then ended it there, so an RL run's lr depended on logging_steps by 2x.
-    cfg = A.recommended(1e-3)
+    cfg = range_test(1e-3)
     state = A.init(cfg, xp=_scalar)
     lrs, factors = [], []
     for t in range(1, 30):  # before the slope test's first test (30 steps), which may cut this flat objective
         sig = A.Signals(loss=-0.5, reward=0.5, kl=0.01, grad_norm=1.0) if t % logging_steps == 0 else A.Signals()
-        state, hp = A.update(cfg, state, sig)
+        state, hp = A.update(state, sig)
         lrs.append(float(hp.lr))
-        factors.append(float(A.diagnostics(cfg, state)["search.range/factor"]))
+        factors.append(float(A.diagnostics(state)["search.range/factor"]))
     assert lrs == pytest.approx([1e-3] * len(lrs), rel=1e-6) and factors == [1.0] * len(lrs)
-    assert A.diagnostics(cfg, state)["search.range/event"] == 4  # "off"
+    assert A.diagnostics(state)["search.range/event"] == 4  # "off"
 
 
 def test_a_reward_first_seen_after_the_search_started_undoes_it() -> None:
     cfg = search_only()
     state = A.init(cfg, xp=_scalar)
     for n in range(10):  # loss-only rows: the search starts and grows
-        state, hp = A.update(cfg, state, A.Signals(loss=1.0 - 0.01 * n))
+        state, hp = A.update(state, A.Signals(loss=1.0 - 0.01 * n))
     assert float(hp.lr) != pytest.approx(BASE, rel=1e-3)
-    state, hp = A.update(cfg, state, A.Signals(loss=0.9, reward=0.3))
+    state, hp = A.update(state, A.Signals(loss=0.9, reward=0.3))
     assert float(hp.lr) == pytest.approx(BASE, rel=1e-6) and state.rule_state["search.range.phase"] == 3.0
-    assert A.diagnostics(cfg, state)["search.range/event"] == 4  # "off", not "landed"
-    state, hp = A.update(cfg, state, A.Signals(loss=0.5, reward=0.3))
+    assert A.diagnostics(state)["search.range/event"] == 4  # "off", not "landed"
+    state, hp = A.update(state, A.Signals(loss=0.5, reward=0.3))
     assert float(hp.lr) == pytest.approx(BASE, rel=1e-6)
 
 
 def test_in_rl_the_search_does_not_run_and_the_default_config_never_grows() -> None:
-    # Issue 19: GRPO with recommended() grew the lr while the reward saturated, and the KL jumped. A run that
-    # reports a reward or a KL gets no search, and recommended()'s slope rule has no growth phase.
+    # Issue 19: GRPO with recommended() (then the range test + slope test) grew the lr while the reward saturated,
+    # and the KL jumped. A run that reports a reward or a KL gets no search, and the slope rule has no growth phase.
     rng = np.random.default_rng(0)
-    cfg = A.recommended(1e-2)
+    cfg = range_test(1e-2)
     state = A.init(cfg, xp=_scalar)
     lrs = []
     for t in range(120):
         reward = min(1.0, t / 25) + 0.02 * rng.normal()  # saturates at 1.0 by step 25
         kl = 0.5 + 0.1 * t  # rising: it would spike with a higher lr
-        state, hp = A.update(cfg, state, A.Signals(loss=-(reward - 0.04 * kl), reward=reward, kl=kl, grad_norm=1.0))
+        state, hp = A.update(state, A.Signals(loss=-(reward - 0.04 * kl), reward=reward, kl=kl, grad_norm=1.0))
         lrs.append(float(hp.lr))
     assert max(lrs) <= 1e-2 * (1 + 1e-6)  # never above the base lr: no growth at all
     assert state.rule_state["search.range.phase"] == 3.0 and state.rule_state["search.range.started"] == 0.0
     # the same objective without reward/KL (a supervised loss): the search does run
     state = A.init(cfg, xp=_scalar)
     for t in range(10):
-        state, hp = A.update(cfg, state, A.Signals(loss=1.0 - 0.05 * t, grad_norm=1.0))
+        state, hp = A.update(state, A.Signals(loss=1.0 - 0.05 * t, grad_norm=1.0))
     assert float(hp.lr) > 1e-2 * START
 
 
 def test_the_slope_test_starts_its_leg_when_the_search_ends() -> None:
-    cfg = A.recommended(BASE)
+    cfg = range_test(BASE)
     state = A.init(cfg, xp=_scalar)
     losses = [1.0 - 0.01 * n for n in range(20)] + [1.0] * 12  # falls, then rises: the search lands
     ended = None
     for t, y in enumerate(losses, 1):
-        state, _ = A.update(cfg, state, A.Signals(loss=y, grad_norm=1.0))
+        state, _ = A.update(state, A.Signals(loss=y, grad_norm=1.0))
         rs = state.rule_state
         if ended is None and rs["search.range.phase"] == 3.0:
             ended = t
@@ -215,7 +222,7 @@ def controlled(cfg: A.Config) -> Any:
     box = [A.init(cfg, xp=_scalar)]
 
     def lr_of(t: int, loss: float) -> float:
-        box[0], hp = A.update(cfg, box[0], A.Signals(loss=loss, grad_norm=1.0))
+        box[0], hp = A.update(box[0], A.Signals(loss=loss, grad_norm=1.0))
         return float(hp.lr)
 
     return lr_of, box
@@ -233,7 +240,7 @@ def test_from_30x_too_low_it_reaches_within_2x_of_the_best_lr_in_the_promised_st
     assert promised <= 46
     base = best_lr / 30
     for seed in range(3):
-        lr_of, box = controlled(A.recommended(base, max_lr=base * 1000))  # the cap is not what stops it
+        lr_of, box = controlled(range_test(base, max_lr=base * 1000))  # the cap is not what stops it
         _, lrs = gradient_descent(lr_of, 300, seed=10 + seed)
         reached = int(np.argmax(lrs >= best_lr / 2))
         assert lrs[reached] >= best_lr / 2 and reached <= promised
@@ -245,7 +252,7 @@ def test_from_30x_too_low_it_reaches_within_2x_of_the_best_lr_in_the_promised_st
 
 def test_from_30x_too_high_it_backs_off_without_a_non_finite_parameter(best_lr: float) -> None:
     base = best_lr * 30  # lr 18: gradient descent multiplies the stiff coordinate by 17 per step
-    lr_of, box = controlled(A.recommended(base))
+    lr_of, box = controlled(range_test(base))
     losses, lrs = gradient_descent(lr_of, 100, seed=3, dtype=np.float32)  # asserts finite float32 parameters
     assert lrs[20] < 2.0  # below the stability edge within 20 steps
     assert losses[-1] < losses[0]
@@ -268,7 +275,7 @@ def test_recommended_gives_the_same_lrs_through_jit_eager_numpy_and_both_torch_m
     step = jax.jit(A.update)
     state, jitted = A.init(cfg, xp=jax.numpy), []
     for sig in stream:
-        state, hp = step(cfg, state, sig)
+        state, hp = step(state, sig)
         jitted.append(float(hp.lr))
     np.testing.assert_allclose(eager, ref, rtol=1e-5)
     np.testing.assert_allclose(jitted, ref, rtol=1e-5)
@@ -290,7 +297,7 @@ def _run(cfg: A.Config, stream: list[A.Signals], xp: Any) -> list[A.Hparams]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for sig in stream:
-            state, hp = A.update(cfg, state, sig)
+            state, hp = A.update(state, sig)
             out.append(hp)
     return out
 

@@ -268,7 +268,7 @@ def test_sharded_over_4_host_devices_equals_unsharded(tmp_path: Path, result: _s
 def test_explicit_config_list_and_scalar_score() -> None:
     def final_lr(config: A.Config, key: Any) -> Any:  # the controller alone on a falling loss
         def step(state: A.State, loss: Any) -> Any:
-            return A.update(config, state, A.Signals(loss=loss))
+            return A.update(state, A.Signals(loss=loss))
 
         _, hp = jax.lax.scan(step, A.init(config, xp=jnp), jnp.linspace(2.0, 1.0, 8))
         return hp.lr[-1]

@@ -4,6 +4,7 @@
 module                       rules
 ===========================  ======================================================
 :mod:`.lr`                   ``loss_decay``, ``trend``, ``variance``, ``grad_norm``, ``cyclical``
+:mod:`.evidence`             ``evidence`` (in the ``lr`` family: the recommended rule)
 :mod:`.momentum`             ``inverse``, ``exp``, ``relative``, ``normalized``
 :mod:`.reward`               ``scaling``, ``trend``, ``variance``
 :mod:`.kl`                   ``target``
@@ -33,8 +34,8 @@ from adaptive_sched.rules._math import REL_EPS, SIGNAL_LIMIT, TINY, log_knob, tr
 
 __all__ = ["BUILTIN", "REL_EPS", "SIGNAL_LIMIT", "TINY", "log_knob", "trend_step", "variance_factor"]
 
-BUILTIN: tuple[str, ...] = ("lr", "momentum", "reward", "kl", "search", "anneal", "cooldown")
-"""The built-in family modules, in family order (``Config.rules``, the README table)."""
+BUILTIN: tuple[str, ...] = ("lr", "evidence", "momentum", "reward", "kl", "search", "anneal", "cooldown")
+"""The built-in rule modules, in family order (``Config.rules``, the README table); ``evidence`` adds to ``lr``."""
 
 for _name in BUILTIN:
     importlib.import_module(f"{__name__}.{_name}")

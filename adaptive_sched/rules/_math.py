@@ -17,9 +17,11 @@ REL_EPS = 1e-12
 """Floor of ``|reference|`` in relative comparisons."""
 
 def log_knob(xp: Any, v: Any) -> Any:
-    """``log`` of a config knob (or of any value that depends on knobs only): on the host when it is a number.
+    """``log`` of a value that depends on knobs only: on the host when it is a number.
 
-    Rules should take the log of a knob through this. Every front door holds
+    A rule reads the log of one of its knobs as ``knobs.log_<name>`` (and of a
+    core knob as ``ctx.config.log_of(name)``): computed once per config,
+    through this function. For other values that depend on knobs alone, use this. Every front door holds
     concrete knobs as float32 numbers (:func:`adaptive_sched._scalar.knob`), so
     they share one value, ``log`` in float64 rounded once to float32, instead of
     each backend's own float32 ``log`` (XLA, torch and libm differ by an ulp on
@@ -34,8 +36,8 @@ def log_knob(xp: Any, v: Any) -> Any:
     return xp.log(v)
 
 
-def trend_step(xp: Any, obs: Any, up: Any, down: Any, threshold: Any, maximize: bool) -> Any:
-    """``eta <- eta * up`` if the smoothed signal improved, else ``eta * down`` (log-increment).
+def trend_step(xp: Any, obs: Any, log_up: Any, log_down: Any, threshold: Any, maximize: bool) -> Any:
+    """``eta <- eta * up`` if the smoothed signal improved, else ``eta * down`` (log-increment; given ``log up``, ``log down``).
 
     Improvement is relative to the magnitude of the previous smoothed value, so
     it is correct for negative losses and rewards (unlike ``best * (1 - thr)``):
@@ -46,7 +48,7 @@ def trend_step(xp: Any, obs: Any, up: Any, down: Any, threshold: Any, maximize: 
     margin = threshold * xp.abs(obs.prev_hat)
     improved = obs.hat > obs.prev_hat + margin if maximize else obs.hat < obs.prev_hat - margin
     active = xp.logical_and(obs.ok, obs.has_prev)
-    step = xp.where(improved, log_knob(xp, up), log_knob(xp, down))
+    step = xp.where(improved, log_up, log_down)
     return xp.where(active, step, 0.0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, Slot, knob, register, register_family
-from adaptive_sched.rules._math import TINY, log_knob
+from adaptive_sched.rules._math import TINY
 
 FAMILY = register_family(Family("anneal", "horizon-free annealing of the lr by a stationarity test on the loss"))
 
@@ -150,11 +150,11 @@ def anneal_slope(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     grow_now = xp.logical_and(xp.logical_and(strong, steeper), knobs.grow > 0.5)
     stop_growing = _or(xp, _or(xp, stationary, xp.logical_and(strong, xp.logical_not(steeper))), knobs.grow < 0.5)
     change = _or(xp, stationary, grow_now)
-    lean = log_knob(xp, knobs.drop)
+    lean = knobs.log_drop
     if ctx.planned is not False:  # a cooldown is scheduled: it anneals; the slope test cuts only a stall
-        lean = xp.where(ctx.planned, log_knob(xp, knobs.drop_planned), lean)
-    cut = xp.where(tstat >= 0.0, log_knob(xp, knobs.drop_flat), lean)
-    inc = xp.where(stationary, cut, xp.where(grow_now, log_knob(xp, knobs.up), 0.0))
+        lean = xp.where(ctx.planned, knobs.log_drop_planned, lean)
+    cut = xp.where(tstat >= 0.0, knobs.log_drop_flat, lean)
+    inc = xp.where(stationary, cut, xp.where(grow_now, knobs.log_up, 0.0))
 
     fresh = {"n": n, "w": w, "w2": w2, "mt": mt, "my": my, "ctt": ctt, "cty": cty, "cyy": cyy, "i_prev": i}
     new = {key: xp.where(ok, xp.where(change, 0.0, v), sl[key]) for key, v in fresh.items()}

@@ -117,7 +117,7 @@ def _check_count(caller: str, name: str, value: Any, low: int) -> None:
         raise ValueError(bad)
 
 
-def start_cooldown(config: Any, state: Any, steps: Any, start: Any = None) -> Any:
+def start_cooldown(state: Any, steps: Any, start: Any = None) -> Any:
     """``state`` with a cooldown of ``steps`` update calls started after step ``start`` (default: now). Pure, jit-safe.
 
     The horizon-free way to end a run the way warmup-stable-decay does (the
@@ -129,27 +129,26 @@ def start_cooldown(config: Any, state: Any, steps: Any, start: Any = None) -> An
     decays applies.
 
     Args:
-      config: the config the state belongs to; its ``cooldown_rule`` must not be ``"none"``.
-      state: the controller's :class:`~adaptive_sched.State`.
+      state: the controller's :class:`~adaptive_sched.State`; its config's ``cooldown_rule`` must not be ``"none"``.
       steps: the cooldown's length in update calls (a whole number >= 1; traced values are not checked).
       start: the step after which it begins (default ``state.step``: the next update; a whole number >= 0).
 
     Raises:
       ValueError: ``cooldown_rule`` is ``"none"`` (say which rule to use), or ``steps``/``start`` are invalid.
     """
-    return start_cooldown_for(config, state, steps, start, caller="start_cooldown")
+    return start_cooldown_for(state, steps, start, caller="start_cooldown")
 
 
-def start_cooldown_for(config: Any, state: Any, steps: Any, start: Any, *, caller: str) -> Any:
+def start_cooldown_for(state: Any, steps: Any, start: Any, *, caller: str) -> Any:
     """:func:`start_cooldown`, its errors naming ``caller`` (the front door the user called)."""
     from adaptive_sched._core import set_slots
 
-    if getattr(config, "cooldown_rule", "none") == "none":
+    if getattr(state.config, "cooldown_rule", "none") == "none":
         raise ValueError(
             f"{caller}: the config's cooldown_rule is 'none'; use a config with cooldown_rule='linear' "
             "(or 'sqrt', 'cosine'), e.g. adaptive_sched.recommended(base_lr), which has one."
         )
-    return set_slots(config, state, "cooldown", **cooldown_slots(state, steps, start, caller=caller))
+    return set_slots(state, "cooldown", **cooldown_slots(state, steps, start, caller=caller))
 
 
 # --------------------------------------------------------------------------- explanation (diagnostics)
@@ -161,12 +160,16 @@ def _planned(xp: Any, knobs: Any, slots: Any) -> Any:
     return xp.logical_not(xp.logical_and(knobs.total_steps < 0.5, slots["length"] < 0.5))
 
 
+def _cooling(xp: Any, knobs: Any, slots: Any, t: Any) -> Any:
+    """Decaying at update ``t``: past ``T0`` with the horizon, or past the start set by hand."""
+    by_horizon = xp.logical_and(knobs.total_steps > 0.5, t > knobs.total_steps * (1.0 - knobs.fraction))
+    by_hand = xp.logical_and(slots["length"] > 0.5, t > slots["start"])
+    return xp.logical_not(xp.logical_and(xp.logical_not(by_horizon), xp.logical_not(by_hand)))
+
+
 def _cooldown_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
     """``cooldown``: the first decayed update (past ``T0`` with the horizon, or past the start set by hand)."""
-    sl, t = ctx.slots, ctx.t
-    by_horizon = xp.logical_and(knobs.total_steps > 0.5, t > knobs.total_steps * (1.0 - knobs.fraction))
-    by_hand = xp.logical_and(sl["length"] > 0.5, t > sl["start"])
-    on = xp.logical_not(xp.logical_and(xp.logical_not(by_horizon), xp.logical_not(by_hand)))
+    on = _cooling(xp, knobs, ctx.slots, ctx.t)
     return xp.where(xp.logical_and(on, outcome.last < 1), 1, 0)
 
 
@@ -181,6 +184,7 @@ for _shape, _fn, _formula in (
             {"total_steps": COOLDOWN_TOTAL_STEPS, "fraction": COOLDOWN_FRACTION},
             slots=SLOTS,
             planned=_planned,
+            cooling=_cooling,
             events=("cooldown",),
             event=_cooldown_event,
             formula=(

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, Slot, knob, register, register_family
-from adaptive_sched.rules._math import REL_EPS, SIGNAL_LIMIT, TINY, log_knob, trend_step, variance_factor
+from adaptive_sched.rules._math import REL_EPS, SIGNAL_LIMIT, TINY, trend_step, variance_factor
 
 FAMILY = register_family(Family("lr", "loss-, gradient- or clock-driven lr rule"))
 
@@ -40,7 +40,7 @@ def loss_trend(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     ``improved = l^_t < l^_{t-1} - threshold * |l^_{t-1}|``, sign-correct for
     negative losses (unlike torch's ``ReduceLROnPlateau`` ``best * (1 - thr)``).
     """
-    return trend_step(xp, obs, knobs.up, knobs.down, knobs.threshold, False)
+    return trend_step(xp, obs, knobs.log_up, knobs.log_down, knobs.threshold, False)
 
 
 def loss_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
@@ -97,7 +97,7 @@ def cyclical(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> tuple[Any, Any]
     lr = cfg.min_lr + (cfg.max_lr - cfg.min_lr) * 0.5 * (1.0 + xp.cos(math.pi * phase))
     lr = xp.clip(lr, cfg.min_lr, cfg.max_lr)
     restart = xp.logical_and(pos < 1.0, t > 1.0)
-    return xp.log(lr) - log_knob(xp, cfg.base_lr), restart
+    return xp.log(lr) - cfg.log_of("base_lr"), restart
 
 
 # --------------------------------------------------------------------------- explanations (diagnostics)

@@ -40,7 +40,7 @@ def reward_trend(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
 
     ``improved = R^_t > R^_{t-1} + threshold * |R^_{t-1}|``, sign-correct for negative rewards.
     """
-    return trend_step(xp, obs, knobs.up, knobs.down, knobs.threshold, True)
+    return trend_step(xp, obs, knobs.log_up, knobs.log_down, knobs.threshold, True)
 
 
 def reward_variance(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:

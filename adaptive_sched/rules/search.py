@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, Slot, knob, register, register_family
-from adaptive_sched.rules._math import TINY, log_knob
+from adaptive_sched.rules._math import TINY
 
 FAMILY = register_family(
     Family("search", "online lr search at the start of the run (an lr range test inside the real run)")
@@ -147,7 +147,7 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     ok = obs.ok
     # the first supplied loss (finite or not; signal-less updates before it change nothing): jump to the start
     first = xp.logical_and(xp.logical_and(sl["started"] < 0.5, xp.logical_not(rl)), _or(xp, ok, obs.bad))
-    l_start = log_knob(xp, knobs.start)
+    l_start = knobs.log_start
     s = xp.where(first, l_start, sl["s"])
     s_best_in = xp.where(first, l_start, sl["s_best"])
     searching = phase < 2.5
@@ -193,19 +193,19 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     rise = xp.logical_and(tested, mhat > best + knobs.z_rise * se)
     high = xp.logical_and(tested, mhat > level0 + knobs.z_rise * se)
     falls = xp.logical_and(tested, mhat < level0 - knobs.z_progress * se)
-    lg = log_knob(xp, knobs.growth) / (1.0 + sl["n"] / knobs.tau)
+    lg = knobs.log_growth / (1.0 + sl["n"] / knobs.tau)
     lag = b / (1.0 - b)
     s_max = xp.clip(
-        log_knob(xp, ctx.config.max_lr) - log_knob(xp, ctx.config.base_lr), -1e30, log_knob(xp, knobs.max_growth)
+        ctx.config.log_of("max_lr") - ctx.config.log_of("base_lr"), -1e30, knobs.log_max_growth
     )
     at_max = xp.logical_and(ok, s >= s_max - 1e-6)
-    l_back = log_knob(xp, knobs.backoff)
+    l_back = knobs.log_backoff
     land = s_best - lg * lag - l_back
     n_high = xp.where(xp.logical_and(warming, tested), xp.where(high, sl["n_high"] + 1.0, 0.0), sl["n_high"])
     to_back = xp.logical_and(warming, _or(xp, n_high >= _TOO_HIGH_RUN, explode))
     to_resp = xp.logical_and(xp.logical_and(warming, falls), xp.logical_not(high))
     plateau = xp.logical_and(
-        xp.logical_and(ok, since >= knobs.patience), s - s_best >= log_knob(xp, knobs.patience_growth)
+        xp.logical_and(ok, since >= knobs.patience), s - s_best >= knobs.log_patience_growth
     )
     too_long = xp.logical_and(growing, n >= knobs.max_samples)
     stop_resp = xp.logical_and(responding, _or(xp, _or(xp, _or(xp, rise, plateau), too_long), explode))

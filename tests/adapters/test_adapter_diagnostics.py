@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 
 import adaptive_sched as A  # noqa: E402
 from adaptive_sched import _rules  # noqa: E402
+from adaptive_sched._recommended import RANGE_TEST_RULES  # noqa: E402
 from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
 
 SYNC_METHODS = ("item", "__float__", "__int__", "__bool__", "__index__", "cpu", "tolist", "numpy", "__array__")
@@ -49,11 +50,17 @@ def quadratic_run(sched: AdaptiveScheduler, opt: Any, steps: int, *, tensors: bo
         w -= float(sched.get_last_lr()[0]) * 100 * w
 
 
+def range_test(base_lr: float, **overrides: Any) -> A.Config:
+    """The lr range test + slope test (``recommended()`` before ``lr_rule="evidence"``): rules with many decisions."""
+    kwargs = {"min_lr": base_lr / 100, "max_lr": base_lr * 100, **RANGE_TEST_RULES, **overrides}
+    return A.Config(base_lr=base_lr, **kwargs)
+
+
 def make(device_mode: bool, **kw: Any) -> tuple[AdaptiveScheduler, Any]:
     p = torch.nn.Parameter(torch.zeros(4))
     lr = torch.tensor(1e-3) if device_mode else 1e-3
     opt = torch.optim.SGD([p], lr=lr)
-    config = A.recommended(1e-3, total_steps=120, lr_rule="none", **kw)
+    config = range_test(1e-3, cooldown_total_steps=120.0, lr_rule="none", **kw)
     return AdaptiveScheduler(opt, config, device_mode=device_mode), opt
 
 
@@ -66,7 +73,7 @@ def test_torch_diagnostics_are_the_cores_as_floats_and_device_mode_tensors_equal
     quadratic_run(dev, opt_d, 100, tensors=True)
     d = host.diagnostics()
     assert all(type(v) in (int, float) for v in d.values())
-    core = A.diagnostics(host.config, host.controller_state)
+    core = A.diagnostics(host.controller_state)
     assert d == {k: (int(v) if isinstance(v, int) else float(v)) for k, v in core.items()}
     assert d["lr"] == host.get_last_lr()[0] and d["step"] == 100
     with no_host_sync(monkeypatch):  # device mode: tensors on the device, computed without a host sync
@@ -161,7 +168,7 @@ def _trainer(tmp_path: Path, report_to: list[str], **callback_kwargs: Any) -> tu
         disable_tqdm=True,
         seed=0,
     )
-    setup = adaptive_trainer_setup(model, args, A.recommended(1e-2), callback_kwargs=callback_kwargs)
+    setup = adaptive_trainer_setup(model, args, range_test(1e-2), callback_kwargs=callback_kwargs)
     trainer = transformers.Trainer(
         model=model, args=args, train_dataset=dataset(96), optimizers=setup.optimizers, callbacks=setup.callbacks
     )

@@ -23,6 +23,15 @@ from adaptive_sched.adapters.hf import (  # noqa: E402
 from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
 
 
+def range_test(base_lr: float, **overrides: Any) -> Any:
+    """The lr range test + slope test (``recommended()`` before ``lr_rule="evidence"``), for the notes about them."""
+    import adaptive_sched
+    from adaptive_sched._recommended import RANGE_TEST_RULES
+
+    kwargs = {"min_lr": base_lr / 100, "max_lr": base_lr * 100, **RANGE_TEST_RULES, **overrides}
+    return adaptive_sched.Config(base_lr=base_lr, **kwargs)
+
+
 def test_the_hub_is_offline() -> None:
     from huggingface_hub import constants
 
@@ -240,9 +249,12 @@ def test_sparse_logging_warns_when_a_rule_reads_signals(tmp_path: Path) -> None:
     import adaptive_sched
 
     opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
-    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1))
-    cb = AdaptiveSchedulerCallback(sched)
     args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)  # logging_steps=500
+    rec = AdaptiveSchedulerCallback(AdaptiveScheduler(opt, adaptive_sched.recommended(0.1)))
+    with pytest.warns(UserWarning, match=r"logging_steps=500 optimizer steps, and lr_rule='evidence' read logged"):
+        rec.on_train_begin(args, None, None)  # type: ignore[arg-type]
+    sched = AdaptiveScheduler(opt, range_test(0.1))
+    cb = AdaptiveSchedulerCallback(sched)
     # The slope test's windows are optimizer steps (issue 19): the warning says how few values a window then holds.
     with pytest.warns(UserWarning, match=r"logging_steps=500.*anneal_rule='slope' tests 30 optimizer steps into a leg, "
                       r"on the ~1 values.*search_rule='range' grows the lr once per logged value \(500 steps apart\)"):
@@ -283,8 +295,10 @@ def test_helper_says_when_the_config_overrides_the_trainers_learning_rate(tmp_pa
     args = transformers.TrainingArguments(output_dir=str(tmp_path), learning_rate=3e-3, report_to=[], use_cpu=True)
     with pytest.warns(UserWarning, match=r"base_lr=0\.001 .*args\.learning_rate=0\.003.*scheduler sets"):
         setup = adaptive_trainer_setup(model, args, adaptive_sched.recommended(1e-3))
-    # the config's base_lr is what runs (recommended()'s lr search starts from it at the first logged loss)
-    assert setup.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    # the config's base_lr is what runs: recommended()'s warm start from it (base * start, one ramp step up)
+    cfg = setup.scheduler.config
+    first = 1e-3 * cfg.evidence_start
+    assert setup.optimizer.param_groups[0]["lr"] == pytest.approx(first)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         adaptive_trainer_setup(model, args, adaptive_sched.recommended(args.learning_rate))
@@ -428,10 +442,8 @@ def test_a_run_that_ends_before_the_first_slope_test_says_so() -> None:
     import warnings
     from types import SimpleNamespace
 
-    import adaptive_sched
-
     opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
-    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1))
+    sched = AdaptiveScheduler(opt, range_test(0.1))
     cb = AdaptiveSchedulerCallback(sched)
     for _ in range(20):
         opt.step()
@@ -443,7 +455,7 @@ def test_a_run_that_ends_before_the_first_slope_test_says_so() -> None:
         cb.on_train_end(None, None, None)  # type: ignore[arg-type]  # once
         # with the horizon (the Trainer's max_steps, scheduled at on_train_begin) the cooldown anneals: no note
         opt2 = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
-        sched2 = AdaptiveScheduler(opt2, adaptive_sched.recommended(0.1))
+        sched2 = AdaptiveScheduler(opt2, range_test(0.1))
         cb2 = AdaptiveSchedulerCallback(sched2)
         cb2.on_train_begin(SimpleNamespace(logging_steps=1, logging_strategy="steps"), SimpleNamespace(max_steps=20), None)  # type: ignore[arg-type]
         cb2.on_train_end(None, None, None)  # type: ignore[arg-type]
@@ -451,13 +463,12 @@ def test_a_run_that_ends_before_the_first_slope_test_says_so() -> None:
 
 def test_a_log_row_without_the_grad_norm_gives_no_observe_advice_and_a_missing_key_is_named() -> None:
     # New-user finding: TRL's last, partial logging window has no grad_norm; the torch adapter's warning then
-    # told a Trainer user to pass observe(model=...), a call the user never makes.
+    # told a Trainer user to pass observe(model=...), a call the user never makes. (lr_rule="grad_norm", whose
+    # signal the gradient norm is: the range-test configuration's guard.)
     import warnings
 
-    import adaptive_sched
-
     opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
-    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1, total_steps=8))
+    sched = AdaptiveScheduler(opt, range_test(0.1, cooldown_total_steps=8.0))
     cb = AdaptiveSchedulerCallback(sched)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -468,7 +479,7 @@ def test_a_log_row_without_the_grad_norm_gives_no_observe_advice_and_a_missing_k
         cb.on_train_end(None, None, None)  # type: ignore[arg-type]
     # a grad_norm_key that never appears in the logs: the guard held all run, and the end of training says so
     opt2 = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
-    sched2 = AdaptiveScheduler(opt2, adaptive_sched.recommended(0.1, total_steps=8))
+    sched2 = AdaptiveScheduler(opt2, range_test(0.1, cooldown_total_steps=8.0))
     cb2 = AdaptiveSchedulerCallback(sched2, grad_norm_key="gradient_norm")
     for t in range(1, 9):
         opt2.step()
@@ -480,16 +491,35 @@ def test_a_log_row_without_the_grad_norm_gives_no_observe_advice_and_a_missing_k
 
 def test_the_never_annealed_note_names_a_missing_cooldown() -> None:
     # New-user finding: with max_steps given but cooldown_rule="none", the note advised giving the horizon.
+    # recommended()'s evidence rule never decays the lr by itself: only the cooldown anneals it.
+    import warnings
     from types import SimpleNamespace
 
     import adaptive_sched
 
-    opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
-    sched = AdaptiveScheduler(opt, adaptive_sched.recommended(0.1, cooldown_rule="none"))
-    cb = AdaptiveSchedulerCallback(sched)
-    cb.on_train_begin(SimpleNamespace(logging_steps=1, logging_strategy="steps"), SimpleNamespace(max_steps=20), None)  # type: ignore[arg-type]
-    for _ in range(20):
-        opt.step()
-        sched.observe(loss=1.0, grad_norm=1.0)
-    with pytest.warns(UserWarning, match=r"never ran .*no cooldown \(cooldown_rule='none'\)"):
-        cb.on_train_end(None, None, None)  # type: ignore[arg-type]
+    def run(config: Any, max_steps: int | None) -> Any:
+        """20 steps through the callback, ``on_train_begin`` told ``max_steps`` (None: not called); its on_train_end."""
+        opt = torch.optim.SGD(TinyRegressor().parameters(), lr=0.1)
+        sched = AdaptiveScheduler(opt, config)
+        cb = AdaptiveSchedulerCallback(sched)
+        if max_steps is not None:
+            args = SimpleNamespace(logging_steps=1, logging_strategy="steps")
+            cb.on_train_begin(args, SimpleNamespace(max_steps=max_steps), None)  # type: ignore[arg-type]
+        for _ in range(20):
+            opt.step()
+            sched.observe(loss=1.0, grad_norm=1.0)
+        return lambda: cb.on_train_end(None, None, None)  # type: ignore[arg-type]
+
+    end = run(adaptive_sched.recommended(0.1, cooldown_rule="none"), 20)
+    with pytest.warns(UserWarning, match=r"after 20 optimizer steps and no cooldown ran \(lr_rule='evidence' never "
+                      r"decays the lr by itself.*no cooldown \(cooldown_rule='none'\)"):
+        end()
+    end = run(adaptive_sched.recommended(0.1), None)  # no horizon reached the callback: no cooldown scheduled
+    with pytest.warns(UserWarning, match=r"no cooldown ran .*Give the horizon \(recommended\(base_lr, total_steps="):
+        end()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        end()  # once
+        run(adaptive_sched.recommended(0.1), 20)()  # the Trainer's max_steps: the cooldown annealed
+        run(adaptive_sched.recommended(0.1, total_steps=20), None)()
+        run(adaptive_sched.Config(base_lr=0.1), None)()  # no rule moves the lr: a constant lr, chosen

@@ -113,8 +113,8 @@ def test_lr_moves_with_the_loss(tmp_path: Path) -> None:
 
 
 def test_grad_norm_rule_is_fed_the_pre_step_gradient_norm(tmp_path: Path) -> None:
-    # recommended()'s grad-norm guard needs the gradient norm; training_step returns only the loss,
-    # so the callback measures it before each optimizer step (Lightning's pre-clipping hook).
+    # lr_rule="grad_norm" (the range-test configuration's guard) needs the gradient norm; training_step returns
+    # only the loss, so the callback measures it before each optimizer step (Lightning's pre-clipping hook).
     class Norms(pl.Callback):
         def __init__(self) -> None:
             self.norms: list[float] = []
@@ -124,8 +124,10 @@ def test_grad_norm_rule_is_fed_the_pre_step_gradient_norm(tmp_path: Path) -> Non
             self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
 
     import adaptive_sched
+    from adaptive_sched._recommended import RANGE_TEST_RULES
 
-    module = Tiny(**adaptive_sched.recommended(0.05).asdict())
+    config = adaptive_sched.Config(base_lr=0.05, min_lr=0.05 / 100, max_lr=0.05 * 100, **RANGE_TEST_RULES)
+    module = Tiny(**config.asdict())
     norms = Norms()
     cb = AdaptiveSchedulerCallback(reward_key=None)
     trainer = pl.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -137,7 +139,7 @@ def test_grad_norm_rule_is_fed_the_pre_step_gradient_norm(tmp_path: Path) -> Non
     # Replay: the same losses and gradient norms through a fresh scheduler give the same lr. The
     # callback scheduled the cooldown over the last half of the trainer's 6 steps (issue 16): so does the replay.
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
-    ref = AdaptiveScheduler(opt, adaptive_sched.recommended(0.05))
+    ref = AdaptiveScheduler(opt, config)
     ref.cooldown(3, start=3)
     for loss, gn in zip(module.losses, norms.norms):
         opt.step()
@@ -199,10 +201,11 @@ def test_signals_are_averaged_over_ranks() -> None:
 
     from adaptive_sched.adapters import lightning as adapter
 
-    assert adapter.SIGNALS == ("loss", "reward", "grad_norm", "kl")
-    # The other rank: loss 3, reward NaN (supplied, not finite), no grad_norm, no kl; rows sum, n_finite,
-    # n_present (adaptive_sched._distributed's layout, shared with the torch adapter).
-    other = torch.tensor([[3.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    assert adapter.SIGNALS == ("loss", "reward", "grad_norm", "kl", "grad_cos")
+    # The other rank: loss 3, reward NaN (supplied, not finite), no grad_norm, no kl, no grad_cos; rows sum,
+    # n_finite, n_present (adaptive_sched._distributed's layout, shared with the torch adapter).
+    other = torch.tensor([[3.0, 0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0]],
+                         dtype=torch.float64)  # fmt: skip
 
     class Strategy:
         def reduce(self, t: Any, reduce_op: str) -> Any:
@@ -214,7 +217,7 @@ def test_signals_are_averaged_over_ranks() -> None:
     assert adapter._mean_over_ranks(trainer, module, {"loss": 1.0, "reward": 2.0}) == {"loss": 2.0, "reward": 2.0}
     out = adapter._mean_over_ranks(trainer, module, {"loss": 1.0, "reward": math.nan})
     assert out["loss"] == 2.0 and math.isnan(out["reward"])  # supplied by both ranks, finite on none
-    assert "kl" not in out and "grad_norm" not in out  # no rank supplied them: not observed
+    assert "kl" not in out and "grad_norm" not in out and "grad_cos" not in out  # no rank supplied them
 
 
 def test_no_second_all_reduce_when_the_scheduler_averages_itself() -> None:

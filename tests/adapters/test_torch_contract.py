@@ -19,6 +19,8 @@ from adaptive_sched._hostpath import flatten_state
 
 torch = pytest.importorskip("torch")
 
+from streams import f32_at_most  # noqa: E402
+
 from adaptive_sched._core import SIGNAL_LIMIT  # noqa: E402
 from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
 
@@ -108,8 +110,10 @@ def test_momentum_policy_applies_per_group_and_to_added_groups() -> None:
         sched = AdaptiveScheduler(opt, momentum_rule="inverse", ema_beta=0.0)
     opt.add_param_group({"params": [p3], "momentum": 0.5})
     sched.observe(loss=1.0)
+    sched.optimizer.step()  # the controller advances once per optimizer step
     assert [g["momentum"] for g in opt.param_groups] == [pytest.approx(0.5), 0.0, pytest.approx(0.5)]
     sched.observe(loss=3.0)
+    sched.optimizer.step()  # the controller advances once per optimizer step
     assert [g["momentum"] for g in opt.param_groups] == [pytest.approx(0.75), 0.0, pytest.approx(0.75)]
 
 
@@ -156,6 +160,7 @@ def test_non_finite_signals_are_skipped_alike_in_both_modes() -> None:
         sched = AdaptiveScheduler(opt, lr_rule="trend", device_mode=device_mode)
         for v in (math.inf, -math.inf, math.nan, torch.tensor(math.inf, dtype=torch.float64), 10**400):
             sched.observe(loss=v)
+            sched.optimizer.step()  # the controller advances once per optimizer step
         assert int(sched.controller_state.skipped) == 5, device_mode
         assert float(sched.controller_state.loss.decay_pow) == 1.0
 
@@ -216,6 +221,7 @@ def test_property_host_and_device_stay_in_bounds_never_raise_and_classify_alike(
         for s in scheds:
             loss, r, gn, kl = (_as_signal(x) for x in spec)
             s.observe(loss=loss, R=r, grad_norm=gn, kl=kl)
+            s.optimizer.step()  # the controller advances once per optimizer step
             g = s.optimizer.param_groups[0]
             lr, mom = float(g["lr"]), float(g["momentum"])
             assert math.isfinite(lr) and lo <= lr <= hi, (s.device_mode, lr)
@@ -381,8 +387,8 @@ def test_sequential_lr_starts_the_adaptive_phase_from_the_base_lr(order: str) ->
     # warmup then the clock-driven cyclical rule, which starts its cycle at max_lr
     lrs = run_sequential(order, lr_rule="cyclical", cycle_length=100.0, min_lr=1e-3, max_lr=0.2)
     assert lrs[:3] == pytest.approx([0.01, 0.04, 0.07], rel=1e-12)
-    # step 1 of the cycle: max_lr, as the float32 value the controller computes in
-    assert lrs[3] == lrs[4] == float(np.float32(0.2)) and lrs[4] > lrs[5] > lrs[6]
+    # step 1 of the cycle: max_lr, as the float32 value the controller computes in (rounded inward)
+    assert lrs[3] == lrs[4] == f32_at_most(0.2) and lrs[4] > lrs[5] > lrs[6]
 
 
 @pytest.mark.parametrize("device_mode", [False, True], ids=["host", "device"])
@@ -416,9 +422,11 @@ def test_user_change_of_the_lr_is_kept_as_a_factor() -> None:
     opt = torch.optim.SGD(params(), lr=0.1)
     sched = AdaptiveScheduler(opt, lr_rule="loss_decay", decay_k=1.0, min_lr=1e-6)
     sched.observe(loss=1.0)
+    sched.optimizer.step()  # the controller advances once per optimizer step
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
     opt.param_groups[0]["lr"] = 0.01  # e.g. a manual lr drop
     sched.observe(loss=1.0)
+    sched.optimizer.step()  # the controller advances once per optimizer step
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005, rel=1e-12)
 
 
@@ -470,7 +478,7 @@ def test_float32_tensor_lr_at_max_lr_constructs(device_mode: bool) -> None:
     opt = torch.optim.Adam(params(), lr=torch.tensor(1e-3))
     sched = AdaptiveScheduler(opt, lr_rule="trend", max_lr=1e-3, device_mode=device_mode)
     assert sched.config.base_lr == 1e-3 and sched.base_lrs == [1e-3]
-    assert float(opt.param_groups[0]["lr"]) == float(np.float32(1e-3))
+    assert float(opt.param_groups[0]["lr"]) == f32_at_most(1e-3)  # base_lr == max_lr: the float32 inside max_lr
     opt = torch.optim.Adam(params(), lr=torch.tensor(1e-5))
     AdaptiveScheduler(opt, min_lr=1e-5, device_mode=device_mode)
 
@@ -516,6 +524,7 @@ def test_a_frozen_group_with_lr_0_stays_at_0_and_its_checkpoint_loads() -> None:
     sched = AdaptiveScheduler(opt, lr_rule="trend")
     for t in range(3):
         sched.observe(loss=3.0 - t)
+        sched.optimizer.step()  # the controller advances once per optimizer step
     assert opt.param_groups[1]["lr"] == 0.0 and opt.param_groups[0]["lr"] > 0.1
     sd = roundtrip(sched.state_dict())
     sched2 = AdaptiveScheduler(torch.optim.SGD([{"params": params()}, {"params": params(), "lr": 0.0}], lr=0.1),

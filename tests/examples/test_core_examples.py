@@ -108,7 +108,7 @@ def test_search_alternatives_progress_rule_doubles_per_responding_leg() -> None:
         losses = [1.0 - 0.01 * i for i in range(8)] + [0.92 - 0.02 * i for i in range(8)] + [0.78] * 8
         lrs = []
         for y in losses:
-            state, hp = A.update(cfg, state, A.Signals(loss=y))
+            state, hp = A.update(state, A.Signals(loss=y))
             lrs.append(float(hp.lr))
     assert lrs[6] == pytest.approx(1e-3) and lrs[7] == pytest.approx(2e-3)  # after the first leg
     assert lrs[15] == pytest.approx(4e-3)  # the second leg's progress per lr held up (same rate x2)
@@ -136,3 +136,37 @@ def test_screen_search_knobs_runs_small_and_a_default_override_changes_nothing()
         assert all(np.isfinite(g) for pair in row["gaps"].values() for g in pair)
         assert row["gaps"]["same"] == row["gaps"]["default"]  # the default knob value, spelt out
         assert row["best"][0] in mod._methods.PEER_NAMES
+
+
+def test_bench_heldout_linear_regression_runs_small_with_the_issues_target() -> None:
+    pytest.importorskip("optax")
+    mod = load_example("bench_heldout_tasks")
+    x, y, xte, _ = mod._linreg_data()
+    assert x.shape == (512, 8) and xte.shape == (128, 8) and 6.0 < float(np.var(y)) < 10.0  # raw targets, var ~8
+    rows = mod.main(["--tasks", "linreg-order,linreg-shuffled", "--steps", "48", "--seeds", "1"])
+    for name in ("linreg-order", "linreg-shuffled"):
+        assert list(rows[name]) == ["before", "ours", "ours-horizon", "constant", "cosine"]  # AdamW peers
+        assert all(np.isfinite(r["base"]) for r in rows[name].values())  # a NaN loss would mean a lost step index
+        for method in ("ours", "ours-horizon"):
+            checks = rows[name][method]["issue_target"]
+            assert [c["lr"] for c in checks] == [3e-3, 3e-2]
+            assert all(c["ok"] == mod.no_worse(c["mean"], c["constant"]) for c in checks)
+
+
+def test_bench_recommended_alternatives_quick_and_the_registry_is_left_as_it_was() -> None:
+    pytest.importorskip("optax")
+    from adaptive_sched._rules import rule_names
+
+    mod = load_example("bench_recommended_alternatives")
+    before = rule_names("lr")
+    out = mod.main(["--quick", "--tasks", "linreg-order"])
+    assert rule_names("lr") == before  # the hypergradient rule was registered for the run only
+    ran = [a for a in mod.ALTERNATIVES if a not in out["skipped"]]
+    assert "range" in ran and "recommended" in ran
+    assert all(why.startswith(mod.NO_GRAD_COS) for a, why in out["skipped"].items() if a == "hypergrad")
+    rows = out["tasks"]["linreg-order"]
+    assert list(rows) == ["constant", *[a + h for a in ran for h in ("", "+h")]]
+    for name, row in list(rows.items())[1:]:
+        assert len(row["ratio"]) == 3 and all(np.isfinite(row["ratio"]))
+        assert row["ratio"] == pytest.approx([f / c for f, c in zip(row["final"], rows["constant"]["final"])])
+        assert out["worst"][name]["ratio"] == max(row["ratio"]) and 0.0 <= row["worst_p"] <= 1.0

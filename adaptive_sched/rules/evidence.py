@@ -1,0 +1,274 @@
+"""``lr_rule="evidence"``: move the lr only on evidence that it is too low or too high (the recommended rule)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from adaptive_sched._rules import CHECKS, Rule, RuleContext, Slot, knob, register
+from adaptive_sched.rules._math import TINY
+
+START = knob(
+    "evidence_start", 0.25, CHECKS["positive"],
+    "the first update's lr as a multiple of ``base_lr`` (> 0): a warm start, judged before ``base_lr`` is reached.",
+)
+RAMP = knob("evidence_ramp", 10.0, CHECKS["ge1"], "updates from the warm start to ``base_lr`` when nothing says too high (>= 1).")
+BETA_COS = knob("evidence_beta_cos", 0.9, CHECKS["beta"], "EMA decay of the gradient-direction statistics, in [0, 1).")
+MIN_N = knob(
+    "evidence_min_samples", 5.0, CHECKS["ge1"], "``grad_cos`` readings (since the last cut) before the direction decides (>= 1)."
+)
+Z = knob(
+    "evidence_z", 2.0, CHECKS["nonneg"],
+    "evidence threshold: the mean ``grad_cos`` this many standard errors from 0 (>= 0).",
+)
+DEAD_ZONE = knob(
+    "evidence_dead_zone", 0.1, CHECKS["nonneg"],
+    "``|mean grad_cos|`` below this moves nothing (a good lr reads about 0 there; >= 0).",
+)
+GROWTH = knob(
+    "evidence_growth", 0.2, CHECKS["nonneg"],
+    "log-lr growth per update per unit of mean ``grad_cos`` above the dead zone (>= 0).",
+)
+MAX_GROWTH = knob("evidence_max_growth", 0.05, CHECKS["nonneg"], "most log-lr growth per update (>= 0; 0.05: 10x in 46 updates).")
+DROP_REVERSAL = knob("evidence_drop_reversal", 0.7, CHECKS["down"], "lr factor when the steps reverse (in (0, 1]).")
+DROP_RISE = knob("evidence_drop_rise", 0.5, CHECKS["down"], "lr factor when the loss rises significantly (in (0, 1]).")
+DROP_BAD = knob("evidence_drop_bad", 0.5, CHECKS["down"], "lr factor per non-finite loss or gradient norm (in (0, 1]).")
+Z_RISE = knob(
+    "evidence_z_rise", 3.0, CHECKS["nonneg"],
+    "a rise of the smoothed loss this many standard errors above its slow average is evidence (>= 0).",
+)
+HOLD = knob("evidence_hold", 20.0, CHECKS["nonneg"], "updates without growth after a loss-rise or non-finite cut (>= 0).")
+
+_BETA_Y = 0.8  # the robust loss EMA (the range test's estimator)
+_BETA_SLOW = 0.95  # the slow loss EMA whose minimum a rise is measured from
+_SE_GAP = math.sqrt((1.0 - _BETA_Y) / (1.0 + _BETA_Y) + (1.0 - _BETA_SLOW) / (1.0 + _BETA_SLOW))  # per unit of noise
+_RISE_RUN = 3.0  # observations in a row above the margin that make a rise
+_MIN_RISE = 1e-3  # a rise is at least 0.1% of the level: a flat loss never "rises"
+_N_LOSS = 10.0  # losses before a rise is tested
+_FAR = math.log(10.0)  # "far above base_lr"
+
+SLOTS = (
+    Slot("s"), Slot("ramping", init=1.0), Slot("started"),
+    Slot("nc"), Slot("cpow", init=1.0), Slot("cm"), Slot("cq"),
+    Slot("ny"), Slot("ypow", init=1.0), Slot("ym"), Slot("d2"), Slot("yprev"), Slot("sig_y"),
+    Slot("ys"), Slot("yspow", init=1.0), Slot("hold"), Slot("n_rise"), Slot("why", "int32"),
+)  # fmt: skip
+EVENTS = ("cut_reversal", "cut_loss_rose", "cut_not_finite", "above_base_lr", "far_above_base_lr",
+          "min_lr_while_improving")  # fmt: skip
+"""Event names: a cut and its evidence (steps reversed, the loss rose, a value not finite); the lr crossing
+``base_lr`` upward, or 10x ``base_lr`` (far above where it started); the lr reaching ``min_lr`` while the loss
+still falls (a run ending there is worth a look)."""
+
+
+def _or(xp: Any, a: Any, b: Any) -> Any:
+    """``a or b``; a Python ``False`` (a signal or rule that is not there) drops out statically."""
+    if a is False:
+        return b
+    if b is False:
+        return a
+    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
+
+
+def _max(xp: Any, a: Any, b: Any) -> Any:
+    return xp.where(a > b, a, b)
+
+
+def _min(xp: Any, a: Any, b: Any) -> Any:
+    return xp.where(a < b, a, b)
+
+
+def _cos_stats(xp: Any, sl: Any, knobs: Any) -> tuple[Any, Any]:
+    """The mean ``grad_cos`` (bias-corrected EMA) and its z statistic, from the slots."""
+    b = knobs.beta_cos
+    den = xp.clip(1.0 - sl["cpow"], 1e-6, 1.0)
+    mean, sq = sl["cm"] / den, sl["cq"] / den
+    var = xp.clip(sq - mean * mean, 1e-12, 4.0)
+    # the sd of a bias-corrected EMA of n iid readings: sqrt(var (1-b)(1+b^n) / ((1+b)(1-b^n)))
+    se = xp.sqrt(var * (1.0 - b) * (1.0 + sl["cpow"]) / ((1.0 + b) * den))
+    return mean, mean / se
+
+
+def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
+    r"""Evidence: the lr moves only when the gradient's direction or the loss says it is too low or too high.
+
+    Reads the loss, ``grad_cos`` (:class:`~adaptive_sched.Signals`: the cosine
+    between this step's gradient and the previous update, negated) and the
+    gradient norm. With ``c̄`` the bias-corrected EMA (decay ``beta_cos``) of
+    ``grad_cos`` since the last cut and ``z = c̄ / se(c̄)``:
+
+    * *warm start*: the first update runs at ``base_lr * start`` (0.25) and
+      the lr rises geometrically to ``base_lr`` over the next ``ramp`` (10)
+      updates unless a cut fires first: no update runs at a ``base_lr`` nothing has
+      judged.
+    * *grow* while the steps keep agreeing, ``z > z`` and ``c̄ > dead_zone``
+      (the normalised hypergradient says the lr is too small; Baydin et al.,
+      2018, "Online Learning Rate Adaptation with Hypergradient Descent",
+      ICLR): ``log lr += min(growth * (c̄ - dead_zone), max_growth)``. Not
+      during the warm start, a user's warmup (``t <= warmup_steps``), a
+      cooldown, ``hold`` updates after a rise or non-finite cut, or once a
+      reward or a KL is observed (RL fine-tuning: there the KL budget bounds
+      the lr, and ``kl_rule="target"`` steers it; the objective moves with the
+      policy's own data, so only non-finite values cut there either: after
+      the warm start the lr stays at ``base_lr``).
+    * *cut* on positive evidence only, the strongest that applies: the steps
+      reverse, ``z < -z`` and ``c̄ < -dead_zone`` (overshoot; Pflug's test of
+      the sign of consecutive gradients' inner products, Chee & Toulis, 2018,
+      "Convergence diagnostics for stochastic gradient descent with constant
+      learning rate", AISTATS): ``lr *= drop_reversal``; the loss rises, a
+      robust smoothed loss (EMA 0.8, winsorised at 3 noise sds, the noise from
+      first differences as the range test's) above a slow EMA (0.95) of it
+      by ``max(z_rise * se, 0.1% of it)`` (``se`` of the two EMAs' gap) on 3
+      observations in a row, unless ``c̄`` says the lr is too low:
+      ``lr *= drop_rise`` (the slow EMA restarts at the fast one); a non-finite gradient norm or an infinite
+      loss: ``lr *= drop_bad``. A cut restarts the direction statistics.
+    * A stalled loss moves nothing: no decision rests on the absence of
+      progress, so a slow, steady loss keeps its lr.
+
+    Undefined readings (a NaN ``grad_cos``: a zero norm, the first step; a
+    NaN loss) hold everything they feed. The lr stays within
+    ``[min_lr, max_lr]`` (the factor is clamped with them). Deterministic given
+    the signals; needs no step count, but respects ``warmup_steps`` and a
+    cooldown (``recommended(total_steps=...)``).
+    """
+    sl = ctx.slots
+    cos_v, gn_v = ctx.signals.get("grad_cos"), ctx.signals.get("grad_norm")
+    rl_v = [ctx.signals.get(n) for n in ("reward", "kl")]
+    s = xp.where(sl["started"] > 0.5, sl["s"], knobs.log_start)  # the first update starts at base_lr * start
+    s_lo = ctx.config.log_of("min_lr") - ctx.config.log_of("base_lr")
+    s_hi = ctx.config.log_of("max_lr") - ctx.config.log_of("base_lr")
+
+    # ---- the gradient's direction (held when undefined)
+    c_ok = cos_v.ok if cos_v is not None else False
+    c = xp.clip(cos_v.x, -1.0, 1.0) if cos_v is not None else 0.0
+    b = knobs.beta_cos
+    cm = xp.where(c_ok, b * sl["cm"] + (1.0 - b) * c, sl["cm"])
+    cq = xp.where(c_ok, b * sl["cq"] + (1.0 - b) * c * c, sl["cq"])
+    cpow = xp.where(c_ok, sl["cpow"] * b, sl["cpow"])
+    nc = xp.where(c_ok, sl["nc"] + 1.0, sl["nc"])
+    mean, z = _cos_stats(xp, {"cm": cm, "cq": cq, "cpow": cpow}, knobs)
+    judged = xp.logical_and(c_ok, nc >= knobs.min_samples)
+    agree = xp.logical_and(judged, xp.logical_and(z > knobs.z, mean > knobs.dead_zone))
+    reverse = xp.logical_and(judged, xp.logical_and(z < -knobs.z, mean < -knobs.dead_zone))
+    says_low = xp.logical_and(mean > knobs.dead_zone, nc >= knobs.min_samples)
+
+    # ---- the loss: a robust fast EMA, its noise, and a slow EMA a rise is measured from
+    y_ok = obs.ok
+    y = obs.x
+    ny = xp.where(y_ok, sl["ny"] + 1.0, sl["ny"])
+    prev_hat = sl["ym"] / xp.clip(1.0 - sl["ypow"], 1e-6, 1.0)
+    lim = 3.0 * sl["sig_y"]
+    late = ny > 4.5
+    yw = xp.where(late, xp.clip(y, prev_hat - lim, prev_hat + lim), y)
+    ym = xp.where(y_ok, _BETA_Y * sl["ym"] + (1.0 - _BETA_Y) * yw, sl["ym"])
+    ypow = xp.where(y_ok, sl["ypow"] * _BETA_Y, sl["ypow"])
+    yhat = ym / xp.clip(1.0 - ypow, 1e-6, 1.0)
+    dy = xp.where(ny > 1.5, y - sl["yprev"], 0.0)
+    dy = xp.where(late, xp.clip(dy, -lim * math.sqrt(2.0), lim * math.sqrt(2.0)), dy)
+    d2 = xp.where(xp.logical_and(y_ok, ny > 1.5), _BETA_Y * sl["d2"] + (1.0 - _BETA_Y) * dy * dy, sl["d2"])
+    d2hat = d2 / xp.clip(1.0 - ypow / _BETA_Y, 1e-6, 1.0)
+    sig_y = xp.where(y_ok, xp.sqrt(xp.clip(d2hat * 0.5, 0.0, 1e30)), sl["sig_y"])
+    ys = xp.where(y_ok, _BETA_SLOW * sl["ys"] + (1.0 - _BETA_SLOW) * yw, sl["ys"])
+    yspow = xp.where(y_ok, sl["yspow"] * _BETA_SLOW, sl["yspow"])
+    yshat = ys / xp.clip(1.0 - yspow, 1e-6, 1.0)
+    tested = xp.logical_and(y_ok, ny >= _N_LOSS)
+    # A rise: the fast EMA above the slow one by z_rise standard errors of their gap, _RISE_RUN observations in a
+    # row. Under a stationary noisy loss the gap is centred on 0 (a running minimum would not be: the minimum of a
+    # noisy series sits below its mean, and a test against it fires every few hundred steps on noise alone).
+    margin = _max(xp, knobs.z_rise * sig_y * _SE_GAP, _MIN_RISE * xp.abs(yshat))
+    above = xp.logical_and(xp.logical_and(tested, yhat > yshat + margin), xp.logical_not(says_low))
+    n_rise = xp.where(y_ok, xp.where(above, sl["n_rise"] + 1.0, 0.0), sl["n_rise"])
+    rise = xp.logical_and(above, n_rise >= _RISE_RUN)
+    # a non-finite gradient norm or an infinite loss (a NaN loss is "not observed", as everywhere)
+    bad = _or(xp, gn_v.bad, obs.inf) if gn_v is not None else obs.inf
+
+    # ---- decisions. RL fine-tuning (a reward or a KL observed): the objective moves with the policy's own data,
+    # so neither a loss rise nor a reversal is evidence about the lr there; only non-finite values cut, and the
+    # KL budget (kl_rule="target") is the RL brake.
+    rl: Any = False
+    for v in rl_v:
+        if v is not None:
+            rl = _or(xp, rl, v.ema.decay_pow < 1.0)
+    if rl is not False:
+        reverse = xp.logical_and(reverse, xp.logical_not(rl))
+        rise = xp.logical_and(rise, xp.logical_not(rl))
+    too_high = _or(xp, _or(xp, reverse, rise), bad)
+    ramping = sl["ramping"] > 0.5
+    ramp_rate = -knobs.log_start / knobs.ramp
+    ramp_on = xp.logical_and(xp.logical_and(ramping, xp.logical_not(too_high)), sl["started"] > 0.5)  # not the first
+    ramp_inc = xp.where(ramp_on, xp.clip(-s, 0.0, ramp_rate), 0.0)
+    blocked = _or(xp, _or(xp, sl["hold"] > 0.5, ctx.t <= ctx.config.warmup_steps), _or(xp, ramping, too_high))
+    blocked = _or(xp, _or(xp, blocked, ctx.cooling), rl)
+    g = xp.clip(knobs.growth * (mean - knobs.dead_zone), 0.0, knobs.max_growth)
+    grow = xp.where(xp.logical_and(agree, xp.logical_not(blocked)), g, 0.0)
+    cut_cos = xp.where(xp.logical_and(reverse, s > s_lo), _max(xp, knobs.log_drop_reversal, s_lo - s), 0.0)
+    cut = _min(xp, _min(xp, cut_cos, xp.where(rise, knobs.log_drop_rise, 0.0)), xp.where(bad, knobs.log_drop_bad, 0.0))
+    # The bounds as the core's anti-windup clamp sees them: with a warmup factor w_t on the lr, the factor of
+    # this rule lies in [min_lr / (base w_t), max_lr / (base w_t)], so its state never drifts from the core's.
+    w = ctx.config.warmup_steps
+    warm = xp.where(w > 0.0, xp.clip(ctx.t / xp.where(w > 0.0, w, w + 1.0), TINY, 1.0), 1.0)
+    log_warm = xp.clip(xp.log(warm), s_lo - 1.0, s_hi + 1.0)
+    s_new = xp.clip(s + ramp_inc + grow + cut, s_lo - log_warm, s_hi - log_warm)
+    # which evidence the cut rests on (the strongest, as applied): 1 reversal, 2 loss rise, 3 not finite
+    why = xp.where(cut < 0.0, xp.where(xp.logical_and(bad, cut >= knobs.log_drop_bad), 3,
+                                       xp.where(xp.logical_and(rise, cut >= knobs.log_drop_rise), 2, 1)), 0)  # fmt: skip
+    new = {
+        "why": why,
+        "started": 1.0,
+        "s": s_new,
+        "ramping": xp.where(_or(xp, too_high, s_new >= 0.0), 0.0, sl["ramping"]),
+        "nc": xp.where(too_high, 0.0, nc), "cpow": xp.where(too_high, 1.0, cpow),
+        "cm": xp.where(too_high, 0.0, cm), "cq": xp.where(too_high, 0.0, cq),
+        "ny": ny, "ypow": ypow, "ym": ym, "d2": d2, "yprev": xp.where(y_ok, y, sl["yprev"]), "sig_y": sig_y,
+        "ys": xp.where(rise, ym * (1.0 - yspow) / xp.clip(1.0 - ypow, 1e-6, 1.0), ys), "yspow": yspow,
+        "n_rise": xp.where(rise, 0.0, n_rise),
+        "hold": xp.where(_or(xp, rise, bad), knobs.hold, xp.clip(sl["hold"] - 1.0, 0.0, 1e30)),
+    }  # fmt: skip
+    return s_new - sl["s"], new
+
+
+def _evidence_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
+    """This update's decision: a cut (by its evidence), crossing ``base_lr`` or 10x it, or ``min_lr`` reached with the loss falling."""
+    old, new = ctx.slots, outcome.slots
+    s0, s1 = xp.where(old["started"] > 0.5, old["s"], knobs.log_start), new["s"]
+    s_lo = ctx.config.log_of("min_lr") - ctx.config.log_of("base_lr")
+    falling = new["ys"] / xp.clip(1.0 - new["yspow"], 1e-6, 1.0) > new["ym"] / xp.clip(1.0 - new["ypow"], 1e-6, 1.0)
+    floor = xp.logical_and(xp.logical_and(s1 <= s_lo + 1e-6, s0 > s_lo + 1e-6), falling)
+    code = xp.where(floor, 6, new["why"])
+    code = xp.where(xp.logical_and(s0 < _FAR, s1 >= _FAR), 5, code)
+    return xp.where(xp.logical_and(s0 <= 0.0, s1 > 0.0), 4, code)
+
+
+def _explain(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
+    """``mean_cos`` and ``cos_z`` (the direction's evidence), ``cos_samples``, ``smoothed_loss`` (fast), ``slow_loss``, ``hold``."""
+    sl = ctx.slots
+    mean, z = _cos_stats(xp, sl, knobs)
+    seen = sl["nc"] > 0.5
+    return {
+        "mean_cos": xp.where(seen, mean, 0.0),
+        "cos_z": xp.where(seen, z, 0.0),
+        "cos_samples": sl["nc"],
+        "smoothed_loss": sl["ym"] / xp.clip(1.0 - sl["ypow"], 1e-6, 1.0),
+        "slow_loss": sl["ys"] / xp.clip(1.0 - sl["yspow"], 1e-6, 1.0),
+        "hold": sl["hold"],
+    }
+
+
+register(
+    Rule(
+        "lr", "evidence", "increment", "loss", evidence,
+        {"start": START, "ramp": RAMP, "beta_cos": BETA_COS, "min_samples": MIN_N, "z": Z, "dead_zone": DEAD_ZONE,
+         "growth": GROWTH, "max_growth": MAX_GROWTH, "drop_reversal": DROP_REVERSAL, "drop_rise": DROP_RISE,
+         "drop_bad": DROP_BAD, "z_rise": Z_RISE, "hold": HOLD},
+        slots=SLOTS,
+        formula=(
+            "warm start at `base·start`, up to `base` in `ramp` updates; grow `min(growth·(c̄−dead), max)` while the "
+            "mean `grad_cos` is significantly above `dead_zone`; cut ×`drop_reversal` when it is significantly below "
+            "`−dead_zone`, ×`drop_rise` on a significant loss rise, ×`drop_bad` on non-finite values; a stall moves "
+            "nothing (hypergradient, Baydin et al. 2018; Pflug's test, Chee & Toulis 2018)"
+        ),
+        reads=("grad_cos", "grad_norm", "reward", "kl"),
+        events=EVENTS,
+        event=_evidence_event,
+        explain=_explain,
+    )
+)
