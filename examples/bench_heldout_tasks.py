@@ -1,4 +1,4 @@
-"""Small tasks outside the bench, at Adam's default lr, where the best lr is 10-100x higher; and the issue's linear regression.
+"""Small tasks outside the bench, at Adam's default lr, where the best lr is 10-100x higher; and the linear regression a new user tried.
 
 The bench's base lrs are near the right lr; a user who installs a scheduler to
 skip tuning often starts from Adam's default 1e-3, too low for small models.
@@ -14,13 +14,13 @@ bounds base/100..10*base) and the peers:
 * ``digits-deep-tanh``: a 64-128-128-10 tanh MLP on digits, batch 64; held-out log-loss.
 * ``ngram-mlp-lm``: a 4-gram MLP character model on the bench's text; held-out nats/char.
 
-And the linear regression a new user tried with the optax door (issue 27, "do no
+And the linear regression a new user tried with the optax door ("do no
 harm"), as it was set up there: 8 standard-normal features, 640 rows drawn once
 with ``np.random.RandomState(0)``, true weights rescaled to ``||w||^2 = 8`` (target
 variance about 8), noise-free targets, 512 rows to train on and 128 held out;
 ``optax.adamw(lr, weight_decay=1e-4)`` from zero weights and bias, batch 32, 20
 epochs = 320 steps, the loss passed as ``value=``; metric: held-out MSE. Its base
-lr is the issue's 3e-3, so the grid (3e-4..0.3) holds both lrs the issue names,
+lr is the user's 3e-3, so the grid (3e-4..0.3) holds both lrs of that report,
 3e-3 (x1) and 3e-2 (x10). The peers there are AdamW with the same weight decay
 (``constant``, ``cosine``), and ours run on AdamW too:
 
@@ -28,7 +28,7 @@ lr is the issue's 3e-3, so the grid (3e-4..0.3) holds both lrs the issue names,
   seed is the same run: zero init, no sampling).
 * ``linreg-shuffled``: a fresh permutation of the 512 rows every epoch (per seed).
 
-For these two the script also prints the issue's target: ``recommended(lr)`` and
+For these two the script also prints the no-harm target: ``recommended(lr)`` and
 ``recommended(lr, total_steps=320)`` at 3e-3 and 3e-2 against constant AdamW at
 the same lr, no worse than ``max(1.02 x constant, constant + 0.01)``.
 
@@ -56,9 +56,9 @@ BASE_LR = 1e-3
 
 
 LINREG_STEPS = 320
-"""20 epochs of 16 batches of 32 rows: the issue's run."""
+"""20 epochs of 16 batches of 32 rows: that user's run."""
 LINREG_LR = 3e-3
-"""The base lr of the linear regression: the issue's (its target also names 3e-2, x10 here)."""
+"""The base lr of the linear regression: that user's (the no-harm target also names 3e-2, x10 here)."""
 ADAMW_DECAY = 1e-4
 
 
@@ -181,7 +181,7 @@ def ngram_mlp_lm(steps: int, context: int = 4, emb: int = 12, hidden: int = 64) 
 
 
 def _linreg_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The issue's data: 640 x 8 standard normal, ``y = X w`` with ``||w||^2 = 8``; 512 train, 128 held out."""
+    """The data: 640 x 8 standard normal, ``y = X w`` with ``||w||^2 = 8``; 512 train, 128 held out."""
     rng = np.random.RandomState(seed)
     x = rng.randn(640, 8).astype(np.float32)
     w = rng.randn(8)
@@ -195,7 +195,7 @@ def _key_bits(k: jax.Array) -> jax.Array:
 
 
 def linreg(steps: int, shuffle: bool) -> Any:
-    """The issue's linear regression as a bench task (module docstring); ``shuffle``: a fresh permutation per epoch.
+    """The linear regression as a bench task (module docstring); ``shuffle``: a fresh permutation per epoch.
 
     Epochs need the step's position, which the bench's training loop does not hand to a task
     (``_tasks._train`` gives each step a key split from the run's data key). So each run's
@@ -245,11 +245,11 @@ OPTIMIZERS: dict[str, tuple[Any, dict[str, Any]]] = {
 }
 """The optimizer ours wrap on each task, with its arguments (Adam, b1 0.9, for those not listed)."""
 ISSUE_LRS: tuple[float, ...] = (3e-3, 3e-2)
-"""The lrs at which the issue's target holds recommended() against constant AdamW."""
+"""The lrs at which the no-harm target holds recommended() against constant AdamW."""
 
 
 def _adamw_peers() -> list[_methods.Method]:
-    """The peers of the linear regression: constant and cosine AdamW (weight decay 1e-4), as the issue ran it."""
+    """The peers of the linear regression: constant and cosine AdamW (weight decay 1e-4), as the user ran it."""
 
     def adamw(lr: Any) -> Any:
         inject = optax.inject_hyperparams(optax.adamw, hyperparam_dtype=jnp.float32)
@@ -264,7 +264,7 @@ def _adamw_peers() -> list[_methods.Method]:
 
 
 def no_worse(ours: float, constant: float) -> bool:
-    """The issue's tolerance: ``ours <= max(1.02 * constant, constant + 0.01)`` (a NaN is worse)."""
+    """The no-harm tolerance: ``ours <= max(1.02 * constant, constant + 0.01)`` (a NaN is worse)."""
     return bool(np.isfinite(ours) and ours <= max(1.02 * constant, constant + 0.01))
 
 
@@ -339,7 +339,7 @@ def run(names: tuple[str, ...], steps: int | None = None, seeds: int = 5) -> dic
             target = issue_target(res)
             for n, checks in target.items():
                 rows[n]["issue_target"] = checks
-            print(f"\n{name}, the issue's target: final held-out MSE against constant AdamW at the same lr "
+            print(f"\n{name}, the no-harm target: final held-out MSE against constant AdamW at the same lr "
                   f"(no worse: <= max(1.02 x constant, constant + 0.01); {res.steps} steps, {seeds} seed(s))")
             print("| lr | constant AdamW | recommended(lr) | ok | recommended(lr, total_steps) | ok |")
             print("|---|---|---|---|---|---|")

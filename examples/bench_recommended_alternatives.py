@@ -1,14 +1,12 @@
 """What drives ``recommended()``: the loss alone, the gradient's direction alone, or both, measured side by side.
 
-Issue 27 ("do no harm") asked for the alternatives behind the recommended
-configuration to be measured against a constant lr *at the same lr*, on the
-bench's tasks and on tasks outside it (``bench_heldout_tasks.py``, the issue's
-linear regression included). Each alternative runs on each task's optimizer
+The alternatives behind the recommended configuration, each measured against a constant lr *at the same lr*, on
+the bench's tasks and on tasks outside it (``bench_heldout_tasks.py``, the linear regression included). Each alternative runs on each task's optimizer
 (Adam, b1 0.9; AdamW with weight decay 1e-4 on the linear regression), with the
 recommended bounds and, ``+h``, told the run's length (the linear cooldown over
 its last half, ``recommended(lr, total_steps=steps)``):
 
-* **range**: the loss-only configuration before issue 27: the lr range test in
+* **range**: the loss-only configuration before the evidence rule: the lr range test in
   the run, the slope test, the grad-norm guard (:data:`RANGE_TEST`, every other
   rule off).
 * **hypergrad**: the gradient's direction alone: the multiplicative
@@ -56,6 +54,8 @@ from adaptive_sched.bench import _methods, _runner, _summary, _tasks
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_heldout_tasks as heldout
 
+from adaptive_sched._recommended import RANGE_TEST_RULES
+
 BENCH_TASKS: tuple[str, ...] = ("digits-mlp", "logreg", "char-lm")
 TASKS: tuple[str, ...] = (*BENCH_TASKS, *heldout.TASKS)
 QUICK_TASKS: tuple[str, ...] = ("logreg", "linreg-order")
@@ -63,16 +63,8 @@ GRID: tuple[float, ...] = (0.1, 1.0, 10.0)
 K = 0.05
 """The hypergradient's rate: ``lr <- lr * exp(K * grad_cos)`` per step."""
 
-RANGE_TEST: dict[str, Any] = {
-    "search_rule": "range",
-    "anneal_rule": "slope",
-    "anneal_grow": 0.0,
-    "lr_rule": "grad_norm",
-    "grad_norm_power": 0.5,
-    "grad_norm_ref_beta": 0.99,
-    "cooldown_rule": "linear",
-}
-"""The loss-only recommended configuration before issue 27 (its rules; bounds and horizon from ``recommended()``)."""
+RANGE_TEST: dict[str, Any] = RANGE_TEST_RULES
+"""The loss-only recommended configuration before the evidence rule (its rules; bounds and horizon from ``recommended()``)."""
 NO_GRAD_COS = "grad_cos not available in this version"
 
 
