@@ -48,7 +48,7 @@ def available() -> tuple[bool, str]:
     try:
         import torch  # noqa: F401
     except ImportError as err:
-        return False, f"torch is not importable ({err}); install the `torch` extra to run it."
+        return False, f"torch is not importable ({err}); install torch to run it (a CPU build: `pip install torch --index-url https://download.pytorch.org/whl/cpu`)."
     try:
         from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: F401
     except ImportError as err:
