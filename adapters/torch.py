@@ -54,6 +54,7 @@ _NOTE = {
     "min_lr_while_improving": "It reached min_lr while the loss still falls: the gradient direction kept "
     "reversing. If the run ends like this, a lower base_lr or a larger batch may do better. (Warned once.)",
 }
+_SAMPLE = 1 << 15  # elements of a tensor past which direction() estimates its inner products on a sample
 _FOLD_WARN = 64  # observe() calls in one optimizer step that earn a warning (the optimizer may not be stepped)
 _MOMENTUM_FLOOR = 1e-6  # a momentum rule never writes less into a group it drives (nesterov, RMSprop's buffer)
 _DEVICE_FIX = (
@@ -799,16 +800,21 @@ def direction(optimizer: Optimizer, previous_grads: dict[Any, torch.Tensor]) -> 
       (AdamW); the lr cancels in the cosine;
     * SGD with momentum: ``d = momentum_buffer``;
     * otherwise (plain SGD, ...): ``d`` = the last step's gradient
-      (``+ weight_decay * p``), kept in ``previous_grads`` (one buffer of the
-      parameters' size; an optimizer with momentum state never fills it).
+      (``+ weight_decay * p``), kept in ``previous_grads`` (at most 32,768
+      elements a tensor; an optimizer with momentum state never fills it).
+
+    A tensor of more than 32,768 elements enters the inner products through
+    every ``k``-th element (``k = numel // 32768``, reweighted by
+    ``numel / sample size``): a systematic sample whose cosine is within about
+    1% of the whole's, at a few percent of an optimizer step; the squared
+    gradient norm is always exact (it also catches any NaN/inf).
 
     Called by a pre-step hook, before the optimizer updates its state, so
     ``g_t`` and the state of step ``t - 1`` meet. Sums in float32 (bf16
     params are upcast per tensor). ``grad_cos`` is ``None`` where there is no
     previous step, NaN where a norm is 0 or a sum not finite; the norm is
     ``None`` when no parameter has a gradient. No host sync but reading a CPU
-    step count. Cost: about two passes over the optimizer state and three dot
-    products (``benchmarks``: see the CHANGELOG's figure).
+    step count.
     """
     dot = gg = dd = None
     for group in optimizer.param_groups:
@@ -819,32 +825,37 @@ def direction(optimizer: Optimizer, previous_grads: dict[Any, torch.Tensor]) -> 
             if p.grad is None or p.grad.is_sparse:
                 continue
             g = p.grad.detach().reshape(-1).float()
-            gg = torch.dot(g, g) if gg is None else gg + torch.dot(g, g)
+            gg = torch.dot(g, g) if gg is None else gg + torch.dot(g, g)  # exact: the norm, and any NaN/inf
+            # Past _SAMPLE elements a tensor's inner products are estimated on every k-th element (a systematic
+            # sample, reweighted to the whole tensor): the cosine to about 1/sqrt(_SAMPLE), at a small cost.
+            k = max(1, g.numel() // _SAMPLE)
+            g, weight = g[::k], g.numel() / g[::k].numel()
             st = optimizer.state.get(p, {})
             if "exp_avg" in st and "exp_avg_sq" in st:
                 b1, b2 = (float(b) for b in group["betas"])
                 n = float(st["step"])
                 v = st.get("max_exp_avg_sq", st["exp_avg_sq"]) if group.get("amsgrad") else st["exp_avg_sq"]
-                denom = v.detach().reshape(-1).float().sqrt().mul_(1.0 / math.sqrt(1.0 - b2**n)).add_(group["eps"])
-                m = st["exp_avg"].detach().reshape(-1).float()
+                denom = v.detach().reshape(-1)[::k].float().sqrt().mul_(1.0 / math.sqrt(1.0 - b2**n)).add_(group["eps"])
+                m = st["exp_avg"].detach().reshape(-1)[::k].float()
                 if decoupled and wd:  # d = m^ / denom + wd * p
-                    d = torch.addcdiv(p.detach().reshape(-1).float().mul(wd), m, denom, value=1.0 / (1.0 - b1**n))
+                    pw = p.detach().reshape(-1)[::k].float().mul(wd)
+                    d = torch.addcdiv(pw, m, denom, value=1.0 / (1.0 - b1**n))
                 else:  # the bias correction of m is a common factor: it cancels in the cosine
                     d = torch.div(m, denom, out=denom)  # into our own temporary, never the optimizer's state
             elif st.get("momentum_buffer") is not None:
-                d = st["momentum_buffer"].detach().reshape(-1).float()
+                d = st["momentum_buffer"].detach().reshape(-1)[::k].float()
             elif stateful:  # the first step: the optimizer has no state yet
                 continue
             else:
                 last = previous_grads.get(p)
-                previous_grads[p] = g.clone()
+                previous_grads[p] = g.clone()  # the sample only
                 if last is None:
                     continue
                 d = last
                 if wd:
-                    d = d + wd * p.detach().reshape(-1).float()
-            dot = torch.dot(g, d) if dot is None else dot + torch.dot(g, d)
-            dd = torch.dot(d, d) if dd is None else dd + torch.dot(d, d)
+                    d = d + wd * p.detach().reshape(-1)[::k].float()
+            dot = weight * torch.dot(g, d) if dot is None else dot + weight * torch.dot(g, d)
+            dd = weight * torch.dot(d, d) if dd is None else dd + weight * torch.dot(d, d)
     if gg is None:
         return None, None
     if dot is None or dd is None:  # no previous step to compare with

@@ -268,3 +268,24 @@ def test_the_torch_adapter_warns_once_when_the_lr_ends_far_above_its_base() -> N
     texts = [str(w.message) for w in caught if "far_above_base_lr" in str(w.message)]
     assert len(texts) == 1 and "base_lr was likely far too low" in texts[0]
     assert sched.get_last_lr()[0] > 10 * 1e-3
+
+
+def test_large_tensors_estimate_the_direction_on_a_sample_close_to_the_exact_one(monkeypatch: Any) -> None:
+    torch = pytest.importorskip("torch")
+    import adaptive_sched.adapters.torch as adapter
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.Tanh(), torch.nn.Linear(512, 4))  # 131k weights
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    x, y = torch.randn(64, 256), torch.randn(64, 4)
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        sampled, norm = adapter.direction(opt, {})
+        monkeypatch.setattr(adapter, "_SAMPLE", 1 << 40)
+        exact, exact_norm = adapter.direction(opt, {})
+        monkeypatch.setattr(adapter, "_SAMPLE", 1 << 15)
+        assert float(norm) == float(exact_norm)  # the norm is never sampled
+        if exact is not None:
+            assert float(sampled) == pytest.approx(float(exact), abs=0.02)  # well inside the rule's 0.1 dead zone
+        opt.step()
