@@ -429,7 +429,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
     searching: Any = False  # True while a busy rule (the lr search) that already ran is still acting
     planned: Any = False  # True while a rule will anneal the lr at known steps (a cooldown is scheduled)
     cooling: Any = False  # True while such a rule anneals the lr at this update
-    for rule in rules:
+    for rule in (r for r in rules if r.planned is not None or r.cooling is not None):
         own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
         if rule.planned is not None:
             mine = rule.planned(xp, knobs_of(rule, cfg), own)
