@@ -20,7 +20,7 @@ import numpy as np
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._config import Config, check_field
 from adaptive_sched._core import SIGNAL_LIMIT, EmaState, State, _inward
-from adaptive_sched._signals import SIGNAL_NAMES
+from adaptive_sched._signals import SIGNAL_NAMES, host_array
 
 __all__ = [
     "FORMAT_VERSION",
@@ -335,28 +335,6 @@ def check_slots(config: Config, state: Any) -> None:
 
 
 # --------------------------------------------------------------------------- entries
-
-
-def host_array(value: Any) -> np.ndarray | None:
-    """``value`` as a NumPy array on the host (torch tensors via ``detach().cpu()``), or None.
-
-    None for anything that is not a real or integer number or array of them
-    (strings, None, complex numbers, objects); booleans come back as bool arrays.
-    """
-    if value is None or isinstance(value, (str, bytes, complex)):
-        return None
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu()
-        if value.is_complex():
-            return None
-        if value.dtype.is_floating_point:
-            value = value.double()  # bfloat16 has no NumPy dtype
-        value = value.numpy()
-    try:
-        arr = np.asarray(value)
-    except Exception:  # e.g. a JAX tracer or an object NumPy cannot read
-        return None
-    return arr if arr.dtype.kind in "biuf" else None
 
 
 def check_entry(

@@ -43,8 +43,16 @@ import numpy as np
 from adaptive_sched import _rules, _scalar
 from adaptive_sched._config import Config, ensure_pytree, pytree_if_jax
 from adaptive_sched._rules import Obs, Outcome, RuleContext, knobs_of, slot_key
-from adaptive_sched._signals import SIGNAL_LIMIT, SIGNAL_NAMES, Signals, beta_field, check_signal, clip_signal
-from adaptive_sched.rules._math import TINY, log_knob
+from adaptive_sched._signals import (
+    SIGNAL_LIMIT,
+    SIGNAL_NAMES,
+    Signals,
+    beta_field,
+    check_signal,
+    clip_signal,
+    host_array,
+)
+from adaptive_sched.rules._math import TINY, either, log_knob, warmup_factor
 
 __all__ = [
     "EmaState",
@@ -220,7 +228,7 @@ def _log32(xp: Any, v: Any, like: Any = None) -> Any:
     """
     if isinstance(v, (int, float)):
         return _scalar.knob(xp, log_knob(_scalar, max(v, TINY)), like)
-    host = _host_values(v)
+    host = host_array(v)
     if host is None:  # traced (jit, vmap): the backend's log
         return xp.log(xp.clip(xp.astype(v, xp.float32), TINY, None))
     logs = np.log(np.maximum(host.astype(np.float32).astype(np.float64), TINY)).astype(np.float32)
@@ -228,16 +236,6 @@ def _log32(xp: Any, v: Any, like: Any = None) -> Any:
         return _scalar.float32(float(logs))
     out = xp.asarray(logs, device=getattr(like, "device", None)) if _is_torch(xp) else xp.asarray(logs)
     return out
-
-
-def _host_values(v: Any) -> np.ndarray | None:
-    """A concrete array's values on the host (float64), or None for a traced value."""
-    try:
-        if hasattr(v, "detach"):  # torch
-            return v.detach().to("cpu").double().numpy()
-        return np.asarray(v, dtype=np.float64)
-    except Exception:  # JAX tracers and other abstract values
-        return None
 
 
 def _is_torch(xp: Any) -> bool:
@@ -433,10 +431,10 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
         own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
         if rule.planned is not None:
             mine = rule.planned(xp, knobs_of(rule, cfg), own)
-            planned = mine if planned is False else _or(xp, planned, mine)
+            planned = either(xp, planned, mine)
         if rule.cooling is not None:
             mine = rule.cooling(xp, knobs_of(rule, cfg), own, t)
-            cooling = mine if cooling is False else _or(xp, cooling, mine)
+            cooling = either(xp, cooling, mine)
 
     def run(rule: _rules.Rule, obs: Obs | None) -> Any:
         nonlocal searching
@@ -452,7 +450,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
                 slots[slot_key(rule, s)] = new[s.name]
             if rule.busy is not None:
                 busy = rule.busy(new)
-                searching = busy if searching is False else _or(xp, searching, busy)
+                searching = either(xp, searching, busy)
         if rule.event is not None:  # the core's record of the rule's last decision (record_slots)
             ev, at = f"{rule.key}/event", f"{rule.key}/event_step"
             code = rule.event(xp, obs, knobs, ctx, Outcome(out, new, slots[ev]))
@@ -543,11 +541,6 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
     return new_state, hp, outputs
 
 
-def _or(xp: Any, a: Any, b: Any) -> Any:
-    """``a or b`` with the namespace's ``logical_and``/``logical_not`` (the slice every namespace here has)."""
-    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
-
-
 def _static(x: Any) -> bool:
     """A Python number (any value of the scalar namespace, a constant of the host-path tracer), not an array."""
     return isinstance(x, (int, float))
@@ -569,8 +562,7 @@ def _combine(xp: Any, cfg: Any, t: Any, log_stateless: Any, log_schedule: Any, l
     ``log_schedule``: of the schedule rules' (None: none active);
     ``log_scale``: the accumulated log-scale before its clamp (None: no stateful rule).
     """
-    w = cfg.warmup_steps
-    warm = xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), 1.0)
+    warm = warmup_factor(xp, cfg.warmup_steps, t)
     # log(1) == 0 exactly, so the identity config stays bit exact.
     log_stateless = log_stateless + xp.log(xp.clip(warm, TINY, 1.0))
 
@@ -783,8 +775,6 @@ def format_diagnostics(state: State | Config, diag: Any = None) -> str:
     Raises:
       TypeError: ``state`` is neither, or a Config without ``diag``.
     """
-    from adaptive_sched._checkpoint import host_array
-
     if isinstance(state, State):
         config = state.config
         diag = diagnostics(state) if diag is None else diag

@@ -45,6 +45,7 @@ __all__ = [
     "clip_signal",
     "finite_mean",
     "from_keywords",
+    "host_array",
     "host_value",
     "mean_of_finite",
     "pack",
@@ -220,6 +221,28 @@ def clip_signal(value: Any) -> Any:
 
     xp = array_api_compat.array_namespace(value)
     return xp.where(xp.isfinite(value), xp.clip(value, -SIGNAL_LIMIT, SIGNAL_LIMIT), value)
+
+
+def host_array(value: Any) -> np.ndarray | None:
+    """``value`` as a NumPy array on the host (torch tensors via ``detach().cpu()``), or None.
+
+    None for anything that is not a real or integer number or array of them
+    (strings, None, complex numbers, objects); booleans come back as bool arrays.
+    """
+    if value is None or isinstance(value, (str, bytes, complex)):
+        return None
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        value = value.detach().cpu()
+        if value.is_complex():
+            return None
+        if value.dtype.is_floating_point:
+            value = value.double()  # bfloat16 has no NumPy dtype
+        value = value.numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception:  # e.g. a JAX tracer or an object NumPy cannot read
+        return None
+    return arr if arr.dtype.kind in "biuf" else None
 
 
 # --------------------------------------------------------------------------- finite means

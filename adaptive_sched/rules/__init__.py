@@ -22,7 +22,8 @@ loads with the package. The order of :data:`BUILTIN` is the families' order in `
 the README's rule table.
 
 The math the built-ins share is re-exported for rule authors:
-:func:`log_knob`, :func:`trend_step`, :func:`variance_factor` and the floors
+:func:`log_knob`, :func:`trend_step`, :func:`variance_factor`, :func:`either`,
+:func:`ever_seen`, :func:`warmup_factor` and the floors
 :data:`TINY`, :data:`REL_EPS`, :data:`SIGNAL_LIMIT`.
 """
 
@@ -30,9 +31,22 @@ from __future__ import annotations
 
 import importlib
 
-from adaptive_sched.rules._math import REL_EPS, SIGNAL_LIMIT, TINY, log_knob, trend_step, variance_factor
+from adaptive_sched.rules._math import (
+    REL_EPS,
+    SIGNAL_LIMIT,
+    TINY,
+    either,
+    ever_seen,
+    log_knob,
+    trend_step,
+    variance_factor,
+    warmup_factor,
+)
 
-__all__ = ["BUILTIN", "REL_EPS", "SIGNAL_LIMIT", "TINY", "log_knob", "trend_step", "variance_factor"]
+__all__ = [
+    "BUILTIN", "REL_EPS", "SIGNAL_LIMIT", "TINY", "either", "ever_seen", "log_knob", "trend_step", "variance_factor",
+    "warmup_factor",
+]
 
 BUILTIN: tuple[str, ...] = ("lr", "evidence", "momentum", "reward", "kl", "search", "anneal", "cooldown")
 """The built-in rule modules, in family order (``Config.rules``, the README table); ``evidence`` adds to ``lr``."""

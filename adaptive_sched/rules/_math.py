@@ -9,7 +9,7 @@ import numpy as np
 from adaptive_sched import _scalar
 from adaptive_sched._signals import SIGNAL_LIMIT
 
-__all__ = ["REL_EPS", "SIGNAL_LIMIT", "TINY", "log_knob", "trend_step", "variance_factor"]
+__all__ = ["REL_EPS", "SIGNAL_LIMIT", "TINY", "either", "ever_seen", "log_knob", "trend_step", "variance_factor", "warmup_factor"]
 
 TINY = 1e-30
 """Floor for values that are divided by or logged."""
@@ -34,6 +34,33 @@ def log_knob(xp: Any, v: Any) -> Any:
     if isinstance(v, np.float32):  # NumPy's form of a concrete knob: the same host value, typed float32
         return np.float32(_scalar.log(_scalar.float32(v)))  # type: ignore[attr-defined]
     return xp.log(v)
+
+
+def either(xp: Any, a: Any, b: Any) -> Any:
+    """``a or b`` with ``logical_and``/``logical_not`` (the slice every namespace here has).
+
+    A Python ``False`` (a signal or a rule that is not there) drops out statically.
+    """
+    if a is False:
+        return b
+    if b is False:
+        return a
+    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
+
+
+def ever_seen(xp: Any, *views: Any) -> Any:
+    """Whether any of ``views`` (signal :class:`~adaptive_sched._rules.Obs`, or None) has ever been observed."""
+    out: Any = False
+    for v in views:
+        if v is not None:
+            out = either(xp, out, v.ema.decay_pow < 1.0)
+    return out
+
+
+def warmup_factor(xp: Any, warmup_steps: Any, t: Any) -> Any:
+    """The linear warmup's factor on the lr at update ``t``: ``clip(t / warmup_steps, 0, 1)``, 1 without a warmup."""
+    w = warmup_steps
+    return xp.where(w > 0.0, xp.clip(t / xp.where(w > 0.0, w, w + 1.0), 0.0, 1.0), 1.0)
 
 
 def trend_step(xp: Any, obs: Any, log_up: Any, log_down: Any, threshold: Any, maximize: bool) -> Any:

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from adaptive_sched._rules import CHECKS, Rule, RuleContext, Slot, knob, register
-from adaptive_sched.rules._math import TINY
+from adaptive_sched.rules._math import TINY, either, ever_seen, warmup_factor
 
 START = knob(
     "evidence_start", 0.25, CHECKS["positive"],
@@ -58,15 +58,6 @@ EVENTS = ("cut_reversal", "cut_loss_rose", "cut_not_finite", "above_base_lr", "f
 """Event names: a cut and its evidence (steps reversed, the loss rose, a value not finite); the lr crossing
 ``base_lr`` upward, or 10x ``base_lr`` (far above where it started); the lr reaching ``min_lr`` while the loss
 still falls (a run ending there is worth a look)."""
-
-
-def _or(xp: Any, a: Any, b: Any) -> Any:
-    """``a or b``; a Python ``False`` (a signal or rule that is not there) drops out statically."""
-    if a is False:
-        return b
-    if b is False:
-        return a
-    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
 
 
 def _max(xp: Any, a: Any, b: Any) -> Any:
@@ -179,34 +170,30 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     n_rise = xp.where(y_ok, xp.where(above, sl["n_rise"] + 1.0, 0.0), sl["n_rise"])
     rise = xp.logical_and(above, n_rise >= _RISE_RUN)
     # a non-finite gradient norm or an infinite loss (a NaN loss is "not observed", as everywhere)
-    bad = _or(xp, gn_v.bad, obs.inf) if gn_v is not None else obs.inf
+    bad = either(xp, gn_v.bad, obs.inf) if gn_v is not None else obs.inf
 
     # ---- decisions. RL fine-tuning (a reward or a KL observed): the objective moves with the policy's own data,
     # so neither a loss rise nor a reversal is evidence about the lr there; only non-finite values cut, and the
     # KL budget (kl_rule="target") is the RL brake.
-    rl: Any = False
-    for v in rl_v:
-        if v is not None:
-            rl = _or(xp, rl, v.ema.decay_pow < 1.0)
+    rl = ever_seen(xp, *rl_v)
     if rl is not False:
         reverse = xp.logical_and(reverse, xp.logical_not(rl))
         rise = xp.logical_and(rise, xp.logical_not(rl))
-    too_high = _or(xp, _or(xp, reverse, rise), bad)
+    too_high = either(xp, either(xp, reverse, rise), bad)
     ramping = sl["ramping"] > 0.5
     ramp_rate = -knobs.log_start / knobs.ramp
     ramp_on = xp.logical_and(xp.logical_and(ramping, xp.logical_not(too_high)), sl["started"] > 0.5)  # not the first
     ramp_inc = xp.where(ramp_on, xp.clip(-s, 0.0, ramp_rate), 0.0)
-    blocked = _or(xp, _or(xp, sl["hold"] > 0.5, ctx.t <= ctx.config.warmup_steps), _or(xp, ramping, too_high))
-    blocked = _or(xp, _or(xp, blocked, ctx.cooling), rl)
+    blocked = either(xp, either(xp, sl["hold"] > 0.5, ctx.t <= ctx.config.warmup_steps), either(xp, ramping, too_high))
+    blocked = either(xp, either(xp, blocked, ctx.cooling), rl)
     g = xp.clip(knobs.growth * (mean - knobs.dead_zone), 0.0, knobs.max_growth)
     grow = xp.where(xp.logical_and(agree, xp.logical_not(blocked)), g, 0.0)
     cut_cos = xp.where(xp.logical_and(reverse, s > s_lo), _max(xp, knobs.log_drop_reversal, s_lo - s), 0.0)
     cut = _min(xp, _min(xp, cut_cos, xp.where(rise, knobs.log_drop_rise, 0.0)), xp.where(bad, knobs.log_drop_bad, 0.0))
     # The bounds as the core's anti-windup clamp sees them: with a warmup factor w_t on the lr, the factor of
     # this rule lies in [min_lr / (base w_t), max_lr / (base w_t)], so its state never drifts from the core's.
-    w = ctx.config.warmup_steps
-    warm = xp.where(w > 0.0, xp.clip(ctx.t / xp.where(w > 0.0, w, w + 1.0), TINY, 1.0), 1.0)
-    log_warm = xp.clip(xp.log(warm), s_lo - 1.0, s_hi + 1.0)
+    warm = warmup_factor(xp, ctx.config.warmup_steps, ctx.t)
+    log_warm = xp.clip(xp.log(xp.clip(warm, TINY, 1.0)), s_lo - 1.0, s_hi + 1.0)
     s_new = xp.clip(s + ramp_inc + grow + cut, s_lo - log_warm, s_hi - log_warm)
     # which evidence the cut rests on (the strongest, as applied): 1 reversal, 2 loss rise, 3 not finite
     why = xp.where(cut < 0.0, xp.where(xp.logical_and(bad, cut >= knobs.log_drop_bad), 3,
@@ -215,13 +202,13 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
         "why": why,
         "started": 1.0,
         "s": s_new,
-        "ramping": xp.where(_or(xp, too_high, s_new >= 0.0), 0.0, sl["ramping"]),
+        "ramping": xp.where(either(xp, too_high, s_new >= 0.0), 0.0, sl["ramping"]),
         "nc": xp.where(too_high, 0.0, nc), "cpow": xp.where(too_high, 1.0, cpow),
         "cm": xp.where(too_high, 0.0, cm), "cq": xp.where(too_high, 0.0, cq),
         "ny": ny, "ypow": ypow, "ym": ym, "d2": d2, "yprev": xp.where(y_ok, y, sl["yprev"]), "sig_y": sig_y,
         "ys": xp.where(rise, ym * (1.0 - yspow) / xp.clip(1.0 - ypow, 1e-6, 1.0), ys), "yspow": yspow,
         "n_rise": xp.where(rise, 0.0, n_rise),
-        "hold": xp.where(_or(xp, rise, bad), knobs.hold, xp.clip(sl["hold"] - 1.0, 0.0, 1e30)),
+        "hold": xp.where(either(xp, rise, bad), knobs.hold, xp.clip(sl["hold"] - 1.0, 0.0, 1e30)),
     }  # fmt: skip
     return s_new - sl["s"], new
 

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from adaptive_sched._rules import CHECKS, Family, Rule, RuleContext, Slot, knob, register, register_family
-from adaptive_sched.rules._math import TINY
+from adaptive_sched.rules._math import TINY, either, ever_seen
 
 FAMILY = register_family(
     Family("search", "online lr search at the start of the run (an lr range test inside the real run)")
@@ -71,20 +71,6 @@ SLOTS = (
 )
 
 
-def _or(xp: Any, a: Any, b: Any) -> Any:
-    return xp.logical_not(xp.logical_and(xp.logical_not(a), xp.logical_not(b)))
-
-
-def _seen(xp: Any, *views: Any) -> Any:
-    """Whether any of ``views`` (signal :class:`~adaptive_sched._rules.Obs`, or None) has ever been observed."""
-    out: Any = False
-    for v in views:
-        if v is not None:
-            ever = v.ema.decay_pow < 1.0
-            out = ever if out is False else _or(xp, out, ever)
-    return out
-
-
 def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     r"""Range: an lr range test inside the run; grows the lr geometrically from a warm start until the loss stops improving.
 
@@ -140,13 +126,13 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     step count.
     """
     sl = ctx.slots
-    rl = _seen(xp, ctx.signals.get("reward"), ctx.signals.get("kl"))
+    rl = ever_seen(xp, ctx.signals.get("reward"), ctx.signals.get("kl"))
     # RL seen after the search started (loss-only rows first): undo what it did, back to base_lr
     rl_off = xp.logical_and(rl, xp.logical_and(sl["phase"] < 2.5, sl["started"] > 0.5))
     phase = xp.where(rl, DONE, sl["phase"])
     ok = obs.ok
     # the first supplied loss (finite or not; signal-less updates before it change nothing): jump to the start
-    first = xp.logical_and(xp.logical_and(sl["started"] < 0.5, xp.logical_not(rl)), _or(xp, ok, obs.bad))
+    first = xp.logical_and(xp.logical_and(sl["started"] < 0.5, xp.logical_not(rl)), either(xp, ok, obs.bad))
     l_start = knobs.log_start
     s = xp.where(first, l_start, sl["s"])
     s_best_in = xp.where(first, l_start, sl["s_best"])
@@ -202,37 +188,37 @@ def search_range(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     l_back = knobs.log_backoff
     land = s_best - lg * lag - l_back
     n_high = xp.where(xp.logical_and(warming, tested), xp.where(high, sl["n_high"] + 1.0, 0.0), sl["n_high"])
-    to_back = xp.logical_and(warming, _or(xp, n_high >= _TOO_HIGH_RUN, explode))
+    to_back = xp.logical_and(warming, either(xp, n_high >= _TOO_HIGH_RUN, explode))
     to_resp = xp.logical_and(xp.logical_and(warming, falls), xp.logical_not(high))
     plateau = xp.logical_and(
         xp.logical_and(ok, since >= knobs.patience), s - s_best >= knobs.log_patience_growth
     )
     too_long = xp.logical_and(growing, n >= knobs.max_samples)
-    stop_resp = xp.logical_and(responding, _or(xp, _or(xp, _or(xp, rise, plateau), too_long), explode))
+    stop_resp = xp.logical_and(responding, either(xp, either(xp, either(xp, rise, plateau), too_long), explode))
     # growth capped, or no response at all by max_samples: hold the cap, or go back to the start (nothing learnt)
     stop_cap = xp.logical_and(growing, xp.logical_and(at_max, xp.logical_not(stop_resp)))
     unanswered = xp.logical_and(warming, xp.logical_and(too_long, xp.logical_not(at_max)))
-    finish = _or(xp, _or(xp, stop_resp, stop_cap), unanswered)
+    finish = either(xp, either(xp, stop_resp, stop_cap), unanswered)
     target = xp.where(unanswered, l_start, xp.where(stop_cap, s, land))
-    may_grow = _or(xp, xp.logical_not(warming), mhat <= level0 + se)
+    may_grow = either(xp, xp.logical_not(warming), mhat <= level0 + se)
     inc_grow = xp.where(xp.logical_and(ok, may_grow), lg, 0.0)
     inc_grow = xp.where(finish, target - s, inc_grow)
     inc_grow = xp.where(to_back, -l_back, inc_grow)
-    n_back = xp.where(xp.logical_and(backing, _or(xp, ok, bad)), sl["n_back"] + 1.0, sl["n_back"])
+    n_back = xp.where(xp.logical_and(backing, either(xp, ok, bad)), sl["n_back"] + 1.0, sl["n_back"])
     # recovered: the raw loss falls again and its smoothed level is back below where the backing off began
     recovered = xp.logical_and(
         xp.logical_and(xp.logical_and(backing, ok), n_back >= 2.0),
         xp.logical_and(y < sl["y_prev"], mhat < sl["ref"]),
     )
-    end_back = _or(xp, recovered, xp.logical_and(backing, n_back >= _MAX_SHRINK))
-    shrink = xp.logical_and(xp.logical_and(backing, _or(xp, ok, bad)), xp.logical_not(end_back))
+    end_back = either(xp, recovered, xp.logical_and(backing, n_back >= _MAX_SHRINK))
+    shrink = xp.logical_and(xp.logical_and(backing, either(xp, ok, bad)), xp.logical_not(end_back))
     inc_back = xp.where(shrink, -math.log(_SHRINK), 0.0)
     inc = xp.where(growing, inc_grow, xp.where(backing, inc_back, 0.0))
     inc = xp.where(xp.logical_and(bad_run, growing), xp.where(responding, land - s, -l_back), inc)
     back_bad = xp.logical_and(bad_run, warming)
     new_phase = xp.where(to_resp, RESPONDING, phase)
-    new_phase = xp.where(_or(xp, to_back, back_bad), BACKING_OFF, new_phase)
-    new_phase = xp.where(_or(xp, finish, xp.logical_and(bad_run, responding)), DONE, new_phase)
+    new_phase = xp.where(either(xp, to_back, back_bad), BACKING_OFF, new_phase)
+    new_phase = xp.where(either(xp, finish, xp.logical_and(bad_run, responding)), DONE, new_phase)
     new_phase = xp.where(end_back, DONE, new_phase)
     ref = xp.where(to_back, mhat, xp.where(back_bad, xp.where(n > 0.5, mhat, 1e30), sl["ref"]))
     landed = xp.where(xp.logical_and(searching, new_phase > 2.5), s + inc, sl["landed"])
