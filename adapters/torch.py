@@ -1,8 +1,9 @@
 """PyTorch front door: :class:`AdaptiveScheduler`, the pure core driving an optimizer's ``param_groups``.
 
-The scheduler holds ``(config, state)`` and the core's update compiled for
-its config (:class:`adaptive_sched._hostpath.HostController`); it adds what a
-torch user sees: adopting param groups, writing lr and momentum, torch's
+The scheduler holds the core's :class:`~adaptive_sched.State` and calls
+:func:`adaptive_sched.update` once per optimizer step: in host mode on NumPy
+float32 scalars (:mod:`adaptive_sched.host`), in device mode on 0-d tensors on
+the optimizer's device. It adds what a torch user sees: adopting param groups, writing lr and momentum, torch's
 ``LRScheduler`` contract and a versioned ``state_dict``. Signals go through
 the core's intake, checkpoints through the core's validation. Imports torch,
 never JAX.
@@ -21,12 +22,21 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from adaptive_sched import _rules, _scalar
+from adaptive_sched import _host, _rules
 from adaptive_sched._checkpoint import ConfigMismatch, check_entry, check_hparams, state_from_dict, state_to_dict
 from adaptive_sched._config import Config, numeric_fields, rule_fields
-from adaptive_sched._core import Hparams, State, init, set_slots, signal_usage
+from adaptive_sched._core import (
+    Hparams,
+    Signals,
+    State,
+    diagnostics,
+    init,
+    namespace_of,
+    set_slots,
+    signal_usage,
+    update,
+)
 from adaptive_sched._distributed import SignalSync
-from adaptive_sched._hostpath import HostController, as_python, compile_diagnostics, flatten_state, state_fields
 from adaptive_sched._signals import (
     SIGNAL_NAMES,
     check_signal,
@@ -146,16 +156,15 @@ class AdaptiveScheduler(LRScheduler):
         self._direction_now: tuple[Any, Any] | None = None  # (grad_cos, grad norm) at the last optimizer step
         self._previous_grads: dict[Any, torch.Tensor] = {}  # plain SGD only: the last step's gradients
         self._general = device_mode or self._reads_grad_norm or self._reads_grad_cos  # observe()'s general path
-        # where the evidence rule's last event sits in the flat state (host mode warns on the notable ones)
-        names = [n for n, _ in state_fields(config)]
-        self._event_at = names.index(_EVENT_SLOT) if _EVENT_SLOT in names and not device_mode else None
+        # host mode warns on the evidence rule's notable events
+        self._events = not device_mode and config.lr_rule == "evidence"
         self._ref_lr, self._warned = float(config.base_lr), set[str]()
         scale = self._ref_lr / own[0]
         self._groups: list[_Group] = []
         self._adopt(groups, [self._ref_lr] + [v if scale == 1.0 else v * scale for v in own[1:]])
-        self._ctl = self._controller(None)
+        self._state = self._fresh()
         # The first optimizer step runs before any update: it gets the lr a signal-less first update would set.
-        self._hp: Any = self._ctl.run(list(self._ctl.flat), [None] * len(SIGNAL_NAMES))
+        self._hp: Any = self._run(self._state, [None] * len(SIGNAL_NAMES))[1]
         # every signal a rule reads is averaged over ranks (grad_cos too: with sharded gradients each rank's differs)
         reads = [signal_usage(config)[0][n] for n in SIGNAL_NAMES]
         self._sync = SignalSync(sync_signals, process_group, _first_param(optimizer).device, device_mode, reads)
@@ -164,23 +173,24 @@ class AdaptiveScheduler(LRScheduler):
         # it (this step's update is redone, not repeated), _signals whether it had signals (False: step()'s),
         # _seen the signals of this step's observe() calls (they fold into its one update).
         self._steps, self._at, self._signals = _StepCounter(), -1, True
-        self._before: list[Any] | None = None
+        self._before: State | None = None
         self._seen: list[Any] = []
         self._hook()
         self.last_epoch, self._step_count = 0, 1  # torch's counters (mirrors)
-        self._diag: Any = None  # the compiled diagnostics, built by the first diagnostics() call
         self._write(self._hp)
 
-    def _controller(self, flat: list[Any] | None) -> HostController:
+    def _fresh(self) -> State:
+        """A fresh controller state: NumPy float32 scalars (host mode) or 0-d tensors on the device."""
         if self._device is None:
-            ctl = HostController(self._config)
-        else:
-            import array_api_compat.torch as xp
+            return init(self._config, xp=_host)
+        return init(self._config, xp=torch, device=self._device)
 
-            ctl = HostController(self._config, init(self._config, xp=xp, device=self._device), target="torch")
-        if flat is not None:
-            ctl.flat = flat
-        return ctl
+    def _run(self, state: State, values: Any) -> tuple[State, Any]:
+        """The core's update on ``values`` (Signals' fields); host mode's hparams as Python floats."""
+        new, hp = update(state, Signals(*values))
+        if self._device is None:
+            return new, (float(hp.lr), float(hp.momentum), float(hp.lr_scale))
+        return new, hp
 
     def _hook(self) -> None:
         weakref.finalize(self, self.optimizer.register_step_post_hook(self._steps).remove)
@@ -263,8 +273,8 @@ class AdaptiveScheduler(LRScheduler):
 
     @property
     def controller_state(self) -> State:
-        """The controller's current :class:`adaptive_sched.State` (Python numbers in host mode)."""
-        return self._ctl.state
+        """The controller's current :class:`adaptive_sched.State` (NumPy float32 scalars in host mode)."""
+        return self._state
 
     @property
     def hparams(self) -> Hparams:
@@ -295,15 +305,13 @@ class AdaptiveScheduler(LRScheduler):
         step of it; ``lr``, ``momentum`` and ``lr_scale`` are what the scheduler
         last wrote (:attr:`hparams`). Host mode: Python floats (ints for the
         counters, event codes and steps); device mode: 0-d tensors on the
-        device, computed without a host sync. Computed only when called (the
-        core's diagnostics compiled for this config on the first call, then a
-        few microseconds in host mode), never by :meth:`observe` or
-        :meth:`step`; :func:`adaptive_sched.format_diagnostics` prints it.
+        device, computed without a host sync. Computed only when called,
+        never by :meth:`observe` or :meth:`step`;
+        :func:`adaptive_sched.format_diagnostics` prints it.
         """
-        if self._diag is None:
-            self._diag = compile_diagnostics(self._config, "python" if self._device is None else "torch")[:2]
-        fn, names = self._diag
-        out = dict(zip(names, fn(self._ctl.flat)))
+        out = diagnostics(self._state)
+        if self._device is None:
+            out = {k: v if isinstance(v, int) else float(v) for k, v in out.items()}
         out.update(zip(Hparams._fields, self._hp))
         return out
 
@@ -470,19 +478,19 @@ class AdaptiveScheduler(LRScheduler):
         since the last optimizer step: gradient-accumulation micro-steps fold into their step) or
         ``"replace"`` (this step's update with these signals alone).
         """
-        n, ctl = self._steps.n, self._ctl
+        n = self._steps.n
         if self._at != n:  # the first update since the last optimizer step
             self._at = n
             self.last_epoch += 1
-            self._before = ctl.flat.copy()
+            self._before = self._state
             self._seen = []
         elif kind == "step":
             return
         elif self._before is not None:
-            ctl.flat[:] = self._before  # redo this optimizer step's update
+            self._state = self._before  # redo this optimizer step's update
         else:  # resumed from a checkpoint taken after this step's update: the state before it is not known
             self.last_epoch += 1
-            self._before = ctl.flat.copy()
+            self._before = self._state
         if kind == "replace":
             self._seen = []
         if kind != "step":
@@ -494,10 +502,10 @@ class AdaptiveScheduler(LRScheduler):
             self._sync_on = self._sync.world_size() > 1
             if self._sync_on:
                 values = self._sync(values)
-        self._hp = hp = ctl.run(ctl.flat, values)
-        self._write(hp)
-        if self._event_at is not None:  # host mode: the evidence rule's notable decisions, once each
-            code = ctl.flat[self._event_at]
+        self._state, self._hp = self._run(self._state, values)
+        self._write(self._hp)
+        if self._events:  # host mode: the evidence rule's notable decisions, once each
+            code = self._state.rule_state[_EVENT_SLOT]
             if code in _NOTABLE:
                 self._warn_once(_NOTABLE[code], f"the lr {_NOTABLE[code]} at optimizer step {self._steps.n} "
                                 "(diagnostics: 'lr.evidence/event'). " + _NOTE[_NOTABLE[code]])  # fmt: skip
@@ -621,14 +629,11 @@ class AdaptiveScheduler(LRScheduler):
         Raises:
           ValueError: the config's ``cooldown_rule`` is ``"none"``, or ``steps``/``start`` are invalid.
         """
-        new = start_cooldown_for(self._ctl.state, steps, start, caller="AdaptiveScheduler.cooldown")
-        flat = flatten_state(new)
-        self._ctl.flat = as_python(self._config, flat) if self._device is None else flat
+        self._state = start_cooldown_for(self._state, steps, start, caller="AdaptiveScheduler.cooldown")
 
     def set_slots(self, family: str, **values: Any) -> None:
         """Set slots of ``family``'s active rule (:func:`adaptive_sched.set_slots`), e.g. to start a cooldown now."""
-        flat = flatten_state(set_slots(self._ctl.state, family, **values))
-        self._ctl.flat = as_python(self._config, flat) if self._device is None else flat
+        self._state = set_slots(self._state, family, **values)
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's state: plain Python values and tensors only (loads with ``torch.load(weights_only=True)``).
@@ -645,11 +650,11 @@ class AdaptiveScheduler(LRScheduler):
         return {
             "format_version": FORMAT_VERSION,
             "mode": "host" if self._device is None else "device",
-            "controller": state_to_dict(self._ctl.unflatten(self._ctl.flat)),
+            "controller": self._to_dict(self._state),
             "base_lrs": self.base_lrs,
             "hparams": dict(zip(Hparams._fields, self._hp)),
             "advanced_this_step": advanced,
-            "provisional_from": None if before is None else state_to_dict(self._ctl.unflatten(before)),
+            "provisional_from": None if before is None else self._to_dict(before),
             "last_epoch": self.last_epoch,
             "step_count": self._step_count,
         }
@@ -676,7 +681,7 @@ class AdaptiveScheduler(LRScheduler):
                              f"unexpected {sorted(set(d) - _SD_KEYS[version])}")  # fmt: skip
         if d["mode"] not in ("host", "device"):
             raise ValueError(f"state dict mode={d['mode']!r} is invalid: must be 'host' or 'device'")
-        flat, before = (None if c is None else self._load_controller(c) for c in (d["controller"], d["provisional_from"]))
+        state, before = (None if c is None else self._load_controller(c) for c in (d["controller"], d["provisional_from"]))
         groups, bases = self.optimizer.param_groups, d["base_lrs"]
         if not isinstance(bases, (list, tuple)) or len(bases) != len(groups):
             n = len(bases) if isinstance(bases, (list, tuple)) else bases
@@ -698,22 +703,23 @@ class AdaptiveScheduler(LRScheduler):
         for r, b in zip(self._groups[1:], bases[1:]):
             r.base = b
         advanced = d["advanced_this_step"]
-        self._ctl.flat, self._hp = flat, hp  # type: ignore[assignment]
+        self._state, self._hp = state, hp  # type: ignore[assignment]
         self._before, self._signals = (before, before is None) if advanced else (None, True)
         self._at = self._steps.n if advanced else -1
         self.last_epoch, self._step_count = last_epoch, step_count
         self._write(hp, absolute=True)
 
-    def _load_controller(self, d: Any) -> list[Any]:
-        """A controller dict (validated for this config by the core) as this mode holds it: the flat scalars."""
+    def _to_dict(self, state: State) -> dict[str, Any]:
+        """:func:`adaptive_sched.state_to_dict` of ``state`` with the scheduler's config as the user gave it."""
+        return state_to_dict(state._replace(config=self._config))
+
+    def _load_controller(self, d: Any) -> State:
+        """A controller dict (validated for this config by the core) as this mode holds it."""
         if not isinstance(d, dict):
             raise ValueError(f"state dict controller entry must be a dict, got {type(d).__name__}")
         try:
-            if self._device is None:
-                return as_python(self._config, flatten_state(state_from_dict(d, self._config, xp=_scalar, ours="scheduler")))
-            import array_api_compat.torch as xp
-
-            return flatten_state(state_from_dict(d, self._config, xp=xp, device=self._device, ours="scheduler"))
+            xp = _host if self._device is None else namespace_of(torch.zeros(()))
+            return state_from_dict(d, self._config, xp=xp, device=self._device, ours="scheduler")
         except ConfigMismatch as err:
             hint = (" (base_lr defaults to the optimizer's lr at construction: build the scheduler before "
                     "optimizer.load_state_dict(), or pass base_lr explicitly)")  # fmt: skip
@@ -724,14 +730,15 @@ class AdaptiveScheduler(LRScheduler):
             raise ValueError(f"AdaptiveScheduler state dict has an invalid controller entry: {err}") from None
 
     def __getstate__(self) -> dict[str, Any]:
-        """``copy.deepcopy`` / ``pickle``: everything but the compiled controller and diagnostics, which are rebuilt."""
-        return {**self.__dict__, "_ctl": list(self._ctl.flat), "_diag": None, "_direction_now": None,
+        """``copy.deepcopy`` / ``pickle``: the controller states as :func:`adaptive_sched.state_to_dict` dicts."""
+        before = None if self._before is None else self._to_dict(self._before)
+        return {**self.__dict__, "_state": self._to_dict(self._state), "_before": before, "_direction_now": None,
                 "_previous_grads": {}}  # fmt: skip
 
     def __setstate__(self, d: dict[str, Any]) -> None:
         self.__dict__.update(d)
-        self._diag = None
-        self._ctl = self._controller(d["_ctl"])
+        self._state = self._load_controller(d["_state"])
+        self._before = None if d["_before"] is None else self._load_controller(d["_before"])
         # torch's Optimizer drops its hooks when copied or pickled: count the copy's steps.
         hooks = getattr(self.optimizer, "_optimizer_step_post_hooks", None)
         if hooks is None or not any(h is self._steps for h in hooks.values()):

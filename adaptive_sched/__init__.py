@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from adaptive_sched import _config
+from adaptive_sched import _host as host
 from adaptive_sched import rules as _builtin_rules  # registers the built-in families and rules
 from adaptive_sched._checkpoint import config_from_dict, state_from_dict, state_to_dict
 from adaptive_sched._config import Config
@@ -60,6 +61,7 @@ __all__ = [
     "config_grid",
     "diagnostics",
     "format_diagnostics",
+    "host",
     "init",
     "recommended",
     "set_slots",

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from adaptive_sched import _rules, _scalar
+from adaptive_sched import _host, _rules
 from adaptive_sched._config import Config, check_field
 from adaptive_sched._core import SIGNAL_LIMIT, EmaState, State, _inward
 from adaptive_sched._signals import SIGNAL_NAMES, host_array
@@ -55,8 +55,8 @@ class ConfigMismatch(ValueError):
         self.diffs = diffs
 
 
-def _plain(v: Any) -> Any:  # the scalar namespace's float32 floats are stored as plain floats
-    return float(v) if type(v) is _scalar.F32 else v
+def _plain(v: Any) -> Any:  # the host namespace's float32 scalars are stored as plain floats (weights_only loads)
+    return float(v) if type(v) is np.float32 else v
 
 
 def state_to_dict(state: State) -> dict[str, Any]:
@@ -153,8 +153,8 @@ def state_from_dict(
         knobs (compared as float32 values, so a checkpoint from another
         namespace loads) must equal it. ``None``: the dict's own config
         (:func:`config_from_dict`).
-      xp: namespace for the arrays (default NumPy); ``adaptive_sched._scalar``
-        for Python numbers.
+      xp: namespace for the arrays (default NumPy); :mod:`adaptive_sched.host`
+        for NumPy float32 scalars.
       device: device for the arrays (torch).
       ours: how a mismatch message names ``config`` (``"scheduler"`` for the torch adapter).
 
@@ -213,8 +213,8 @@ def state_from_dict(
         xp = numpy
 
     def conv(value: Any, dtype: str) -> Any:
-        if xp is _scalar:
-            return int(value) if dtype == "int32" else _scalar.float32(value)
+        if xp is _host:
+            return int(value) if dtype == "int32" else _host.f32(value)
         arr = xp.asarray(value, device=device) if device is not None else xp.asarray(value)
         return xp.astype(arr, getattr(xp, dtype))
 

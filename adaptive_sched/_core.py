@@ -1,8 +1,8 @@
 """The pure controller: ``init(config) -> State`` and ``update(state, signals) -> (State, Hparams)``.
 
 Written once against an array namespace ``xp``: ``jax.numpy`` (jit/vmap/scan),
-NumPy or torch (through array-api-compat), or ``adaptive_sched._scalar``
-(Python floats holding float32 values; the host path traces the same code).
+NumPy or torch (through array-api-compat), or :mod:`adaptive_sched.host`
+(NumPy float32 scalars: one controller on the CPU, the torch adapter's host mode).
 The namespace is read off the state's leaves, so the same function serves
 every front door. The state carries its config (``state.config``: the rule
 names as static pytree metadata, the numeric knobs as leaves), so a config is
@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from adaptive_sched import _rules, _scalar
+from adaptive_sched import _host, _rules
 from adaptive_sched._config import Config, ensure_pytree, pytree_if_jax
 from adaptive_sched._rules import Obs, Outcome, RuleContext, knobs_of, slot_key
 from adaptive_sched._signals import (
@@ -148,28 +148,96 @@ if State._fields[5:-1] != SIGNAL_NAMES:  # one EMA per Signals field, in order
 
 
 def namespace_of(x: Any) -> Any:
-    """The array namespace of ``x``; Python scalars map to :mod:`adaptive_sched._scalar`."""
-    if isinstance(x, (int, float)):
-        return _scalar
+    """The array namespace of ``x``: :mod:`adaptive_sched.host` for Python and NumPy scalars.
+
+    For torch it is array-api-compat's namespace with ``exp``, ``log``,
+    ``log1p``, ``cos`` and ``sqrt`` computed in float64 and rounded once, as the
+    host namespace computes them (so the two agree bit for bit).
+    """
+    if isinstance(x, (int, float, np.generic)):
+        return _host
     import array_api_compat
 
     if array_api_compat.is_jax_array(x):
         ensure_pytree()
-    return array_api_compat.array_namespace(x)
+    xp = array_api_compat.array_namespace(x)
+    if array_api_compat.is_torch_namespace(xp):
+        return _torch_namespace(xp)
+    return xp
+
+
+class _Torch64:
+    """array-api-compat's torch namespace, its transcendental functions in float64 rounded once to float32."""
+
+    __name__ = "array_api_compat.torch"  # array_api_compat.is_torch_namespace recognises it
+
+    def __init__(self, base: Any) -> None:
+        self._base = base
+        for name in ("exp", "log", "log1p", "cos", "sqrt"):
+            fn = getattr(base, name)
+            setattr(self, name, lambda x, fn=fn: fn(x.double()).float())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
+_TORCH: list[Any] = []
+
+
+def _torch_namespace(base: Any) -> Any:
+    if not _TORCH:
+        _TORCH.append(_Torch64(base))
+    return _TORCH[0]
 
 
 def _caster(xp: Any, like: Any) -> Any:
     """``cast(value, dtype)``: a value as a scalar of ``xp`` (on ``like``'s device for torch)."""
-    import array_api_compat
-
-    if xp is not _scalar and array_api_compat.is_torch_namespace(xp):
+    if xp is _host:
+        return _host.astype
+    if _is_torch(xp):
         dev = like.device
         return lambda v, dtype: xp.astype(xp.asarray(v, device=dev), dtype)
     return lambda v, dtype: xp.astype(xp.asarray(v), dtype)
 
 
+def knob(xp: Any, value: Any, like: Any = None) -> Any:
+    """A config knob as the float32 value the arithmetic in namespace ``xp`` uses.
+
+    A concrete number becomes its float32 value in the form that keeps every
+    expression of knobs alone (``1 - beta``) a float32 computation, the same in
+    every front door: a ``numpy.float32`` for the host namespace and NumPy, a
+    Python float holding the float32 value for JAX (weakly typed: XLA folds it
+    into the program), a 0-d float32 tensor on ``like``'s device for torch
+    (whose functions refuse Python numbers). Arrays (stacked configs, JAX
+    tracers) become float32 arrays of ``xp``.
+    """
+    if isinstance(value, (int, float, np.generic)) and not isinstance(value, bool):
+        v = _host.f32(value)
+        if xp is _host:
+            return v
+        import array_api_compat
+
+        if array_api_compat.is_numpy_namespace(xp):
+            return v
+        if _is_torch(xp):
+            return xp.asarray(float(v), dtype=xp.float32, device=getattr(like, "device", None))
+        return float(v)
+    return xp.astype(xp.asarray(value), xp.float32)
+
+
+def _knob_kind(xp: Any, like: Any = None) -> Any:
+    """Which form :func:`knob` gives in ``xp`` (a cache key)."""
+    import array_api_compat
+
+    if xp is _host or array_api_compat.is_jax_namespace(xp):
+        return "python"
+    if _is_torch(xp):
+        return ("torch", str(getattr(like, "device", "")))
+    return xp.__name__
+
+
 def knobs32(xp: Any, config: Config, like: Any = None) -> Config:
-    """``config`` prepared for the arithmetic: every knob as its float32 value (see :func:`_scalar.knob`) and its log.
+    """``config`` prepared for the arithmetic: every knob as its float32 value (see :func:`knob`) and its log.
 
     A state from :func:`init` holds its config prepared already (returned as
     it is). Otherwise (a config of Python numbers rebuilt from a flat state,
@@ -178,10 +246,10 @@ def knobs32(xp: Any, config: Config, like: Any = None) -> Config:
     """
     if config._logs:
         return config
-    kind = _scalar.knob_kind(xp, like)
+    kind = _knob_kind(xp, like)
     hit = config._cache.get(kind)
     if hit is None:
-        hit = _prepare(config, lambda v: _scalar.knob(xp, v, like), lambda v: _log32(xp, v, like))
+        hit = _prepare(config, lambda v: knob(xp, v, like), lambda v: _log32(xp, v, like))
         if all(isinstance(v, (int, float)) for v in config.knobs.values()):
             config._cache[kind] = hit
     return hit
@@ -227,13 +295,13 @@ def _log32(xp: Any, v: Any, like: Any = None) -> Any:
     The floor keeps the logs of knobs that may be 0 or negative (where no rule takes their log) finite.
     """
     if isinstance(v, (int, float)):
-        return _scalar.knob(xp, log_knob(_scalar, max(v, TINY)), like)
+        return knob(xp, log_knob(_host, max(v, TINY)), like)
     host = host_array(v)
     if host is None:  # traced (jit, vmap): the backend's log
         return xp.log(xp.clip(xp.astype(v, xp.float32), TINY, None))
     logs = np.log(np.maximum(host.astype(np.float32).astype(np.float64), TINY)).astype(np.float32)
-    if xp is _scalar:
-        return _scalar.float32(float(logs))
+    if xp is _host:
+        return np.float32(logs)
     out = xp.asarray(logs, device=getattr(like, "device", None)) if _is_torch(xp) else xp.asarray(logs)
     return out
 
@@ -241,7 +309,7 @@ def _log32(xp: Any, v: Any, like: Any = None) -> Any:
 def _is_torch(xp: Any) -> bool:
     import array_api_compat
 
-    return xp is not _scalar and bool(array_api_compat.is_torch_namespace(xp))
+    return xp is not _host and bool(array_api_compat.is_torch_namespace(xp))
 
 
 def init(config: Config, xp: Any = None, device: Any = None) -> State:
@@ -250,8 +318,8 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     Args:
       config: the controller's :class:`Config`.
       xp: array namespace for the state (``numpy``, ``jax.numpy``, a torch
-        namespace from array-api-compat, or ``adaptive_sched._scalar`` for
-        Python floats). Default: the namespace of ``config``'s knobs if they
+        namespace from array-api-compat, or :mod:`adaptive_sched.host` for
+        NumPy float32 scalars). Default: the namespace of ``config``'s knobs if they
         are arrays (so ``jax.vmap(init)`` over stacked configs works), else NumPy.
       device: device for the state's arrays (torch), passed to ``xp.asarray``.
 
@@ -270,7 +338,7 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
             xp = numpy
         else:
             xp = namespace_of(leaf)
-    if xp is not _scalar:
+    if xp is not _host:
         import array_api_compat
 
         if not array_api_compat.is_array_api_obj(xp.asarray(0.0)):
@@ -278,10 +346,10 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
         xp = namespace_of(xp.asarray(0.0))
 
     def f32(v: Any) -> Any:
-        return xp.asarray(v, dtype=xp.float32, device=device) if xp is not _scalar else _scalar.float32(v)
+        return xp.asarray(v, dtype=xp.float32, device=device) if xp is not _host else _host.f32(v)
 
     def i32(v: Any) -> Any:
-        return xp.asarray(v, dtype=xp.int32, device=device) if xp is not _scalar else int(v)
+        return xp.asarray(v, dtype=xp.int32, device=device) if xp is not _host else int(v)
 
     # Every leaf is its own array (never one object shared by several leaves):
     # JAX refuses to donate a buffer twice (jax.jit(..., donate_argnums=...)).
@@ -291,7 +359,7 @@ def init(config: Config, xp: Any = None, device: Any = None) -> State:
     # The config as the state holds it: every knob a float32 scalar of the namespace, and its log computed once
     # (on the host where it is concrete), so update does no conversion and every door uses the same numbers.
     like = f32(0.0)
-    cfg = _prepare(config, lambda v: f32(_scalar.knob(xp, v, like)), lambda v: f32(_log32(xp, v, like)))
+    cfg = _prepare(config, lambda v: f32(knob(xp, v, like)), lambda v: f32(_log32(xp, v, like)))
     momentum = f32(xp.clip(cfg.base_momentum, cfg.min_momentum, cfg.max_momentum))
     slots = {key: (i32 if slot.dtype == "int32" else f32)(slot.init) for key, slot in _rules.state_slots(config)}
     return State._make([cfg, i32(0), i32(0), f32(0.0), momentum, *(ema() for _ in SIGNAL_NAMES), slots])
@@ -413,7 +481,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
     """
     config = state.config
     if xp is None:
-        xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
+        xp = namespace_of(state.step)
     cfg = knobs32(xp, config, state.log_scale)
     rules = _rules.active_rules(config)
     cast = _caster(xp, state.step)
@@ -428,7 +496,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
     planned: Any = False  # True while a rule will anneal the lr at known steps (a cooldown is scheduled)
     cooling: Any = False  # True while such a rule anneals the lr at this update
     for rule in (r for r in rules if r.planned is not None or r.cooling is not None):
-        own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
+        own = {name: slots[key] for name, key in rule.slot_keys}
         if rule.planned is not None:
             mine = rule.planned(xp, knobs_of(rule, cfg), own)
             planned = either(xp, planned, mine)
@@ -438,7 +506,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
 
     def run(rule: _rules.Rule, obs: Obs | None) -> Any:
         nonlocal searching
-        own = {s.name: slots[slot_key(rule, s)] for s in rule.slots}
+        own = {name: slots[key] for name, key in rule.slot_keys}
         extra = {name: views.get(name) for name in rule.reads}
         knobs = knobs_of(rule, cfg)
         ctx = RuleContext(cfg, t, own, extra, searching, planned, cooling)
@@ -446,8 +514,8 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
         new: dict[str, Any] = {}
         if rule.slots:
             out, new = out
-            for s in rule.slots:
-                slots[slot_key(rule, s)] = new[s.name]
+            for name, key in rule.slot_keys:
+                slots[key] = new[name]
             if rule.busy is not None:
                 busy = rule.busy(new)
                 searching = either(xp, searching, busy)
@@ -524,7 +592,18 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
             momentum = xp.clip(xp.where(seen.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
     f32, i32 = xp.float32, xp.int32
-    dtypes = {key: slot.dtype for key, slot in _rules.state_slots(config)}
+    ints = _rules._cached(config, "int_slots", lambda: frozenset(k for k, s in _rules.state_slots(config) if s.dtype == "int32"))
+    new_emas = [view.ema if view else e for view, e in zip(views.values(), emas)]
+    if xp is _host:  # the values are float32 scalars already, but for a constant a rule returned as it is
+        F, c = np.float32, _host.f32
+        new_state = State._make([
+            config, int(t_int), int(skipped), log_scale if log_scale.__class__ is F else c(log_scale),
+            momentum if momentum.__class__ is F else c(momentum),
+            *(EmaState(*(v if v.__class__ is F else c(v) for v in e)) for e in new_emas),
+            {k: int(v) if k in ints else v if v.__class__ is F else c(v) for k, v in slots.items()},
+        ])  # fmt: skip
+        lr = lr if lr.__class__ is F else c(lr)
+        return new_state, Hparams(lr, new_state.current_momentum, c(lr / cfg.base_lr)), outputs
     new_state = State._make(
         [
             config,
@@ -532,8 +611,8 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
             xp.astype(skipped, i32),
             cast(log_scale, f32),
             cast(momentum, f32),
-            *(EmaState(*(cast(v, f32) for v in (view.ema if view else e))) for view, e in zip(views.values(), emas)),
-            {k: cast(v, i32 if dtypes[k] == "int32" else f32) for k, v in slots.items()},
+            *(EmaState(*(cast(v, f32) for v in e)) for e in new_emas),
+            {k: cast(v, i32 if k in ints else f32) for k, v in slots.items()},
         ]
     )
     lr = cast(lr, f32)
@@ -616,7 +695,7 @@ def set_slots(state: State, family: str, **values: Any) -> State:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"set_slots: rule {rule.key} has no slot(s) {unknown}; its slots are {sorted(known)}")
-    xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
+    xp = namespace_of(state.step)
     cast = _caster(xp, state.step)
     slots = dict(state.rule_state)
     for slot_name, value in values.items():
@@ -672,7 +751,7 @@ def diagnostics(state: State, xp: Any = None) -> dict[str, Any]:
     """
     config = state.config
     if xp is None:
-        xp = _scalar if isinstance(state.step, int) else namespace_of(state.step)
+        xp = namespace_of(state.step)
     cfg = knobs32(xp, config, state.log_scale)
     rules = _rules.active_rules(config)
     cast = _caster(xp, state.step)

@@ -243,9 +243,15 @@ class Rule:
     event: Callable[..., Any] | None = None
     explain: Callable[..., Mapping[str, Any]] | None = None
 
-    @property
-    def key(self) -> str:
-        return f"{self.family}.{self.name}"
+    key: str = dataclasses.field(init=False, repr=False, compare=False)
+    """``"<family>.<name>"``."""
+    slot_keys: tuple[tuple[str, str], ...] = dataclasses.field(init=False, repr=False, compare=False)
+    """``(slot name, State.rule_state key)`` of each slot."""
+
+    def __post_init__(self) -> None:
+        key = f"{self.family}.{self.name}"
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "slot_keys", tuple((s.name, f"{key}.{s.name}") for s in self.slots))
 
     @property
     def summary(self) -> str:

@@ -170,18 +170,26 @@ def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-def check_compiled_equals_generic(cfg: A.Config, stream: list[A.Signals]) -> None:
-    """The host path's compiled update gives the generic core's numbers and state bit for bit."""
-    from adaptive_sched import _scalar
-    from adaptive_sched._hostpath import HostController, flatten_state
+def state_leaves(state: A.State) -> list[float]:
+    """Every scalar of the state as a Python float, in State order (the config aside)."""
+    out = [as_float(state.step), as_float(state.skipped), as_float(state.log_scale), as_float(state.current_momentum)]
+    for sig in A.Signals._fields:
+        out.extend(as_float(v) for v in getattr(state, sig))
+    out.extend(as_float(v) for v in state.rule_state.values())
+    return out
 
-    host = HostController(cfg)
-    state = A.init(cfg, xp=_scalar)
+
+def check_host_equals_device(cfg: A.Config, stream: list[A.Signals]) -> None:
+    """The core on the host namespace (NumPy float32 scalars) and on torch 0-d tensors: the same numbers, bit for bit."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    host, dev = A.init(cfg, xp=A.host), A.init(cfg, xp=torch)
     for sig in stream:
-        state, hp = A.update(state, sig)
-        got = host.update(*sig)
-        assert got == (hp.lr, hp.momentum, hp.lr_scale)
-        assert all(_same(a, b) for a, b in zip(flatten_state(host.state), flatten_state(state)))
+        host, hp = A.update(host, sig)
+        dev, hd = A.update(dev, sig)
+        assert [float(v) for v in hp] == [float(v) for v in hd]
+        assert all(_same(a, b) for a, b in zip(state_leaves(host), state_leaves(dev)))
 
 
 def load_example(name: str) -> Any:

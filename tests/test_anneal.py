@@ -144,7 +144,7 @@ def _lrs(cfg: A.Config, stream: list[A.Signals], state: Any = None) -> list[floa
 def test_the_controller_plans_by_horizon_or_by_a_cooldown_started_by_hand() -> None:
     """Through the whole controller: a horizon and a cooldown started by hand (both far ahead) give the same
     lrs, with only x0.6 cuts; without either the gentle x0.9 cuts come; anneal_drop_planned=0.9 restores them."""
-    from streams import check_compiled_equals_generic
+    from streams import check_host_equals_device
 
     base = A.Config(anneal_rule="slope", cooldown_rule="linear", base_lr=1e-2, min_lr=1e-5, max_lr=1.0)
     stream = _leaning_stream(300)
@@ -158,7 +158,7 @@ def test_the_controller_plans_by_horizon_or_by_a_cooldown_started_by_hand() -> N
     free_ratios = {round(b / a, 4) for a, b in itertools.pairwise(free) if b != a}
     assert 0.9 in free_ratios, free_ratios  # the stream does lean down within noise
     assert _lrs(horizon.replace(anneal_drop_planned=0.9), stream) == free
-    check_compiled_equals_generic(horizon, stream[:120])  # the host path's compiled update agrees bit for bit
+    check_host_equals_device(horizon, stream[:120])  # the host path's compiled update agrees bit for bit
 
 
 def test_steadily_falling_loss_is_never_cut() -> None:

@@ -54,7 +54,7 @@ def test_state_from_dict_refuses_poisoned_entries_naming_them(key: str, value: A
 def test_state_from_dict_accepts_what_every_namespace_saved() -> None:
     d = saved()
     for xp_name in ("numpy", "scalar"):
-        xp = np if xp_name == "numpy" else A._scalar
+        xp = np if xp_name == "numpy" else A.host
         state = A.state_from_dict(d, xp=xp)
         assert A.state_to_dict(A.state_from_dict(A.state_to_dict(state), xp=xp)).keys() == d.keys()
     torch = pytest.importorskip("torch")

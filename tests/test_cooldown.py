@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import adaptive_sched as A
-from adaptive_sched import _scalar
+from adaptive_sched import host
 
 BASE, LO, HI = 1e-2, 1e-5, 1e-1
 SHAPES = {
@@ -21,7 +21,7 @@ SHAPES = {
 
 def lrs_of(cfg: A.Config, n: int, start: tuple[int, int, int | None] | None = None, **signals: Any) -> list[float]:
     """The lr of updates 1..n; ``start=(at_update, steps, from)`` calls start_cooldown before that update."""
-    state, out = A.init(cfg, xp=_scalar), []
+    state, out = A.init(cfg, xp=host), []
     for t in range(1, n + 1):
         if start is not None and t == start[0]:
             state = A.start_cooldown(state, start[1], start[2])
@@ -63,7 +63,7 @@ def test_the_cooldown_is_outside_the_anti_windup() -> None:
     # A stateful rule's accumulated factor is the same with and without a (deep) cooldown on top.
     base = A.Config(lr_rule="trend", base_lr=BASE, min_lr=LO, max_lr=HI, trend_up=1.1)
     cooled = base.replace(cooldown_rule="linear", cooldown_total_steps=20.0, cooldown_fraction=1.0)
-    s1, s2 = A.init(base, xp=_scalar), A.init(cooled, xp=_scalar)
+    s1, s2 = A.init(base, xp=host), A.init(cooled, xp=host)
     for t in range(20):
         s1, hp1 = A.update(s1, A.Signals(loss=1.0 - 0.01 * t))
         s2, hp2 = A.update(s2, A.Signals(loss=1.0 - 0.01 * t))
@@ -100,11 +100,11 @@ def test_start_cooldown_is_jit_safe_and_the_optax_door_finds_every_controller() 
 
 
 def test_errors_name_the_problem() -> None:
-    state = A.init(A.Config(), xp=_scalar)
+    state = A.init(A.Config(), xp=host)
     with pytest.raises(ValueError, match=r"cooldown_rule is 'none'.*cooldown_rule='linear'"):
         A.start_cooldown(state, 10)
     cfg = A.recommended(BASE)
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     with pytest.raises(ValueError, match=r"start_cooldown\(steps=0\) is invalid: must be a whole number of update calls >= 1"):
         A.start_cooldown(state, 0)
     with pytest.raises(ValueError, match=r"start_cooldown\(steps=2\.5\) is invalid: must be a whole number"):

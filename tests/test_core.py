@@ -19,9 +19,9 @@ from streams import (
 )
 
 import adaptive_sched as A
-from adaptive_sched import _scalar
+from adaptive_sched import host
 
-NAMESPACES = {"scalar": _scalar, "numpy": np}
+NAMESPACES = {"scalar": host, "numpy": np}
 
 
 def run(cfg: A.Config, signals: list[A.Signals], xp: Any = np) -> tuple[list[A.Hparams], A.State]:
@@ -79,7 +79,7 @@ def test_bounds_and_finiteness_hold_for_every_rule_combination(combo, stream, ns
 def test_scalar_and_numpy_namespaces_agree(combo, seed) -> None:  # type: ignore[no-untyped-def]
     cfg = config_for(combo)
     stream = random_stream(seed, 50)
-    a, _ = run(cfg, stream, _scalar)
+    a, _ = run(cfg, stream, host)
     b, _ = run(cfg, stream, np)
     np.testing.assert_allclose(lrs(a), lrs(b), rtol=2e-5)
     np.testing.assert_allclose(moms(a), moms(b), rtol=2e-5, atol=1e-6)
@@ -92,7 +92,7 @@ def test_ema_with_bias_correction_matches_hand_computation() -> None:
     beta = 0.8
     cfg = A.Config(lr_rule="variance", ema_beta=beta)
     xs = [1.0, 2.0, 4.0, -3.0]
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     m = v = 0.0
     for n, x in enumerate(xs, start=1):
         state, _ = A.update(state, A.Signals(loss=x))
@@ -112,7 +112,7 @@ def test_ema_with_bias_correction_matches_hand_computation() -> None:
 
 def test_beta_zero_means_no_smoothing() -> None:
     cfg = A.Config(momentum_rule="inverse", ema_beta=0.0)
-    hps, _ = run(cfg, [A.Signals(loss=x) for x in (1.0, 3.0, 0.25)], _scalar)
+    hps, _ = run(cfg, [A.Signals(loss=x) for x in (1.0, 3.0, 0.25)], host)
     np.testing.assert_allclose(moms(hps), [0.5, 0.75, 0.2], rtol=1e-6)
 
 
@@ -141,7 +141,7 @@ def test_unobserved_signal_holds_hparams_and_counts_skips(ns: str, bad: float | 
 
 def test_trend_goes_up_on_improvement_and_down_otherwise() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=1.1, trend_down=0.5, trend_threshold=0.0)
-    hps, _ = run(cfg, [A.Signals(loss=x) for x in (5.0, 4.0, 3.0, 3.5, 3.5)], _scalar)
+    hps, _ = run(cfg, [A.Signals(loss=x) for x in (5.0, 4.0, 3.0, 3.5, 3.5)], host)
     np.testing.assert_allclose(lrs(hps), 1e-3 * np.array([1, 1.1, 1.21, 0.605, 0.3025]), rtol=1e-6)
 
 
@@ -151,27 +151,27 @@ def test_trend_is_correct_for_negative_losses_and_rewards(losses: list[float]) -
     # threshold is relative to |previous|, so a 5% improvement clears a 1% threshold
     # on either side of zero (torch's `best * (1 - threshold)` gets this wrong below 0).
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.01)
-    hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], _scalar)
+    hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], host)
     assert lrs(hps)[-1] == pytest.approx(8e-3, rel=1e-5)
     cfg = A.Config(
         reward_rule="trend", ema_reward_beta=0.0, reward_up=2.0, reward_down=0.5, reward_threshold=0.01
     )
-    hps, _ = run(cfg, [A.Signals(reward=-x) for x in losses], _scalar)  # rising reward
+    hps, _ = run(cfg, [A.Signals(reward=-x) for x in losses], host)  # rising reward
     assert lrs(hps)[-1] == pytest.approx(8e-3, rel=1e-5)
-    hps, _ = run(cfg, [A.Signals(reward=x) for x in losses], _scalar)  # falling reward
+    hps, _ = run(cfg, [A.Signals(reward=x) for x in losses], host)  # falling reward
     assert lrs(hps)[-1] == pytest.approx(1e-3 / 8, rel=1e-5)
 
 
 def test_trend_threshold_counts_small_changes_as_no_improvement() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.1)
-    hps, _ = run(cfg, [A.Signals(loss=x) for x in (-10.0, -10.5)], _scalar)  # 5% < 10%
+    hps, _ = run(cfg, [A.Signals(loss=x) for x in (-10.0, -10.5)], host)  # 5% < 10%
     assert lrs(hps)[-1] == pytest.approx(5e-4, rel=1e-5)
 
 
 def test_stateful_rules_do_not_wind_up_while_clamped() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.0, max_lr=4e-3)
     losses = [100.0 - t for t in range(50)] + [1000.0]  # 49 improvements, then one worsening
-    hps, state = run(cfg, [A.Signals(loss=x) for x in losses], _scalar)
+    hps, state = run(cfg, [A.Signals(loss=x) for x in losses], host)
     assert lrs(hps)[-2] == pytest.approx(4e-3, rel=1e-5)
     assert lrs(hps)[-1] == pytest.approx(2e-3, rel=1e-5)  # leaves the bound at once
     assert state.log_scale == pytest.approx(math.log(2.0), rel=1e-5)
@@ -181,7 +181,7 @@ def test_loss_decay_formula() -> None:
     k = 0.5
     cfg = A.Config(lr_rule="loss_decay", ema_beta=0.0, decay_k=k, min_lr=1e-9)
     losses = [1.0, 2.0, -3.0, 0.5]
-    hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], _scalar)
+    hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], host)
     expected, eta = [], 1e-3
     for x in losses:
         eta = eta / (1 + k * max(x, 0.0))
@@ -191,9 +191,9 @@ def test_loss_decay_formula() -> None:
 
 def test_variance_rule_lowers_lr_under_noise_only() -> None:
     cfg = A.Config(lr_rule="variance", ema_beta=0.9)
-    flat, _ = run(cfg, [A.Signals(loss=2.0)] * 30, _scalar)
+    flat, _ = run(cfg, [A.Signals(loss=2.0)] * 30, host)
     rng = np.random.default_rng(0)
-    noisy, _ = run(cfg, [A.Signals(loss=2.0 + float(rng.normal())) for _ in range(30)], _scalar)
+    noisy, _ = run(cfg, [A.Signals(loss=2.0 + float(rng.normal())) for _ in range(30)], host)
     assert lrs(flat)[-1] == pytest.approx(1e-3, rel=1e-5)
     assert lrs(noisy)[-1] < 0.8e-3
 
@@ -203,7 +203,7 @@ def test_grad_norm_rule_normalises_by_a_slow_ema_of_the_norm() -> None:
     b = 0.9
     cfg = A.Config(lr_rule="grad_norm", ema_beta=0.0, grad_norm_power=1.0, grad_norm_ref_beta=b)
     norms = (2.0, 4.0, 1.0, 0.0)
-    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in norms], _scalar)
+    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in norms], host)
     expected, m = [], 0.0
     for n, g in enumerate(norms, 1):
         m = b * m + (1 - b) * g
@@ -215,10 +215,10 @@ def test_grad_norm_rule_normalises_by_a_slow_ema_of_the_norm() -> None:
 def test_grad_norm_rule_damps_a_spike_and_forgets_a_drift() -> None:
     cfg = A.Config(lr_rule="grad_norm", grad_norm_power=1.0)
     drift = [1.0 * 1.01**t for t in range(600)]  # the norm grows ~400x over the run (RL)
-    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in drift], _scalar)
+    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in drift], host)
     assert lrs(hps)[-1] > 0.5e-3  # follows the drift: no ratchet towards min_lr
     spike = [1.0] * 200 + [10.0] * 3 + [1.0] * 400
-    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in spike], _scalar)
+    hps, _ = run(cfg, [A.Signals(grad_norm=g) for g in spike], host)
     lr = lrs(hps)
     assert min(lr[200:210]) < 0.5e-3  # a 10x spike cuts the lr
     assert lr[-1] == pytest.approx(1e-3, rel=0.05)  # and it recovers
@@ -226,7 +226,7 @@ def test_grad_norm_rule_damps_a_spike_and_forgets_a_drift() -> None:
 
 def test_reward_scaling_maps_center_plus_minus_span() -> None:
     cfg = A.Config(reward_rule="scaling", ema_reward_beta=0.0, reward_center=0.5, reward_span=2.0, min_lr=1e-9)
-    hps, _ = run(cfg, [A.Signals(reward=r) for r in (-1.5, 0.5, 2.5, 1.5)], _scalar)
+    hps, _ = run(cfg, [A.Signals(reward=r) for r in (-1.5, 0.5, 2.5, 1.5)], host)
     lr = lrs(hps)
     assert lr[0] <= 1e-6 * 1e-3 * 1.0001  # about 0: the floor of the mapping
     np.testing.assert_allclose(lr[1:], [1e-3, 2e-3, 1.5e-3], rtol=1e-6)
@@ -234,16 +234,16 @@ def test_reward_scaling_maps_center_plus_minus_span() -> None:
 
 def test_reward_variance_rule() -> None:
     cfg = A.Config(reward_rule="variance", ema_reward_beta=0.5, reward_span=1.0, reward_variance_k=1.0)
-    calm, _ = run(cfg, [A.Signals(reward=1.0)] * 10, _scalar)
-    wild, _ = run(cfg, [A.Signals(reward=(-1.0) ** t * 3) for t in range(10)], _scalar)
+    calm, _ = run(cfg, [A.Signals(reward=1.0)] * 10, host)
+    wild, _ = run(cfg, [A.Signals(reward=(-1.0) ** t * 3) for t in range(10)], host)
     assert lrs(calm)[-1] == pytest.approx(1e-3, rel=1e-5)
     assert lrs(wild)[-1] < 0.5e-3
 
 
 def test_kl_target_lowers_lr_when_kl_overshoots_and_raises_it_below() -> None:
     cfg = A.Config(kl_rule="target", ema_kl_beta=0.0, kl_target=0.1, kl_gain=0.1, kl_clip=0.2)
-    high, _ = run(cfg, [A.Signals(kl=0.5)] * 5, _scalar)
-    low, _ = run(cfg, [A.Signals(kl=0.01)] * 5, _scalar)
+    high, _ = run(cfg, [A.Signals(kl=0.5)] * 5, host)
+    low, _ = run(cfg, [A.Signals(kl=0.01)] * 5, host)
     np.testing.assert_allclose(lrs(high), 1e-3 * np.exp(-0.02 * np.arange(1, 6)), rtol=1e-6)
     np.testing.assert_allclose(lrs(low), 1e-3 * np.exp(0.02 * np.arange(1, 6)), rtol=1e-6)  # error clipped
 
@@ -252,11 +252,11 @@ def test_cyclical_restarts_and_resets_smoothing() -> None:
     cfg = A.Config(
         lr_rule="cyclical", momentum_rule="inverse", cycle_length=4.0, min_lr=1e-4, max_lr=1e-2, ema_beta=0.5
     )
-    hps, _ = run(cfg, [A.Signals(loss=1.0)] * 9, _scalar)
+    hps, _ = run(cfg, [A.Signals(loss=1.0)] * 9, host)
     half = 1e-4 + (1e-2 - 1e-4) * 0.5
     np.testing.assert_allclose(lrs(hps)[[0, 2, 4, 8]], [1e-2, half, 1e-2, 1e-2], rtol=1e-6)
     assert lrs(hps)[3] < lrs(hps)[2] < lrs(hps)[1] < lrs(hps)[0]
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     for t in range(5):
         state, _ = A.update(state, A.Signals(loss=1.0))
         if t == 3:
@@ -266,7 +266,7 @@ def test_cyclical_restarts_and_resets_smoothing() -> None:
 
 def test_warmup_is_linear_then_flat() -> None:
     cfg = A.Config(warmup_steps=4.0)
-    hps, _ = run(cfg, [A.Signals()] * 6, _scalar)
+    hps, _ = run(cfg, [A.Signals()] * 6, host)
     np.testing.assert_allclose(lrs(hps), 1e-3 * np.array([0.25, 0.5, 0.75, 1, 1, 1]), rtol=1e-6)
 
 
@@ -285,13 +285,13 @@ def test_warmup_is_linear_then_flat() -> None:
 )
 def test_momentum_rules(rule: str, losses: list[float], expected: float) -> None:
     cfg = A.Config(momentum_rule=rule, ema_beta=0.0, max_momentum=0.99, momentum_gain=0.05)
-    hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], _scalar)
+    hps, _ = run(cfg, [A.Signals(loss=x) for x in losses], host)
     assert moms(hps)[-1] == pytest.approx(min(max(expected, 0.0), 0.99), rel=1e-6)
 
 
 def test_huge_signals_are_clipped_not_dropped() -> None:
     cfg = A.Config(lr_rule="trend", ema_beta=0.0, trend_up=2.0, trend_down=0.5, trend_threshold=0.0)
-    hps, state = run(cfg, [A.Signals(loss=x) for x in (1e300, 1.0)], _scalar)
+    hps, state = run(cfg, [A.Signals(loss=x) for x in (1e300, 1.0)], host)
     assert int(state.skipped) == 0
     assert lrs(hps)[-1] == pytest.approx(2e-3, rel=1e-5)
 
@@ -376,3 +376,20 @@ def test_a_misspelt_keyword_names_the_closest_field() -> None:
         A.recommended(1e-3, trend_upp=1.1)
     with pytest.raises(TypeError, match=r"'zzz'.*help\(adaptive_sched.Config\)"):
         A.Config(zzz=1.0)
+
+
+def test_host_namespace_keeps_nan_and_rounds_past_float32_to_inf() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warning either
+        assert math.isnan(host.f32(math.nan))
+        assert host.f32(1e39) == math.inf and host.f32(-1e39) == -math.inf
+        assert host.f32(3.4028235e38) == np.float32(3.4028235e38)  # float32's max stays finite
+    # A NaN loss is "not observed", never "infinite": the evidence rule does not cut on it (it once did on the host).
+    cfg = A.recommended(1e-3)
+    stream = [A.Signals(loss=1.0, grad_norm=1.0, grad_cos=0.0), A.Signals(loss=math.nan, grad_norm=1.0, grad_cos=0.0)]
+    a, _ = run(cfg, stream, host)
+    b, _ = run(cfg, stream, np)
+    assert [float(h.lr) for h in a] == [float(h.lr) for h in b]
+    assert a[-1].lr > a[0].lr  # still ramping up: no cut

@@ -132,7 +132,7 @@ def test_bf16_params_get_a_float32_lr_and_a_finite_direction() -> None:
 
 
 def _run(stream: list[A.Signals], cfg: A.Config) -> list[float]:
-    state, out = A.init(cfg, xp=A._scalar), []
+    state, out = A.init(cfg, xp=A.host), []
     for sig in stream:
         state, hp = A.update(state, sig)
         out.append(float(hp.lr))
@@ -175,11 +175,11 @@ def test_in_rl_only_non_finite_values_cut_and_nothing_grows() -> None:
 
 def test_the_diagnostics_name_a_run_far_above_its_base_and_one_at_min_lr_while_improving() -> None:
     events = A.rules.evidence.EVENTS
-    state = A.init(A.recommended(1e-3), xp=A._scalar)
+    state = A.init(A.recommended(1e-3), xp=A.host)
     for t in range(80):
         state, _ = A.update(state, A.Signals(loss=1.0 / (t + 1), grad_norm=1.0, grad_cos=0.9))
     assert A.diagnostics(state)["lr.evidence/event"] == 1 + events.index("far_above_base_lr")
-    state = A.init(A.recommended(1e-3, min_lr=2e-4), xp=A._scalar)
+    state = A.init(A.recommended(1e-3, min_lr=2e-4), xp=A.host)
     for t in range(60):
         state, _ = A.update(state, A.Signals(loss=1.0 / (t + 1), grad_norm=1.0, grad_cos=-0.9))
     assert A.diagnostics(state)["lr.evidence/event"] == 1 + events.index("min_lr_while_improving")

@@ -23,16 +23,16 @@ from streams import (
     all_combos,
     as_float,
     check_bounds_and_finiteness,
-    check_compiled_equals_generic,
+    check_host_equals_device,
     config_for,
     random_stream,
     run_numpy,
+    state_leaves,
 )
 
 import adaptive_sched as A
-from adaptive_sched import _rules, _scalar
+from adaptive_sched import _rules, host
 from adaptive_sched._config import config_doc, numeric_fields, rule_fields
-from adaptive_sched._hostpath import HostController, flatten_state, state_fields
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -145,7 +145,7 @@ def toy_stream() -> list[A.Signals]:
 
 def test_toy_rule_semantics_and_slots_in_plain_python(toy: Any) -> None:
     cfg = A.Config(lr_rule="toy_peak", toy_rate=0.5, ema_beta=0.0, min_lr=1e-9)
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     assert state.rule_state == {"lr.toy_peak.peak": 0.0, "lr.toy_peak.count": 0}
     lrs = []
     for x in (1.0, 2.0, math.nan, 3.0, 2.5, 4.0):
@@ -204,16 +204,17 @@ def test_toy_rule_numpy_jit_and_vmap_agree(toy: Any) -> None:
 
 def test_toy_rule_host_path_and_checkpoints_carry_the_slots(toy: Any) -> None:
     cfg = config_for(("toy_peak", "none", "none", "none"))
-    assert [n for n, _ in state_fields(cfg)][-2:] == list(TOY_KEYS)
-    check_compiled_equals_generic(cfg, toy_stream())
-    host = HostController(cfg)
+    assert list(A.init(cfg).rule_state)[-2:] == list(TOY_KEYS)
+    check_host_equals_device(cfg, toy_stream())
+    state = A.init(cfg, xp=host)
     for sig in toy_stream():
-        host.update(*sig)
-    assert type(host.flat[-1]) is int and host.flat[-1] > 0
-    d = A.state_to_dict(host.state)
+        state, _ = A.update(state, sig)
+    count = state.rule_state["lr.toy_peak.count"]
+    assert type(count) is int and count > 0
+    d = A.state_to_dict(state)
     assert {f"rule_state.{k}" for k in TOY_KEYS} <= set(d)
-    back = A.state_from_dict(d, xp=_scalar)
-    assert flatten_state(back) == host.flat
+    back = A.state_from_dict(d, xp=host)
+    assert state_leaves(back) == state_leaves(state)
     back_np = A.state_from_dict(d)
     assert back_np.rule_state["lr.toy_peak.count"].dtype == np.int32
     del d["rule_state.lr.toy_peak.count"]
@@ -253,31 +254,20 @@ def test_toy_rule_through_the_torch_adapter(toy: Any, device_mode: bool) -> None
 
 def test_toy_rule_host_and_device_mode_agree_bit_for_bit(toy: Any) -> None:
     # One numeric semantics: the registered rule's slots and the lr are the same float32
-    # numbers in host mode (Python floats rounded to float32) and device mode (torch ops).
+    # numbers in host mode (NumPy float32 scalars) and device mode (torch ops).
     torch = pytest.importorskip("torch")
-    import array_api_compat.torch as xp
 
     from adaptive_sched.adapters.torch import AdaptiveScheduler
 
     cfg = config_for(("toy_peak", "exp", "trend", "target"), toy_rate=0.3, ema_beta=0.0)
     stream = [*toy_stream(), A.Signals(loss=1e40, reward=-1e40), A.Signals(loss=1e15 - 1.0, reward=3e38)]
-    host = HostController(cfg)
-    dev = HostController(cfg, A.init(cfg, xp=xp), target="torch")
-
-    def t(v: Any) -> Any:  # as device mode's observe() converts a Python number (finite ones clipped)
-        if v is None:
-            return None
-        x = float(v)
-        return torch.full((), min(max(x, -1e15), 1e15) if math.isfinite(x) else x, dtype=torch.float32)
-
+    check_host_equals_device(cfg, stream)
+    state = A.init(cfg, xp=host)
     for sig in stream:
-        a = host.update(*sig)
-        b = dev.update(*(t(v) for v in sig))
-        assert a == tuple(float(v) for v in b), sig
-        assert host.flat == [int(v) if isinstance(v, torch.Tensor) and v.dtype == torch.int32 else float(v)
-                             for v in dev.flat]
+        state, _ = A.update(state, sig)
     # loss=1e40 was observed as the clipped limit (float32(1e15)), the new peak
-    assert host.flat[-1] > 0 and host.flat[-2] == float(np.float32(1e15))
+    assert state.rule_state["lr.toy_peak.count"] > 0
+    assert state.rule_state["lr.toy_peak.peak"] == np.float32(1e15)
 
     # ... and through the torch adapter's observe() in both modes
     lrs = {}
@@ -289,7 +279,7 @@ def test_toy_rule_host_and_device_mode_agree_bit_for_bit(toy: Any) -> None:
         for sig in stream:
             opt.step()
             sched.observe(*sig[:2], None, *sig[2:])
-        lrs[device_mode] = ([float(v) for v in flatten_state(sched.controller_state)], float(sched.hparams.lr))
+        lrs[device_mode] = (state_leaves(sched.controller_state), float(sched.hparams.lr))
     assert lrs[False] == lrs[True]
 
 
@@ -342,7 +332,7 @@ def test_registering_a_rule_and_a_family_changes_no_existing_config() -> None:
 
     before = A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling")
     text, blob, h = repr(before), pickle.dumps(before), hash(before)
-    state, _ = A.update(A.init(before, xp=_scalar), A.Signals(loss=1.0, reward=0.5))
+    state, _ = A.update(A.init(before, xp=host), A.Signals(loss=1.0, reward=0.5))
     with _rules.registered(TOY, COOL_FAMILY, COOL):
         now = A.Config(lr_rule="trend", trend_up=1.05, reward_rule="scaling")
         assert before == now and hash(before) == h == hash(now)  # compares (and equals one made now)
@@ -360,7 +350,7 @@ def test_schedule_kind_multiplies_after_the_clamp_outside_the_anti_windup() -> N
     with _rules.registered(COOL_FAMILY, COOL):
         cfg = A.Config(lr_rule="trend", toy_cool_rule="linear", trend_up=2.0, trend_threshold=0.0, ema_beta=0.0,
                        base_lr=1e-3, max_lr=4e-3, toy_cool_floor=0.25)  # fmt: skip
-        for xp in (_scalar, np):
+        for xp in (host, np):
             state, lrs, scales = A.init(cfg, xp=xp), [], []
             for t in range(1, 13):
                 if t == 4:
@@ -375,7 +365,7 @@ def test_schedule_kind_multiplies_after_the_clamp_outside_the_anti_windup() -> N
             assert scales[2:] == pytest.approx([math.log(4.0)] * 10, rel=1e-6)  # a_t stays at the bound
         with pytest.raises(ValueError, match=r"no slot\(s\) \['begin'\]"):
             A.set_slots(state, "toy_cool", begin=1.0)
-        check_compiled_equals_generic(cfg, [A.Signals(loss=10.0 - t) for t in range(12)])
+        check_host_equals_device(cfg, [A.Signals(loss=10.0 - t) for t in range(12)])
 
 
 def test_a_front_door_starts_a_schedule_rule_with_set_slots_in_both_torch_modes() -> None:
@@ -384,7 +374,7 @@ def test_a_front_door_starts_a_schedule_rule_with_set_slots_in_both_torch_modes(
 
     with _rules.registered(COOL_FAMILY, COOL):
         cfg = A.Config(lr_rule="trend", toy_cool_rule="linear", trend_up=1.5, trend_threshold=0.0, base_lr=1e-3)
-        state, expected = A.init(cfg, xp=_scalar), []
+        state, expected = A.init(cfg, xp=host), []
         for t in range(1, 9):
             if t == 3:
                 state = A.set_slots(state, "toy_cool", start=2.0, length=3.0)
@@ -413,14 +403,14 @@ def test_obs_bad_tells_a_non_finite_signal_from_a_missing_one() -> None:
     with _rules.registered(_rules.Rule("lr", "backoff", "increment", "loss", backoff, {"rate": rate})):
         cfg = A.Config(lr_rule="backoff", momentum_rule="inverse", ema_beta=0.0, min_lr=1e-9)
         stream = [A.Signals(loss=x) for x in (1.0, math.nan, None, math.inf, None, 2.0)]
-        for xp in (_scalar, np):
+        for xp in (host, np):
             state, lrs = A.init(cfg, xp=xp), []
             for sig in stream:
                 state, hp = A.update(state, sig)
                 lrs.append(float(hp.lr))
             assert lrs == pytest.approx([1e-3 * math.exp(-0.5 * k) for k in (0, 1, 1, 2, 2, 2)], rel=1e-6)
             assert int(state.skipped) == 2 and float(hp.momentum) == pytest.approx(2 / 3, rel=1e-6)
-        check_compiled_equals_generic(cfg, stream)
+        check_host_equals_device(cfg, stream)
 
 
 # ----------------------------------------------------------------------------- docs and hostile streams
@@ -458,8 +448,8 @@ def test_toy_rule_gets_the_hostile_stream_properties(pick: int, stream: list[A.S
         combos = [c for c in all_combos() if "toy_peak" in c]  # the matrix grew by itself
         assert len(combos) == len(all_combos()) // len(A.LR_RULES)
         cfg = config_for(combos[pick % len(combos)])
-        check_bounds_and_finiteness(cfg, stream, _scalar if ns == "scalar" else np)
-        check_compiled_equals_generic(cfg, stream)
+        check_bounds_and_finiteness(cfg, stream, host if ns == "scalar" else np)
+        check_host_equals_device(cfg, stream)
 
 
 def _stub_fields(path: str, cls: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import adaptive_sched as A
-from adaptive_sched import _scalar
+from adaptive_sched import host
 from adaptive_sched._recommended import RANGE_TEST_RULES
 
 BASE = 1e-3
@@ -38,7 +38,7 @@ def search_only(**knobs: Any) -> A.Config:
 
 def drive(cfg: A.Config, losses: list[Any], **signals: Any) -> tuple[list[float], list[dict[str, float]]]:
     """The lr after each update and the search's slots, on Python floats (host semantics)."""
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     lrs, slots = [], []
     for y in losses:
         state, hp = A.update(state, A.Signals(loss=y, **signals))
@@ -128,7 +128,7 @@ def test_in_rl_the_lr_is_base_lr_whatever_the_logging_interval(logging_steps: in
     # New-user finding: with TRL's logging_steps > 1 the signal-less updates between log rows started the search
     # (base_lr/2) and the first reward then ended it there, so an RL run's lr depended on logging_steps by 2x.
     cfg = range_test(1e-3)
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     lrs, factors = [], []
     for t in range(1, 30):  # before the slope test's first test (30 steps), which may cut this flat objective
         sig = A.Signals(loss=-0.5, reward=0.5, kl=0.01, grad_norm=1.0) if t % logging_steps == 0 else A.Signals()
@@ -141,7 +141,7 @@ def test_in_rl_the_lr_is_base_lr_whatever_the_logging_interval(logging_steps: in
 
 def test_a_reward_first_seen_after_the_search_started_undoes_it() -> None:
     cfg = search_only()
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     for n in range(10):  # loss-only rows: the search starts and grows
         state, hp = A.update(state, A.Signals(loss=1.0 - 0.01 * n))
     assert float(hp.lr) != pytest.approx(BASE, rel=1e-3)
@@ -157,7 +157,7 @@ def test_in_rl_the_search_does_not_run_and_the_default_config_never_grows() -> N
     # and the KL jumped. A run that reports a reward or a KL gets no search, and the slope rule has no growth phase.
     rng = np.random.default_rng(0)
     cfg = range_test(1e-2)
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     lrs = []
     for t in range(120):
         reward = min(1.0, t / 25) + 0.02 * rng.normal()  # saturates at 1.0 by step 25
@@ -167,7 +167,7 @@ def test_in_rl_the_search_does_not_run_and_the_default_config_never_grows() -> N
     assert max(lrs) <= 1e-2 * (1 + 1e-6)  # never above the base lr: no growth at all
     assert state.rule_state["search.range.phase"] == 3.0 and state.rule_state["search.range.started"] == 0.0
     # the same objective without reward/KL (a supervised loss): the search does run
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     for t in range(10):
         state, hp = A.update(state, A.Signals(loss=1.0 - 0.05 * t, grad_norm=1.0))
     assert float(hp.lr) > 1e-2 * START
@@ -175,7 +175,7 @@ def test_in_rl_the_search_does_not_run_and_the_default_config_never_grows() -> N
 
 def test_the_slope_test_starts_its_leg_when_the_search_ends() -> None:
     cfg = range_test(BASE)
-    state = A.init(cfg, xp=_scalar)
+    state = A.init(cfg, xp=host)
     losses = [1.0 - 0.01 * n for n in range(20)] + [1.0] * 12  # falls, then rises: the search lands
     ended = None
     for t, y in enumerate(losses, 1):
@@ -219,7 +219,7 @@ def best_constant_lr(steps: int = 300) -> float:
 
 
 def controlled(cfg: A.Config) -> Any:
-    box = [A.init(cfg, xp=_scalar)]
+    box = [A.init(cfg, xp=host)]
 
     def lr_of(t: int, loss: float) -> float:
         box[0], hp = A.update(box[0], A.Signals(loss=loss, grad_norm=1.0))

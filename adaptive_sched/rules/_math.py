@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from adaptive_sched import _scalar
+from adaptive_sched import _host
 from adaptive_sched._signals import SIGNAL_LIMIT
 
 __all__ = ["REL_EPS", "SIGNAL_LIMIT", "TINY", "either", "ever_seen", "log_knob", "trend_step", "variance_factor", "warmup_factor"]
@@ -22,17 +22,14 @@ def log_knob(xp: Any, v: Any) -> Any:
     A rule reads the log of one of its knobs as ``knobs.log_<name>`` (and of a
     core knob as ``ctx.config.log_of(name)``): computed once per config,
     through this function. For other values that depend on knobs alone, use this. Every front door holds
-    concrete knobs as float32 numbers (:func:`adaptive_sched._scalar.knob`), so
+    concrete knobs as float32 numbers (:func:`adaptive_sched._core.knob`), so
     they share one value, ``log`` in float64 rounded once to float32, instead of
     each backend's own float32 ``log`` (XLA, torch and libm differ by an ulp on
     some inputs, and these constants accumulate in ``log_scale``). Traced or
     array knobs (a ``vmap`` over configs) use ``xp.log``.
     """
-    if isinstance(v, (int, float)):
-        host: Any = _scalar  # its elementwise functions come from _scalar.OPS (invisible to type checkers)
-        return host.log(_scalar.float32(v))
-    if isinstance(v, np.float32):  # NumPy's form of a concrete knob: the same host value, typed float32
-        return np.float32(_scalar.log(_scalar.float32(v)))  # type: ignore[attr-defined]
+    if isinstance(v, (int, float, np.float32)):  # a concrete knob: the host's float32 value
+        return _host.log(_host.f32(v))
     return xp.log(v)
 
 

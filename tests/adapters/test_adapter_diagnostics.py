@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,8 +102,8 @@ def test_repr_names_the_decisions_and_stays_short() -> None:
 
 
 def test_diagnostics_cost_is_off_the_hot_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    # observe()/step() never compute them: the core's diagnostics and its compiled form refuse to run here.
-    import adaptive_sched._hostpath as hostpath
+    # observe()/step() never compute them: the core's diagnostics refuse to run here.
+    import adaptive_sched.adapters.torch as adapter
 
     sched, opt = make(False)
 
@@ -113,26 +112,12 @@ def test_diagnostics_cost_is_off_the_hot_path(monkeypatch: pytest.MonkeyPatch) -
 
     with monkeypatch.context() as m:
         m.setattr(A._core, "diagnostics", refuse)
-        m.setattr(hostpath, "diagnostics", refuse)
-        m.setattr(hostpath, "compile_diagnostics", refuse)
+        m.setattr(adapter, "diagnostics", refuse)
         quadratic_run(sched, opt, 30)
         sched.step()
-    # Asked for: compiled once for the config, then a few microseconds a call.
-    t0 = time.perf_counter()
-    sched.diagnostics()
-    first = time.perf_counter() - t0
-    n = 2000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        sched.diagnostics()
-    per_call = (time.perf_counter() - t0) / n
-    t0 = time.perf_counter()
-    for _ in range(n):
-        sched.observe(loss=1.0)
-    observe = (time.perf_counter() - t0) / n
-    print(f"diagnostics(): first call {first * 1e3:.1f} ms (compile), then {per_call * 1e6:.1f} us; "
-          f"observe() {observe * 1e6:.1f} us")  # fmt: skip
-    assert per_call < 200e-6
+    # asked for, they are the core's on the scheduler's state
+    d = sched.diagnostics()
+    assert d["lr"] == sched.hparams.lr and d["step"] == int(A.diagnostics(sched.controller_state)["step"])
 
 
 def test_format_diagnostics_of_the_adapters_values() -> None:

@@ -378,7 +378,7 @@ def drive(order: str, stream: list[A.Signals], cfg: A.Config) -> tuple[list[floa
 
 
 def core_run(cfg: A.Config, stream: list[A.Signals]) -> list[float]:
-    state = A.init(cfg, xp=A._scalar)
+    state = A.init(cfg, xp=A.host)
     out = []
     for sig in stream:
         state, hp = A.update(state, sig)
@@ -824,7 +824,7 @@ def test_gradient_accumulation_micro_steps_fold_into_one_update_per_optimizer_st
         opt.zero_grad()
     assert int(sched.controller_state.step) == 3 and sched.last_epoch == 3
     # the core, one update per optimizer step, fed each signal's mean over its finite micro-step values
-    expected = A.init(cfg, xp=A._scalar)
+    expected = A.init(cfg, xp=A.host)
     for losses in per_step:
         expected, hp = A.update(expected, A.Signals(loss=sum(losses) / 4, reward=(0.0 + 2.0 + 3.0) / 3))
     assert float(sched.hparams.lr) == pytest.approx(float(hp.lr), rel=1e-5)
@@ -838,7 +838,7 @@ def test_a_second_observe_in_one_step_joins_the_first_instead_of_advancing_again
     sched.observe(loss=2.0)
     sched.observe(R=0.5)  # logged apart, same optimizer step
     assert int(sched.controller_state.step) == 1
-    _, hp = A.update(A.init(cfg, xp=A._scalar), A.Signals(loss=2.0, reward=0.5))
+    _, hp = A.update(A.init(cfg, xp=A.host), A.Signals(loss=2.0, reward=0.5))
     assert sched.hparams.lr == hp.lr
     opt.step()
     sched.observe(loss=1.0, R=0.25)

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 
 import adaptive_sched as A
-from adaptive_sched._hostpath import flatten_state
 
 torch = pytest.importorskip("torch")
 
-from streams import f32_at_most  # noqa: E402
+from streams import f32_at_most, state_leaves  # noqa: E402
 
 from adaptive_sched._core import SIGNAL_LIMIT  # noqa: E402
 from adaptive_sched.adapters.torch import AdaptiveScheduler  # noqa: E402
@@ -145,7 +144,7 @@ def test_huge_finite_signals_are_clipped_and_observed_in_both_modes(make: Callab
         sched.observe(loss=make(), R=make())
         st = sched.controller_state
         outcomes.append((int(st.skipped), float(st.loss.ref), float(st.reward.ref), float(st.loss.decay_pow),
-                         [float(v) for v in flatten_state(st)], float(sched.hparams.lr)))
+                         state_leaves(st), float(sched.hparams.lr)))
     (skip_h, loss_h, rew_h, pow_h, *rest_h), (skip_d, loss_d, rew_d, pow_d, *rest_d) = outcomes
     assert skip_h == skip_d == 0  # observed, not dropped
     assert pow_h == pow_d == 0.0  # ema_beta=0: one observation

@@ -22,14 +22,13 @@ def test_torch_quickstart_runs_and_the_recommended_config_drives_the_lr() -> Non
 
 def test_bench_torch_overhead_runs_small() -> None:
     threads = torch.get_num_threads()
-    out = load_example("bench_torch_overhead").main(repeats=1, calls=50, train_calls=5)
+    out = load_example("bench_torch_overhead").main(repeats=1, calls=20, train_calls=2)
     assert torch.get_num_threads() == threads  # restored
-    for key in ("observe_s", "plateau_s", "core_s", "generic_core_s", "train_step_s"):
+    for key in ("core_recommended_s", "observe_recommended_s", "observe_trend_s", "plateau_s", "observe_device_s"):
         assert 0 < out[key] < 1.0
-    # observe() runs exactly the core's update: same stream, same calls, same lr bit for bit.
-    lrs = out["final_lr"]
-    assert lrs["observe"] == lrs["core"] == lrs["generic"]
-    assert lrs["observe"] != 5e-5 and 1e-6 <= lrs["observe"] <= 5e-4  # the reward trend moved it, within bounds
+    assert out["device_aten_ops"] > 0 and out["params"] > 800_000
+    # host and device mode ran the same stream through the same core: the same lr, bit for bit
+    assert out["final_lr"]["host"] == out["final_lr"]["device"]
 
 
 def test_why_lr_changed_prints_each_decision() -> None:
