@@ -23,8 +23,9 @@ COOLDOWN_FRACTION = knob(
     "the part of ``cooldown_total_steps`` the cooldown takes, at its end (in (0, 1]).",
 )
 
-SLOTS = (Slot("start"), Slot("length"))
-"""``start``: the step after which a cooldown started by hand begins (0: none); ``length``: its length in steps."""
+SLOTS = (Slot("start"), Slot("length"), Slot("waited"))
+"""``start``: the step after which a cooldown started by hand begins (0: none); ``length``: its length in steps;
+``waited``: the decayed updates it waited for an lr rule that was still busy (``ctx.searching``)."""
 
 _SHAPES = ("linear", "sqrt", "cosine")
 
@@ -40,17 +41,21 @@ def _factor(xp: Any, shape: str, p: Any) -> Any:
 def _make(shape: str) -> Any:
     def cooldown(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
         sl = ctx.slots
-        t = ctx.t
         total = knobs.total_steps
         known = total > 0.5
         t0 = total * (1.0 - knobs.fraction)
-        p_h = xp.where(known, xp.clip((t - t0) / xp.clip(total - t0, 1.0, 1e30), 0.0, 1.0), 0.0)
+        waited = sl["waited"]
+        if ctx.searching is not False:  # an lr rule says the lr is still too low: the horizon's decay waits
+            waiting = xp.logical_and(xp.logical_and(ctx.searching, known), ctx.t - waited > t0)
+            waited = xp.where(waiting, waited + 1.0, waited)
+        t_h = ctx.t - waited
+        p_h = xp.where(known, xp.clip((t_h - t0) / xp.clip(total - t0, 1.0, 1e30), 0.0, 1.0), 0.0)
         started = sl["length"] > 0.5
-        p_m = xp.where(started, xp.clip((t - sl["start"]) / xp.clip(sl["length"], 1.0, 1e30), 0.0, 1.0), 0.0)
+        p_m = xp.where(started, xp.clip((ctx.t - sl["start"]) / xp.clip(sl["length"], 1.0, 1e30), 0.0, 1.0), 0.0)
         p = xp.where(p_m > p_h, p_m, p_h)
         c = _factor(xp, shape, p)
         out = xp.log(xp.clip(c, TINY, 1.0))
-        return out, {"start": sl["start"], "length": sl["length"]}
+        return out, {"start": sl["start"], "length": sl["length"], "waited": waited}
 
     cooldown.__name__ = f"cooldown_{shape}"
     return cooldown
@@ -67,7 +72,12 @@ cooldown_linear.__doc__ = r"""Linear: the last part of the run decays the lr lin
     ``lr^a_t`` is the adaptive rules' lr (already clamped) and the progress
     ``p_t = clip((t - T0)/(T - T0), 0, 1)``, ``T = total_steps``,
     ``T0 = T(1 - fraction)``. Applied after the adaptive clamp, so it never
-    winds up the stateful rules. Started by hand instead
+    winds up the stateful rules. While an lr rule that runs before it is busy
+    (``ctx.searching``: the ``evidence`` rule once a reward or a KL is
+    observed, where it cannot judge the lr), the horizon's clock stops: ``t``
+    counts only the updates it did not wait, so the decay resumes from where
+    it paused and may end above ``min_lr``. A cooldown started by hand never
+    waits. Started by hand instead
     (:func:`adaptive_sched.start_cooldown` at step ``s`` for ``L`` steps):
     ``p_t = clip((t - s)/L, 0, 1)``; with both, the further along wins.
     At ``p = 1`` the lr is ``min_lr``.

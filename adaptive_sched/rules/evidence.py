@@ -51,7 +51,7 @@ SLOTS = (
     Slot("s"), Slot("ramping", init=1.0), Slot("started"),
     Slot("nc"), Slot("cpow", init=1.0), Slot("cm"), Slot("cq"),
     Slot("ny"), Slot("ypow", init=1.0), Slot("ym"), Slot("d2"), Slot("yprev"), Slot("sig_y"),
-    Slot("ys"), Slot("yspow", init=1.0), Slot("hold"), Slot("n_rise"), Slot("why", "int32"),
+    Slot("ys"), Slot("yspow", init=1.0), Slot("hold"), Slot("n_rise"), Slot("why", "int32"), Slot("rl"),
 )  # fmt: skip
 EVENTS = ("cut_reversal", "cut_loss_rose", "cut_not_finite", "above_base_lr", "far_above_base_lr",
           "min_lr_while_improving")  # fmt: skip
@@ -99,8 +99,9 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       cooldown, ``hold`` updates after a rise or non-finite cut, or once a
       reward or a KL is observed (RL fine-tuning: there the KL budget bounds
       the lr, and ``kl_rule="target"`` steers it; the objective moves with the
-      policy's own data, so only non-finite values cut there either: after
-      the warm start the lr stays at ``base_lr``).
+      policy's own data, so only non-finite values cut there either; and a
+      warm start would judge nothing: the lr is ``base_lr`` from the first
+      update with a reward or a KL).
     * *cut* on positive evidence only, the strongest that applies: the steps
       reverse, ``z < -z`` and ``c̄ < -dead_zone`` (overshoot; Pflug's test of
       the sign of consecutive gradients' inner products, Chee & Toulis, 2018,
@@ -114,6 +115,12 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       loss: ``lr *= drop_bad``. A cut restarts the direction statistics.
     * A stalled loss moves nothing: no decision rests on the absence of
       progress, so a slow, steady loss keeps its lr.
+    * Once a reward or a KL is observed the rule is *busy*
+      (:attr:`Rule.busy`): it cannot judge the lr there (it neither grows nor
+      cuts on the direction or the loss), so a cooldown planned by the horizon
+      waits too. Measured on the bench's two RL tasks, the horizon's decay
+      ended worse than a constant lr at a too-low lr (x0.1: mean reward -0.39
+      against -0.34) and lowered the reward at every grid lr on one of them.
 
     Undefined readings (a NaN ``grad_cos``: a zero norm, the first step; a
     NaN loss) hold everything they feed. The lr stays within
@@ -184,6 +191,8 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     ramp_rate = -knobs.log_start / knobs.ramp
     ramp_on = xp.logical_and(xp.logical_and(ramping, xp.logical_not(too_high)), sl["started"] > 0.5)  # not the first
     ramp_inc = xp.where(ramp_on, xp.clip(-s, 0.0, ramp_rate), 0.0)
+    if rl is not False:  # RL: nothing here judges the lr, so a warm start judges nothing either: base_lr at once
+        ramp_inc = xp.where(xp.logical_and(xp.logical_and(rl, ramping), xp.logical_not(too_high)), xp.clip(-s, 0.0, 1e30), ramp_inc)
     blocked = either(xp, either(xp, sl["hold"] > 0.5, ctx.t <= ctx.config.warmup_steps), either(xp, ramping, too_high))
     blocked = either(xp, either(xp, blocked, ctx.cooling), rl)
     g = xp.clip(knobs.growth * (mean - knobs.dead_zone), 0.0, knobs.max_growth)
@@ -209,6 +218,8 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
         "ys": xp.where(rise, ym * (1.0 - yspow) / xp.clip(1.0 - ypow, 1e-6, 1.0), ys), "yspow": yspow,
         "n_rise": xp.where(rise, 0.0, n_rise),
         "hold": xp.where(either(xp, rise, bad), knobs.hold, xp.clip(sl["hold"] - 1.0, 0.0, 1e30)),
+        # RL fine-tuning: the lr is not judged here, so a planned decay waits too (Rule.busy)
+        "rl": xp.where(rl, 1.0, 0.0) if rl is not False else 0.0,
     }  # fmt: skip
     return s_new - sl["s"], new
 
@@ -254,6 +265,7 @@ register(
             "nothing (hypergradient, Baydin et al. 2018; Pflug's test, Chee & Toulis 2018)"
         ),
         reads=("grad_cos", "grad_norm", "reward", "kl"),
+        busy=lambda new: new["rl"] > 0.5,
         events=EVENTS,
         event=_evidence_event,
         explain=_explain,
