@@ -170,7 +170,24 @@ def test_in_rl_only_non_finite_values_cut_and_nothing_grows() -> None:
     stream = [A.Signals(loss=-0.1 * t, reward=0.1 * t, kl=0.01, grad_norm=1.0, grad_cos=c) for t, c in
               zip(range(60), [0.8] * 30 + [-0.8] * 30)]  # fmt: skip
     lrs = _run(stream, A.recommended(1e-3))
-    assert lrs[10:] == pytest.approx([1e-3] * 50, rel=1e-6)
+    assert lrs == pytest.approx([1e-3] * 60, rel=1e-6)  # no warm start either: nothing judges the lr there
+
+
+def test_in_rl_the_horizons_cooldown_waits_but_one_started_by_hand_does_not() -> None:
+    # The bench's RL tasks ended worse than constant lr with the horizon's decay (rl-length x0.1: -13.8%).
+    rl = [A.Signals(loss=-0.01 * t, reward=0.01 * t, grad_norm=1.0, grad_cos=0.0) for t in range(40)]
+    assert _run(rl, A.recommended(1e-3, total_steps=40)) == pytest.approx([1e-3] * 40, rel=1e-6)
+    state = A.init(A.recommended(1e-3), xp=A.host)
+    lrs = []
+    for t, sig in enumerate(rl):
+        if t == 20:
+            state = A.start_cooldown(state, 10)
+        state, hp = A.update(state, sig)
+        lrs.append(float(hp.lr))
+    assert lrs[19] == pytest.approx(1e-3) and lrs[29] == pytest.approx(1e-5) and lrs[24] < 1e-3
+    # supervised: the horizon's decay runs as before
+    sup = [A.Signals(loss=1.0 + 0.01 * (-1) ** t, grad_norm=1.0, grad_cos=0.0) for t in range(40)]
+    assert _run(sup, A.recommended(1e-3, total_steps=40))[-1] == pytest.approx(1e-5, rel=1e-5)
 
 
 def test_the_diagnostics_name_a_run_far_above_its_base_and_one_at_min_lr_while_improving() -> None:
