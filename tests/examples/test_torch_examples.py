@@ -43,3 +43,10 @@ def test_why_lr_changed_prints_each_decision() -> None:
     assert d["lr"] == pytest.approx(1e-5)  # the cooldown reached min_lr = base_lr / 100
     assert re.search(r"decisions: .*lr\.evidence \w+ at step \d+", out["repr"])
     assert "cooldown.linear cooldown at step 151" in out["repr"]
+
+
+def test_bench_direction_cost_runs_small() -> None:
+    threads = torch.get_num_threads()
+    out = load_example("bench_direction_cost").main(steps=3)
+    assert torch.get_num_threads() == threads  # restored
+    assert out["params"] > 1_000_000 and 0 < out["direction_s"] < 1.0 and 0 < out["optimizer_step_s"] < 1.0
