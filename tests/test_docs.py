@@ -92,15 +92,27 @@ def test_every_example_script_is_named_in_the_docs() -> None:
     assert not unnamed, f"examples not named in README.md or docs/: {unnamed}"
 
 
-def test_the_docs_rule_table_is_the_generated_one() -> None:
+def _tables_tool() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_rule_tables", ROOT / "tools" / "update_rule_tables.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/concepts.md"])
+def test_the_rule_tables_are_the_generated_one(name: str) -> None:
     from adaptive_sched import _rules
 
-    text = (ROOT / "docs" / "concepts.md").read_text(encoding="utf-8")
-    table = text.split(_rules.README_BEGIN + "\n", 1)[1].split(_rules.README_END, 1)[0]
-    assert table == _rules.rule_table_markdown(), (
-        "docs/concepts.md's rule table is stale; regenerate it with "
-        "python -c \"from adaptive_sched._rules import update_readme; update_readme('docs/concepts.md')\""
-    )
+    tool = _tables_tool()
+    text = (ROOT / name).read_text(encoding="utf-8")
+    assert tool.update(ROOT / name, check=True) is False, f"{name}'s rule table is stale: python tools/update_rule_tables.py"
+    table = tool.table_in(text)
+    assert table == _rules.rule_table_markdown()
+    for rule in _rules.RULES.values():
+        assert f"| `{rule.name}` |" in table
 
 
 def test_every_docs_page_is_in_the_site_navigation() -> None:

@@ -416,17 +416,6 @@ def test_obs_bad_tells_a_non_finite_signal_from_a_missing_one() -> None:
 # ----------------------------------------------------------------------------- docs and hostile streams
 
 
-def test_readme_rule_table_is_the_generated_one() -> None:
-    text = README.read_text(encoding="utf-8")
-    table = text.split(_rules.README_BEGIN + "\n", 1)[1].split(_rules.README_END, 1)[0]
-    assert table == _rules.rule_table_markdown(), (
-        "README's rule table is stale; regenerate it with "
-        "python -c \"from adaptive_sched._rules import update_readme; update_readme('README.md')\""
-    )
-    for rule in _rules.RULES.values():
-        assert f"| `{rule.name}` |" in table
-
-
 def test_toy_rule_appears_in_the_generated_table(toy: Any) -> None:
     row = [line for line in _rules.rule_table_markdown().splitlines() if "`toy_peak`" in line]
     assert row == [
