@@ -156,6 +156,8 @@ def namespace_of(x: Any) -> Any:
     """
     if isinstance(x, (int, float, np.generic)):
         return _host
+    if _TORCH and type(x) is _TORCH[1]:  # (no lru_cache'd lookups: torch.compile traces this)
+        return _TORCH[0]
     import array_api_compat
 
     if array_api_compat.is_jax_array(x):
@@ -186,7 +188,9 @@ _TORCH: list[Any] = []
 
 def _torch_namespace(base: Any) -> Any:
     if not _TORCH:
-        _TORCH.append(_Torch64(base))
+        import torch
+
+        _TORCH.extend([_Torch64(base), torch.Tensor])
     return _TORCH[0]
 
 
@@ -195,8 +199,12 @@ def _caster(xp: Any, like: Any) -> Any:
     if xp is _host:
         return _host.astype
     if _is_torch(xp):
-        dev = like.device
-        return lambda v, dtype: xp.astype(xp.asarray(v, device=dev), dtype)
+        dev, tensor = like.device, type(like)
+
+        def cast(v: Any, dtype: Any) -> Any:  # a tensor of the dtype already: as it is (no copy, no op)
+            return v if type(v) is tensor and v.dtype == dtype else xp.astype(xp.asarray(v, device=dev), dtype)
+
+        return cast
     return lambda v, dtype: xp.astype(xp.asarray(v), dtype)
 
 
@@ -307,9 +315,11 @@ def _log32(xp: Any, v: Any, like: Any = None) -> Any:
 
 
 def _is_torch(xp: Any) -> bool:
+    if xp is _host or (_TORCH and xp is _TORCH[0]):
+        return xp is not _host
     import array_api_compat
 
-    return xp is not _host and bool(array_api_compat.is_torch_namespace(xp))
+    return bool(array_api_compat.is_torch_namespace(xp))
 
 
 def init(config: Config, xp: Any = None, device: Any = None) -> State:

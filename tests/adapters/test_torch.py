@@ -855,3 +855,27 @@ def test_observe_without_optimizer_steps_warns_once_that_it_folds() -> None:
     texts = [str(w.message) for w in caught]
     assert len(texts) == 1 and re.search(r"called 64 times since the last optimizer step.*fold into one update", texts[0])
     assert int(sched.controller_state.step) == 1
+
+
+def test_device_mode_compiled_agrees_with_eager_and_dispatches_few_ops() -> None:
+    from torch.profiler import profile
+
+    with pytest.raises(ValueError, match=r"compile=True\) needs device_mode=True"):
+        AdaptiveScheduler(torch.optim.SGD([one_param()], lr=1e-3), A.recommended(1e-3), compile=True)
+    rng = np.random.default_rng(0)
+    stream = [(float(2 - t / 40 + 0.05 * rng.normal()), float(0.2 + 0.3 * rng.normal())) for t in range(40)]
+    lrs, ops = {}, {}
+    for compiled in (False, True):
+        opt = torch.optim.SGD([one_param()], lr=torch.tensor(1e-3))
+        sched = AdaptiveScheduler(opt, A.recommended(1e-3), device_mode=True, compile=compiled)
+        for loss, cos in stream:
+            opt.step()
+            sched.observe(loss=torch.tensor(loss), grad_norm=torch.tensor(1.0), grad_cos=torch.tensor(cos))
+        lrs[compiled] = float(sched.get_last_lr()[0])
+        signals = {k: torch.tensor(v) for k, v in (("loss", 1.0), ("grad_norm", 1.0), ("grad_cos", 0.1))}
+        opt.step()
+        with profile() as prof:
+            sched._advance([signals["loss"], None, signals["grad_norm"], None, signals["grad_cos"]], "observe")
+        ops[compiled] = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+    assert lrs[True] == pytest.approx(lrs[False], rel=1e-5)
+    assert ops[False] > 300 and ops[True] <= 50, ops  # the core's update alone: one compiled kernel
