@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from adaptive_sched import _host, _rules
-from adaptive_sched._config import Config, ensure_pytree, pytree_if_jax
+from adaptive_sched._config import Config, _make, ensure_pytree, pytree_if_jax
 from adaptive_sched._rules import Obs, Outcome, RuleContext, knobs_of, slot_key
 from adaptive_sched._signals import (
     SIGNAL_LIMIT,
@@ -268,8 +268,6 @@ def _prepare(config: Config, value: Any, log: Any) -> Config:
 
     The bounds are first rounded inward to float32 values (:func:`_inward`).
     """
-    from adaptive_sched._config import _make
-
     knobs = {n: _inward(n, v) for n, v in config._knobs.items()}
     return _make(config._active, {n: value(v) for n, v in knobs.items()}, {n: log(v) for n, v in knobs.items()})
 

@@ -46,10 +46,14 @@ def recommended(base_lr: Any, total_steps: Any = None, **overrides: Any) -> Conf
       cut only on positive evidence that it is too high: the steps reverse
       (mean ``grad_cos`` significantly below -0.1: x0.7), the loss rises
       significantly (x0.5), or a gradient norm or loss is not finite (x0.5).
-      A stalled loss moves nothing, so a slow, steady loss keeps its lr: the
-      lr never falls below ``base_lr`` for lack of progress alone. No growth
-      during a warmup (``warmup_steps``) or a cooldown, or once a reward or a
-      KL is observed (RL fine-tuning).
+      A stalled loss never moves the lr below ``base_lr``, so a slow, steady
+      loss keeps its lr; growth above ``base_lr`` is given back (at most 5%
+      an update, never below ``base_lr``) once the mean ``grad_cos`` turns
+      negative and the loss no longer falls significantly: a noise floor,
+      which a higher lr raises. No growth during a warmup (``warmup_steps``)
+      or a cooldown. Once a reward or a KL is observed (RL fine-tuning) the
+      lr is ``base_lr`` (no warm start; a planned cooldown waits): nothing
+      there judges the lr.
     * ``cooldown_rule="linear"``, at the end: with ``total_steps`` given, the
       last half of the run decays the lr linearly to ``min_lr`` on top of what
       the evidence rule decided (warmup-stable-decay; Hu et al., 2024; Hägele

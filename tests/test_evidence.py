@@ -306,3 +306,20 @@ def test_large_tensors_estimate_the_direction_on_a_sample_close_to_the_exact_one
         if exact is not None:
             assert float(sampled) == pytest.approx(float(exact), abs=0.02)  # well inside the rule's 0.1 dead zone
         opt.step()
+
+
+def test_growth_is_given_back_on_a_noise_floor_but_never_below_base() -> None:
+    # Grown on agreeing steps, then a flat noisy loss with steps that lean back: the excess goes, base_lr stays.
+    rng = np.random.default_rng(0)
+    grow = [A.Signals(loss=1.0 / (t + 1), grad_norm=1.0, grad_cos=0.8) for t in range(60)]
+    floor = [A.Signals(loss=0.02 + 0.001 * float(rng.normal()), grad_norm=1.0, grad_cos=-0.05) for _ in range(200)]
+    lrs = _run(grow + floor, A.recommended(1e-3))
+    assert lrs[59] > 5e-3  # grew
+    assert min(lrs[60:]) >= 1e-3 * (1 - 1e-6) and lrs[-1] == pytest.approx(1e-3, rel=1e-5)  # back to base_lr, not below
+    # a loss still falling keeps the growth, and so do steps that still agree
+    falling = [A.Signals(loss=0.02 * 0.99**t, grad_norm=1.0, grad_cos=-0.05) for t in range(100)]
+    got = _run(grow + falling, A.recommended(1e-3))
+    assert min(got[60:]) >= lrs[59] * (1 - 1e-6)
+    agreeing = [A.Signals(loss=0.02 + 0.001 * float(rng.normal()), grad_norm=1.0, grad_cos=0.05) for _ in range(100)]
+    got = _run(grow + agreeing, A.recommended(1e-3))
+    assert min(got[60:]) >= lrs[59] * (1 - 1e-6)

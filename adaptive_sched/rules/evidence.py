@@ -38,6 +38,11 @@ Z_RISE = knob(
     "a rise of the smoothed loss this many standard errors above its slow average is evidence (>= 0).",
 )
 HOLD = knob("evidence_hold", 20.0, CHECKS["nonneg"], "updates without growth after a loss-rise or non-finite cut (>= 0).")
+SETTLE = knob(
+    "evidence_settle", 0.05, CHECKS["nonneg"],
+    "log-lr given back per update, toward ``base_lr`` and never below it, while the lr is above ``base_lr``, the mean "
+    "``grad_cos`` is below 0 and the loss does not fall significantly (>= 0; 0.05: the growth cap).",
+)
 
 _BETA_Y = 0.8  # the robust loss EMA (the range test's estimator)
 _BETA_SLOW = 0.95  # the slow loss EMA whose minimum a rise is measured from
@@ -113,8 +118,16 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       observations in a row, unless ``c̄`` says the lr is too low:
       ``lr *= drop_rise`` (the slow EMA restarts at the fast one); a non-finite gradient norm or an infinite
       loss: ``lr *= drop_bad``. A cut restarts the direction statistics.
-    * A stalled loss moves nothing: no decision rests on the absence of
-      progress, so a slow, steady loss keeps its lr.
+    * A stalled loss never moves the lr below ``base_lr``: no cut rests on the
+      absence of progress, so a slow, steady loss keeps its lr. Above
+      ``base_lr`` (after growth), the excess lasts only while evidence supports
+      it: when the steps lean back (``c̄ < 0``, past the equilibrium) and the
+      fast loss EMA is not significantly below the slow one (a noise floor,
+      which a higher lr raises), ``log lr -= min(settle, log(lr / base_lr))``:
+      back toward ``base_lr``, never below it. Measured on an ill-conditioned
+      noisy quadratic 10x above its base lr (``bench_heldout_tasks.py``): the
+      lr had grown to 14x and stayed on the noise floor (3.5x constant's final
+      value); now it comes back (1.7x).
     * Once a reward or a KL is observed the rule is *busy*
       (:attr:`Rule.busy`): it cannot judge the lr there (it neither grows nor
       cuts on the direction or the loss), so a cooldown planned by the horizon
@@ -203,7 +216,13 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     # this rule lies in [min_lr / (base w_t), max_lr / (base w_t)], so its state never drifts from the core's.
     warm = warmup_factor(xp, ctx.config.warmup_steps, ctx.t)
     log_warm = xp.clip(xp.log(xp.clip(warm, TINY, 1.0)), s_lo - 1.0, s_hi + 1.0)
-    s_new = xp.clip(s + ramp_inc + grow + cut, s_lo - log_warm, s_hi - log_warm)
+    # Growth above base_lr lasts while evidence supports it: once the steps lean back and the loss no longer falls
+    # significantly (a noise floor, which a higher lr raises), the excess is given back toward base_lr.
+    falling = xp.logical_and(tested, yhat < yshat - margin)
+    past = xp.logical_and(mean < 0.0, nc >= knobs.min_samples)  # the steps lean back: past the equilibrium
+    idle = xp.logical_and(xp.logical_and(y_ok, past), xp.logical_not(falling))
+    settle = xp.where(xp.logical_and(idle, s > 0.0), -xp.clip(s, 0.0, knobs.settle), 0.0)
+    s_new = xp.clip(s + ramp_inc + grow + cut + settle, s_lo - log_warm, s_hi - log_warm)
     # which evidence the cut rests on (the strongest, as applied): 1 reversal, 2 loss rise, 3 not finite
     why = xp.where(cut < 0.0, xp.where(xp.logical_and(bad, cut >= knobs.log_drop_bad), 3,
                                        xp.where(xp.logical_and(rise, cut >= knobs.log_drop_rise), 2, 1)), 0)  # fmt: skip
@@ -256,13 +275,14 @@ register(
         "lr", "evidence", "increment", "loss", evidence,
         {"start": START, "ramp": RAMP, "beta_cos": BETA_COS, "min_samples": MIN_N, "z": Z, "dead_zone": DEAD_ZONE,
          "growth": GROWTH, "max_growth": MAX_GROWTH, "drop_reversal": DROP_REVERSAL, "drop_rise": DROP_RISE,
-         "drop_bad": DROP_BAD, "z_rise": Z_RISE, "hold": HOLD},
+         "drop_bad": DROP_BAD, "z_rise": Z_RISE, "hold": HOLD, "settle": SETTLE},
         slots=SLOTS,
         formula=(
             "warm start at `base·start`, up to `base` in `ramp` updates; grow `min(growth·(c̄−dead), max)` while the "
             "mean `grad_cos` is significantly above `dead_zone`; cut ×`drop_reversal` when it is significantly below "
-            "`−dead_zone`, ×`drop_rise` on a significant loss rise, ×`drop_bad` on non-finite values; a stall moves "
-            "nothing (hypergradient, Baydin et al. 2018; Pflug's test, Chee & Toulis 2018)"
+            "`−dead_zone`, ×`drop_rise` on a significant loss rise, ×`drop_bad` on non-finite values; above `base`, "
+            "give back `settle` an update while `c̄ < 0` and the loss does not fall; a stall never cuts below `base` "
+            "(hypergradient, Baydin et al. 2018; Pflug's test, Chee & Toulis 2018)"
         ),
         reads=("grad_cos", "grad_norm", "reward", "kl"),
         busy=lambda new: new["rl"] > 0.5,
