@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from adaptive_sched import _rules
@@ -206,30 +205,29 @@ def _direction(updates: Any, previous: Any) -> tuple[jax.Array, jax.Array]:
     return jnp.sqrt(gg), cos.astype(jnp.float32)
 
 
-def _checked_rules_id(found: Any, config: Config) -> jax.Array:
-    """The state's ``rules_id`` after refusing one that is not ``config``'s (:func:`check_rule_set`).
+def _checked_rules_id(found: Any, config: Config) -> tuple[jax.Array, Any]:
+    """The state's ``rules_id``, and whether it is ``config``'s (:func:`check_rule_set`).
 
-    Eagerly a ``ValueError``; under ``jax.jit`` the comparison runs on the
-    device and only a mismatch calls back to the host to raise (the callback is
-    in an untaken ``lax.cond`` branch otherwise, and a ``pure_callback`` keeps
-    the fast dispatch path that an effectful ``jax.debug.callback`` loses).
+    Eagerly a ``ValueError`` naming both rule sets. Under ``jax.jit`` the
+    comparison is a value: a mismatch makes the hyperparameters NaN
+    (:func:`_poisoned`), so such a step can never run quietly with another rule
+    set's state; :func:`diagnostics` and :func:`controller_state` (eager) then
+    raise the message. A ``lax.cond`` with a host callback to raise would cost
+    about 180 us per step on a CPU (XLA splits the program at a conditional):
+    more than the whole controller.
     """
     if not isinstance(found, jax.core.Tracer):
         check_rule_set(config, found)
-        return jnp.asarray(found, jnp.int32)
-
-    def refuse(v: Any) -> Any:
-        check_rule_set(config, v)
-        return np.asarray(v, np.int32)
-
+        return jnp.asarray(found, jnp.int32), True
     found = jnp.asarray(found, jnp.int32)
-    out = jax.ShapeDtypeStruct(found.shape, jnp.int32)
-    return jax.lax.cond(
-        found != rule_set_id(config),
-        lambda v: jax.pure_callback(refuse, out, v, vmap_method="expand_dims"),
-        lambda v: v,
-        found,
-    )
+    return found, found == rule_set_id(config)
+
+
+def _poisoned(hp: Hparams, ok: Any) -> Hparams:
+    """``hp``, NaN where ``ok`` is False (a state of another rule set under jit)."""
+    if ok is True:
+        return hp
+    return Hparams(*(jnp.where(ok, v, jnp.nan) for v in hp))
 
 
 def inject_hyperparams(
@@ -355,11 +353,12 @@ def inject_hyperparams(
             value: Any = None,
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
-            rules_id = _checked_rules_id(state.rules_id, config)
+            rules_id, same = _checked_rules_id(state.rules_id, config)
             check_slots(config, state.controller)
             signals = read_signals(updates, value, extra_args, state.previous_update)
             signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
             controller, hp = update(state.controller, signals)
+            hp = _poisoned(hp, same)
             hyperparams = dict(state.inner_state.hyperparams)
             hyperparams["learning_rate"] = _scheduled_lr(hp, state.controller, schedule)
             if mom_name is not None:
@@ -443,11 +442,12 @@ def scale_by_controller(
         **extra_args: Any,
     ) -> tuple[Any, ScaleByControllerState]:
         del params
-        rules_id = _checked_rules_id(state.rules_id, config)
+        rules_id, same = _checked_rules_id(state.rules_id, config)
         check_slots(config, state.controller)
         signals = read_signals(updates, value, extra_args, state.previous_update)
         signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
         controller, hp = update(state.controller, signals)
+        hp = _poisoned(hp, same)
         if schedule is not None:
             lr = _scheduled_lr(hp, state.controller, schedule)
             hp = hp._replace(lr=lr, lr_scale=lr / jnp.asarray(controller.config.knobs["base_lr"], jnp.float32))
@@ -543,7 +543,10 @@ def _one_node(opt_state: Any, caller: str) -> AdaptiveHyperparamsState | ScaleBy
             f"{caller}: opt_state holds {len(found)} adaptive_sched controller states (from "
             "adaptive_sched.optax.inject_hyperparams or scale_by_controller); pass the part that holds one"
         )
-    return found[0]
+    node = found[0]
+    if not isinstance(node.rules_id, jax.core.Tracer):  # restored from another rule set: say so (jit made it NaN)
+        check_rule_set(node.controller.config, node.rules_id)
+    return node
 
 
 def controller_state(opt_state: Any) -> State:
