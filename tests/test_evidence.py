@@ -323,3 +323,24 @@ def test_growth_is_given_back_on_a_noise_floor_but_never_below_base() -> None:
     agreeing = [A.Signals(loss=0.02 + 0.001 * float(rng.normal()), grad_norm=1.0, grad_cos=0.05) for _ in range(100)]
     got = _run(grow + agreeing, A.recommended(1e-3))
     assert min(got[60:]) >= lrs[59] * (1 - 1e-6)
+
+
+def test_the_smoothed_loss_follows_a_fast_fall_to_a_flat_floor() -> None:
+    # Reported by a new user: after a fast fall the winsorised loss EMA stopped following (4.5 against a loss of
+    # 1e-5), because its clip bound shrank with the noise while the level still lagged. A lasting shift is not a spike.
+    for head in ([9.0 * 0.7**t for t in range(30)], [9.0 + 0.01 * (-1) ** t for t in range(20)]):
+        state = A.init(A.recommended(1e-3), xp=A.host)
+        for x in head + [1e-4] * 100:
+            state, _ = A.update(state, A.Signals(loss=x, grad_norm=1.0, grad_cos=0.0))
+        d = A.diagnostics(state)
+        assert float(d["lr.evidence/smoothed_loss"]) < 2e-4 and float(d["lr.evidence/slow_loss"]) < 0.1
+    # a single spike is still winsorised: it does not make the loss "rise"
+    state = A.init(A.recommended(1e-3), xp=A.host)
+    spiky = [1.0 + 0.01 * (-1) ** t for t in range(40)]
+    spiky[30] = 50.0
+    lrs = []
+    for x in spiky:
+        state, hp = A.update(state, A.Signals(loss=x, grad_norm=1.0, grad_cos=0.0))
+        lrs.append(float(hp.lr))
+    assert float(A.diagnostics(state)["lr.evidence/smoothed_loss"]) < 1.1
+    assert min(lrs[30:]) == pytest.approx(1e-3, rel=1e-5)  # no cut

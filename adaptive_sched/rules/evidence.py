@@ -112,7 +112,8 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       the sign of consecutive gradients' inner products, Chee & Toulis, 2018,
       "Convergence diagnostics for stochastic gradient descent with constant
       learning rate", AISTATS): ``lr *= drop_reversal``; the loss rises, a
-      robust smoothed loss (EMA 0.8, winsorised at 3 noise sds, the noise from
+      robust smoothed loss (EMA 0.8, winsorised at 3 noise sds or, if more, the last loss's distance
+      from it: a spike is clipped, a lasting shift passes; the noise from
       first differences as the range test's) above a slow EMA (0.95) of it
       by ``max(z_rise * se, 0.1% of it)`` (``se`` of the two EMAs' gap) on 3
       observations in a row, unless ``c̄`` says the lr is too low:
@@ -169,7 +170,11 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     prev_hat = sl["ym"] / xp.clip(1.0 - sl["ypow"], 1e-6, 1.0)
     lim = 3.0 * sl["sig_y"]
     late = ny > 4.5
-    yw = xp.where(late, xp.clip(y, prev_hat - lim, prev_hat + lim), y)
+    # Winsorised at 3 noise sds from the level, widened to the last loss's own distance from it: a one-step spike
+    # is clipped, a lasting shift (a fast fall, a rise) passes from its second observation (the noise sd alone
+    # would shrink on a flat floor while the level still lags, and the level would never catch up).
+    wide = _max(xp, lim, xp.abs(sl["yprev"] - prev_hat))
+    yw = xp.where(late, xp.clip(y, prev_hat - wide, prev_hat + wide), y)
     ym = xp.where(y_ok, _BETA_Y * sl["ym"] + (1.0 - _BETA_Y) * yw, sl["ym"])
     ypow = xp.where(y_ok, sl["ypow"] * _BETA_Y, sl["ypow"])
     yhat = ym / xp.clip(1.0 - ypow, 1e-6, 1.0)
