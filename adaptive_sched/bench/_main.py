@@ -116,7 +116,8 @@ class BenchRun:
         """The timing lines the console command prints."""
         return (
             f"wall time {self.wall_s:.1f} s: compile {self.compile_s:.1f} s, run {self.run_s:.1f} s, "
-            f"other {self.other_s:.1f} s (data, policy pretraining, plots, torch mirror)\n{self.compile_cache}"
+            f"other {self.other_s:.1f} s (data, policy pretraining, plots and the torch mirror if it ran)\n"
+            f"{self.compile_cache}"
         )
 
 

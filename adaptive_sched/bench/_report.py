@@ -874,8 +874,8 @@ def verdict_lines(results: Sequence[TaskResult], summaries: Mapping[str, Any]) -
         by = {k: [r.task.name for r, h in known if h["vs_best_tuned"]["verdict"] == k] for k in ("wins", "ties", "loses")}
         n = len(known)
         lines.append(
-            f"**Know the run's length and have no budget to tune the lr?** Use `recommended(base_lr, total_steps=...)` "
-            f"(`{method}` here). At the task's base lr, untuned, it ties or beats the best baseline *tuned at its own "
+            f"**Know the run's length and have no budget to tune the lr?** `recommended(base_lr, total_steps=...)` "
+            f"(`{method}` here), at the task's base lr and untuned, ties or beats the best baseline *tuned at its own "
             f"best lr* on {len(by['wins']) + len(by['ties'])} of {n} task(s)"
             + (f" ({_join(by['wins'] + by['ties'])})" if by["wins"] or by["ties"] else "")
             + (f", and loses on {_join(by['loses'])}." if by["loses"] else ".")

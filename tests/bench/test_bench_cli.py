@@ -95,7 +95,7 @@ def test_quick_run_end_to_end(
     # A user reads the verdict first: plain words, computed from the run, before any table.
     lines = report.splitlines()
     assert lines[0] == "# adaptive-sched bench: what to use when" and lines[4] == "## Verdict"
-    assert lines[6].startswith("**Know the run's length and have no budget to tune the lr?** Use `recommended(")
+    assert lines[6].startswith("**Know the run's length and have no budget to tune the lr?** `recommended(")
     assert "**Don't know the run's length?** `recommended(base_lr)` (`ours` here)" in report
     assert re.search(r"^- \*\*digits-mlp\*\* \(test_accuracy ↑\): untuned at the base lr, `ours-horizon` ", report, re.M)
     assert report.index("## Verdict") < report.index("## Headline") < report.index("## Appendix: thresholds")

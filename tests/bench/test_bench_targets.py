@@ -457,8 +457,8 @@ def test_the_report_opens_with_a_verdict_computed_from_the_summaries() -> None:
     summaries["rl-length"]["headline"]["horizon_free"]["verdict_base"] = "ties"
     lines = verdict_lines(results, summaries)
     assert lines[0] == (
-        "**Know the run's length and have no budget to tune the lr?** Use `recommended(base_lr, total_steps=...)` "
-        "(`ours-horizon` here). At the task's base lr, untuned, it ties or beats the best baseline *tuned at its own "
+        "**Know the run's length and have no budget to tune the lr?** `recommended(base_lr, total_steps=...)` "
+        "(`ours-horizon` here), at the task's base lr and untuned, ties or beats the best baseline *tuned at its own "
         "best lr* on 4 of 5 task(s) (digits-mlp, logreg, rl-sentiment and rl-length), and loses on char-lm."
     )
     assert lines[2] == "**Can afford an lr sweep?** A tuned baseline is better where it loses: cosine at x3 on char-lm."
