@@ -198,6 +198,7 @@ def state_from_dict(
     record = {f"rule_state.{key}" for key, _ in _rules.record_slots(saved)}
     if record <= missing:  # saved before the core kept its record of the rules' decisions: they start afresh
         missing -= record
+    missing -= {f"rule_state.{key}" for key, slot in _rules.state_slots(saved) if slot.late}  # start at init
     added = set()  # signals added since the save (grad_cos): their smoothing starts afresh, as never observed
     for sig in SIGNAL_NAMES:
         ema = {f"{sig}.{f}" for f in EmaState._fields}
@@ -417,7 +418,7 @@ def _validate(d: dict[str, Any], config: Config) -> None:
             entry(where, lo=-span * (1 + _SLACK), hi=span * (1 + _SLACK))
     # Rule slots: finite (int32 slots in int32's range); a rule's own invariants are its business.
     for key, slot in _rules.state_slots(config):
-        if _rules.is_record_key(key):
+        if _rules.is_record_key(key) or (slot.late and f"rule_state.{key}" not in d):
             continue
         if slot.dtype == "int32":
             entry(f"rule_state.{key}", integer=True, lo=-_INT32_MAX - 1, hi=_INT32_MAX)

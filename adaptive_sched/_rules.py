@@ -160,11 +160,14 @@ class Slot:
       name: slot name (unique within the rule).
       dtype: ``"float32"`` or ``"int32"``.
       init: value in a fresh state.
+      late: added after the rule shipped: a checkpoint saved without it loads
+        with it at ``init`` (which must then be the right value to continue from).
     """
 
     name: str
     dtype: str = "float32"
     init: float = 0.0
+    late: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

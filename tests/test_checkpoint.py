@@ -79,3 +79,20 @@ def test_a_checkpoint_saved_before_grad_cos_existed_loads_with_its_smoothing_fre
     assert float(back.loss.mean) == float(state.loss.mean)
     with pytest.raises(ValueError, match="keys do not match"):
         A.state_from_dict({k: v for k, v in d.items() if k != "grad_cos.var"}, cfg)  # a partial one is refused
+
+
+def test_a_checkpoint_saved_before_a_late_slot_existed_loads_with_it_at_init() -> None:
+    # recommended() gained the cooldown's "waited" and the evidence rule's "rl" slots after it shipped
+    cfg = A.recommended(1e-3, total_steps=50)
+    state = A.init(cfg, xp=A.host)
+    for t in range(10):
+        state, _ = A.update(state, A.Signals(loss=1.0 / (t + 1), grad_norm=1.0, grad_cos=0.2))
+    d = A.state_to_dict(state)
+    old = {k: v for k, v in d.items() if k not in ("rule_state.cooldown.linear.waited", "rule_state.lr.evidence.rl")}
+    back = A.state_from_dict(old, cfg, xp=A.host)
+    assert back.rule_state["cooldown.linear.waited"] == 0.0 and back.rule_state["lr.evidence.rl"] == 0.0
+    nxt = A.Signals(loss=0.05, grad_norm=1.0, grad_cos=0.2)
+    assert A.update(back, nxt)[1] == A.update(state, nxt)[1]  # continues exactly
+    del old["rule_state.lr.evidence.s"]  # a slot that is not late is still required
+    with pytest.raises(ValueError, match=r"missing \['rule_state.lr.evidence.s'\]"):
+        A.state_from_dict(old, cfg, xp=A.host)

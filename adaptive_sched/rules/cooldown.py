@@ -23,7 +23,7 @@ COOLDOWN_FRACTION = knob(
     "the part of ``cooldown_total_steps`` the cooldown takes, at its end (in (0, 1]).",
 )
 
-SLOTS = (Slot("start"), Slot("length"), Slot("waited"))
+SLOTS = (Slot("start"), Slot("length"), Slot("waited", late=True))
 """``start``: the step after which a cooldown started by hand begins (0: none); ``length``: its length in steps;
 ``waited``: the decayed updates it waited for an lr rule that was still busy (``ctx.searching``)."""
 

@@ -56,7 +56,7 @@ SLOTS = (
     Slot("s"), Slot("ramping", init=1.0), Slot("started"),
     Slot("nc"), Slot("cpow", init=1.0), Slot("cm"), Slot("cq"),
     Slot("ny"), Slot("ypow", init=1.0), Slot("ym"), Slot("d2"), Slot("yprev"), Slot("sig_y"),
-    Slot("ys"), Slot("yspow", init=1.0), Slot("hold"), Slot("n_rise"), Slot("why", "int32"), Slot("rl"),
+    Slot("ys"), Slot("yspow", init=1.0), Slot("hold"), Slot("n_rise"), Slot("why", "int32"), Slot("rl", late=True),
 )  # fmt: skip
 EVENTS = ("cut_reversal", "cut_loss_rose", "cut_not_finite", "above_base_lr", "far_above_base_lr",
           "min_lr_while_improving")  # fmt: skip
