@@ -128,7 +128,7 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
       back toward ``base_lr``, never below it. Measured on an ill-conditioned
       noisy quadratic 10x above its base lr (``bench_heldout_tasks.py``): the
       lr had grown to 14x and stayed on the noise floor (3.5x constant's final
-      value); now it comes back (1.7x).
+      value); now it comes back (0.7x constant's).
     * Once a reward or a KL is observed the rule is *busy*
       (:attr:`Rule.busy`): it cannot judge the lr there (it neither grows nor
       cuts on the direction or the loss), so a cooldown planned by the horizon
