@@ -300,7 +300,7 @@ def _mean_over_ranks(trainer: Any, pl_module: Any, signals: dict[str, float]) ->
     stays absent; one that ranks supplied but none finitely becomes NaN (not
     observed, counted).
     """
-    # float64: the host path reads Python floats; the mean of equal values is exact.
+    # float64: host mode reads Python floats; the mean of equal values is exact.
     t = torch.tensor(pack([signals.get(name) for name in SIGNALS]), dtype=torch.float64, device=pl_module.device)
     t = trainer.strategy.reduce(t, reduce_op="sum")
     return {name: v for name, v in zip(SIGNALS, unpack(t.tolist())) if v is not None}

@@ -248,7 +248,7 @@ def knobs32(xp: Any, config: Config, like: Any = None) -> Config:
     """``config`` prepared for the arithmetic: every knob as its float32 value (see :func:`knob`) and its log.
 
     A state from :func:`init` holds its config prepared already (returned as
-    it is). Otherwise (a config of Python numbers rebuilt from a flat state,
+    it is). Otherwise (a config of Python numbers, e.g. the user's config given back to a state,
     a checkpoint) it is prepared here, once per config and kind of namespace
     when every knob is a number.
     """
@@ -425,7 +425,7 @@ def _held(xp: Any, ema: EmaState) -> Obs:
     den = xp.where(has_prev, 1.0 - ema.decay_pow, 1.0)  # decay_pow == 1 (so 1) before the first observation
     hat = ema.mean / den
     var_hat = ema.var / den
-    never = xp.zeros_like(has_prev)  # a False of the namespace (a constant for the host-path tracer)
+    never = xp.zeros_like(has_prev)  # a False of the namespace
     return Obs(ok=never, bad=never, has_prev=has_prev, hat=hat, prev_hat=hat, var_hat=var_hat, ema=ema, x=hat, inf=never)
 
 
@@ -479,7 +479,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
 
     Args:
       state, signals: as :func:`update`.
-      xp: the namespace (default: read off the state; the host-path compiler passes its tracer).
+      xp: the namespace (default: read off the state).
 
     Returns:
       ``(new_state, hparams, outputs)``: ``outputs`` maps each active rule's
@@ -629,7 +629,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
 
 
 def _static(x: Any) -> bool:
-    """A Python number (any value of the scalar namespace, a constant of the host-path tracer), not an array."""
+    """A Python number (a constant of the rule code), not an array or a scalar of a namespace."""
     return isinstance(x, (int, float))
 
 
@@ -751,7 +751,7 @@ def diagnostics(state: State, xp: Any = None) -> dict[str, Any]:
 
     Args:
       state: the controller's State (any namespace: Python numbers, NumPy, JAX, torch).
-      xp: the namespace (default: read off the state; the host-path compiler passes its tracer).
+      xp: the namespace (default: read off the state).
 
     Returns:
       ``{name: scalar}`` in a fixed order: float32 values, int32 for the

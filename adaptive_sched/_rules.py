@@ -7,7 +7,7 @@ signal's variance, its knobs (Config fields with defaults, allowed ranges and
 docs), any extra per-rule state slots, and its function. Everything else
 derives from the definitions: the Config's fields and validation, the core's
 dispatch (which signals are smoothed, which track a variance), the State's
-slots, the host path, checkpoints, the README's rule table and the tests'
+slots, every door (optax, torch host and device mode), checkpoints, the docs' rule table and the tests'
 hostile-stream matrix.
 
 The built-in rules live in :mod:`adaptive_sched.rules`, one module per family;
@@ -54,7 +54,7 @@ and return, by kind:
 
 A rule with ``slots`` returns ``(output, {slot: new_value})``; ``ctx.slots``
 holds the current values. Slots live in ``State.rule_state`` under
-``"<family>.<rule>.<slot>"`` and travel through the host path, checkpoints and
+``"<family>.<rule>.<slot>"`` and travel through every door, checkpoints and
 device mode like every other state scalar.
 
 A rule explains itself with two optional definitions, which
@@ -73,11 +73,13 @@ The core also keeps each stateful rule's own accumulated log-factor when
 more than one is active (:func:`record_slots`), so the diagnostics can say
 what each one contributed to the lr.
 
-Numbers are float32 in every front door (see :mod:`adaptive_sched._scalar`):
+Numbers are float32 in every front door (see :mod:`adaptive_sched._host`):
 read the ``log`` of a knob as ``knobs.log_<name>`` (``ctx.config.log_of(name)`` for a core knob; computed
 once on the host when the knob is concrete), and if a rule needs an
-elementwise function the core does not call yet, add its row to
-:data:`adaptive_sched._scalar.OPS`.
+elementwise function the core does not call yet, add it to
+:mod:`adaptive_sched._host` (its float32 value on NumPy scalars; float64 then
+rounded where a backend's float32 version is not correctly rounded, as
+``_core._Torch64`` does on torch).
 
 Register with :func:`register` (a new family with :func:`register_family`),
 undo with :func:`unregister`, or use :func:`registered` as a context manager

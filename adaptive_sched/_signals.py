@@ -1,7 +1,7 @@
 """The training signals (:class:`Signals`) and the one signal intake every front door uses.
 
 Everything that depends on which signals exist derives from ``Signals._fields``:
-the State's EMA fields, the host path's flat layout, checkpoint keys, the
+the State's EMA fields, checkpoint keys, the
 torch adapter's ``observe`` keywords and the optax extra arguments. Adding a
 signal is one field here (plus, optionally, its EMA decay in :data:`EMA_BETA`).
 

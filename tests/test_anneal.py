@@ -158,7 +158,7 @@ def test_the_controller_plans_by_horizon_or_by_a_cooldown_started_by_hand() -> N
     free_ratios = {round(b / a, 4) for a, b in itertools.pairwise(free) if b != a}
     assert 0.9 in free_ratios, free_ratios  # the stream does lean down within noise
     assert _lrs(horizon.replace(anneal_drop_planned=0.9), stream) == free
-    check_host_equals_device(horizon, stream[:120])  # the host path's compiled update agrees bit for bit
+    check_host_equals_device(horizon, stream[:120])  # host and device namespaces agree bit for bit
 
 
 def test_steadily_falling_loss_is_never_cut() -> None:
@@ -195,7 +195,7 @@ def test_non_finite_loss_is_not_observed(bad: float) -> None:
 
 
 def test_controller_cuts_a_plateau_within_the_promised_steps_and_holds_a_descent() -> None:
-    """Through the whole controller (host path floats): the lr falls on a plateau, holds on a clean descent."""
+    """Through the whole controller (host namespace): the lr falls on a plateau, holds on a clean descent."""
     rng = random.Random(7)
     cfg = A.Config(anneal_rule="slope", anneal_grow=0.0, base_lr=1e-2, min_lr=1e-5)
     state = A.init(cfg)

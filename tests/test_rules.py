@@ -2,7 +2,7 @@
 
 The toy rule below is the contract for contributors: registering it (one
 definition, no other file edited) must make it a validated Config choice with
-its own knob, run under NumPy, plain Python, jit, vmap, the host fast path and
+its own knob, run under NumPy, the host namespace, jit, vmap and
 both torch modes, carry its extra state slots everywhere a state goes, appear
 in the generated docs, and pass the hostile-stream properties.
 """
