@@ -9,7 +9,7 @@ names as static pytree metadata, the numeric knobs as leaves), so a config is
 given once, to :func:`init`.
 
 The rules are declared in :mod:`adaptive_sched.rules` (one definition each);
-:func:`step` runs the config's active rules and combines their outputs by
+:func:`update` runs the config's active rules and combines their outputs by
 kind. The signals are :class:`Signals`' fields; the State has one EMA per signal.
 
 Conventions (all rules):
@@ -64,7 +64,6 @@ __all__ = [
     "format_diagnostics",
     "init",
     "set_slots",
-    "step",
     "update",
 ]
 
@@ -308,13 +307,14 @@ def _log32(xp: Any, v: Any, like: Any = None) -> Any:
     logs = np.log(np.maximum(host.astype(np.float32).astype(np.float64), TINY)).astype(np.float32)
     if xp is _host:
         return np.float32(logs)
-    out = xp.asarray(logs, device=getattr(like, "device", None)) if _is_torch(xp) else xp.asarray(logs)
-    return out
+    return xp.asarray(logs, device=getattr(like, "device", None)) if _is_torch(xp) else xp.asarray(logs)
 
 
 def _is_torch(xp: Any) -> bool:
-    if xp is _host or (_TORCH and xp is _TORCH[0]):
-        return xp is not _host
+    if xp is _host:
+        return False
+    if _TORCH and xp is _TORCH[0]:
+        return True
     import array_api_compat
 
     return bool(array_api_compat.is_torch_namespace(xp))
@@ -470,26 +470,8 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
             f"update(state, signals) expects the State that adaptive_sched.init(config) returned as its first "
             f"argument, got {type(state).__name__} (the state carries its config: no config argument)"
         )
-    new, hp, _ = step(state, signals)
-    return new, hp
-
-
-def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams, dict[str, Any]]:
-    """:func:`update`, also returning each active rule's output this step.
-
-    Args:
-      state, signals: as :func:`update`.
-      xp: the namespace (default: read off the state).
-
-    Returns:
-      ``(new_state, hparams, outputs)``: ``outputs`` maps each active rule's
-      key (``"lr.trend"``) to what it returned (its log-increment, log-factor,
-      ``(log_factor, restart)`` for a clock, the momentum, or the schedule's
-      log-factor), so diagnostics can report every rule's decision.
-    """
     config = state.config
-    if xp is None:
-        xp = namespace_of(state.step)
+    xp = namespace_of(state.step)
     cfg = knobs32(xp, config, state.log_scale)
     rules = _rules.active_rules(config)
     cast = _caster(xp, state.step)
@@ -497,7 +479,6 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
     t_int = state.step + 1
     t = xp.astype(t_int, xp.float32)
     slots = dict(state.rule_state)
-    outputs: dict[str, Any] = {}
 
     views: dict[str, Obs | None] = {}  # filled below; clock rules run before any signal is observed
     searching: Any = False  # True while a busy rule (the lr search) that already ran is still acting
@@ -533,7 +514,6 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
             fired = code > 0
             slots[ev] = xp.where(fired, code, slots[ev])
             slots[at] = xp.where(fired, t_int, slots[at])
-        outputs[rule.key] = out
         return out
 
     emas = [getattr(state, name) for name in SIGNAL_NAMES]
@@ -602,16 +582,6 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
     f32, i32 = xp.float32, xp.int32
     ints = _rules._cached(config, "int_slots", lambda: frozenset(k for k, s in _rules.state_slots(config) if s.dtype == "int32"))
     new_emas = [view.ema if view else e for view, e in zip(views.values(), emas)]
-    if xp is _host:  # the values are float32 scalars already, but for a constant a rule returned as it is
-        F, c = np.float32, _host.f32
-        new_state = State._make([
-            config, int(t_int), int(skipped), log_scale if log_scale.__class__ is F else c(log_scale),
-            momentum if momentum.__class__ is F else c(momentum),
-            *(EmaState(*(v if v.__class__ is F else c(v) for v in e)) for e in new_emas),
-            {k: int(v) if k in ints else v if v.__class__ is F else c(v) for k, v in slots.items()},
-        ])  # fmt: skip
-        lr = lr if lr.__class__ is F else c(lr)
-        return new_state, Hparams(lr, new_state.current_momentum, c(lr / cfg.base_lr)), outputs
     new_state = State._make(
         [
             config,
@@ -625,7 +595,7 @@ def step(state: State, signals: Signals, xp: Any = None) -> tuple[State, Hparams
     )
     lr = cast(lr, f32)
     hp = Hparams(lr=lr, momentum=new_state.current_momentum, lr_scale=cast(lr / cfg.base_lr, f32))
-    return new_state, hp, outputs
+    return new_state, hp
 
 
 def _static(x: Any) -> bool:
@@ -643,7 +613,7 @@ class _Combined(NamedTuple):
 
 
 def _combine(xp: Any, cfg: Any, t: Any, log_stateless: Any, log_schedule: Any, log_scale: Any) -> _Combined:
-    """The lr from the rules' outputs: the one formula :func:`step` and :func:`diagnostics` share (so they agree bit for bit).
+    """The lr from the rules' outputs: the one formula :func:`update` and :func:`diagnostics` share (so they agree bit for bit).
 
     ``log_stateless``: the sum of the clock and factor rules' log-factors;
     ``log_schedule``: of the schedule rules' (None: none active);
@@ -786,7 +756,7 @@ def diagnostics(state: State, xp: Any = None) -> dict[str, Any]:
 
     logs: dict[str, Any] = {}  # rule key -> its log-factor on the lr
     log_stateless: Any = 0.0
-    for rule in rules:  # in step()'s order, so the sums round alike
+    for rule in rules:  # in update()'s order, so the sums round alike
         if rule.kind == "clock":
             logs[rule.key] = rerun(rule)
             log_stateless = log_stateless + logs[rule.key]
