@@ -163,8 +163,9 @@ class AdaptiveScheduler(LRScheduler):
         self._config = config = _make_config(config, config_kwargs, groups, own[0])
         self._momentum_on = config.momentum_rule != "none"
         self._reads_grad_norm = "grad_norm" in _rules.signals_read(config)
-        # grad_cos: computed by a pre-step hook from the gradients and the optimizer's state (_direction)
-        self._reads_grad_cos = signal_usage(config)[0]["grad_cos"]
+        uses = signal_usage(config)[0]
+        # grad_cos: computed by a pre-step hook from the gradients and the optimizer's state (direction())
+        self._reads_grad_cos = uses["grad_cos"]
         self._direction_now: tuple[Any, Any] | None = None  # (grad_cos, grad norm) at the last optimizer step
         self._previous_grads: dict[Any, torch.Tensor] = {}  # plain SGD only: the last step's gradients
         self._general = device_mode or self._reads_grad_norm or self._reads_grad_cos  # observe()'s general path
@@ -180,8 +181,8 @@ class AdaptiveScheduler(LRScheduler):
         if compile:  # after one eager update, which fills the config's derived data (compiled code only reads it)
             self._compiled = torch.compile(_core_update, dynamic=False)
         # every signal a rule reads is averaged over ranks (grad_cos too: with sharded gradients each rank's differs)
-        reads = [signal_usage(config)[0][n] for n in SIGNAL_NAMES]
-        self._sync = SignalSync(sync_signals, process_group, _first_param(optimizer).device, device_mode, reads)
+        self._sync = SignalSync(sync_signals, process_group, _first_param(optimizer).device, device_mode,
+                                [uses[n] for n in SIGNAL_NAMES])  # fmt: skip
         self._sync_on: bool | None = None  # decided at the first update with signals (see _advance)
         # One update per optimizer step: _at is the optimizer step of the last update, _before the state before
         # it (this step's update is redone, not repeated), _signals whether it had signals (False: step()'s),
@@ -831,12 +832,12 @@ def direction(optimizer: Optimizer, previous_grads: dict[Any, torch.Tensor]) -> 
       (``+ weight_decay * p``), kept in ``previous_grads`` (at most 16,383
       elements a tensor; an optimizer with momentum state never fills it).
 
-    A tensor of more than 8,192 elements enters the inner products through
-    every ``k``-th element (``k = numel // 8192``, gathered into a contiguous
-    vector and reweighted by ``numel / sample size``): a systematic sample
-    whose cosine is within a few hundredths of the whole's (far inside the
-    evidence rule's 0.1 dead zone), at a few percent of an optimizer step;
-    the squared gradient norm is always exact (it also catches any NaN/inf).
+    A tensor of more than 8,192 elements enters the inner products through a
+    systematic sample of about 8,192 (:func:`_sample`: every ``k``-th run of
+    64 contiguous elements, ``k = numel // 8192``, reweighted by
+    ``numel / sample size``), whose cosine is within a few hundredths of the
+    whole's (far inside the evidence rule's 0.1 dead zone); the gradient norm
+    is always exact (it also catches any NaN/inf).
 
     Called by a pre-step hook, before the optimizer updates its state, so
     ``g_t`` and the state of step ``t - 1`` meet. Sums in float32 (bf16
@@ -889,8 +890,7 @@ def direction(optimizer: Optimizer, previous_grads: dict[Any, torch.Tensor]) -> 
             roots.append(math.sqrt(p.numel() / g.numel()))
     if not grads:
         return None, None
-    # exact, in float32 (bf16 gradients too), NaN/inf propagate
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)))
+    norm = _total_norm(grads)
     if not ds:  # no previous step to compare with
         return None, norm
     # sum_i w_i <g_i, d_i> and sum_i w_i <d_i, d_i>: each sample scaled by sqrt(w_i), all in one vector
@@ -921,13 +921,13 @@ def _sample(t: torch.Tensor, k: int, copy: bool = False) -> torch.Tensor:
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:
     """Global L2 norm of the parameters' gradients, as a tensor (no host sync); None when there are none."""
     grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return None
-    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
-        return torch.nn.utils.get_total_norm(grads, norm_type=2.0)
-    with torch.no_grad():
-        norms = [torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]
-        return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]), 2.0)
+    return _total_norm(grads) if grads else None
+
+
+@torch.no_grad()
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The global L2 norm of ``grads``, in float32 (bf16 gradients too): one fused pass, NaN/inf propagate."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)))
 
 
 def _first_param(optimizer: Optimizer) -> torch.Tensor:
