@@ -25,8 +25,6 @@ import numpy as np
 
 float32 = np.float32
 int32 = int
-bool_ = bool
-nan = math.nan
 _INF = 3.4028235677973366e38  # float32's max plus half an ulp: a float64 at or past it rounds to inf
 
 
@@ -54,11 +52,6 @@ floor = math.floor
 isfinite = math.isfinite
 isinf = math.isinf
 abs = abs
-
-
-def _const(x: Any) -> Any:
-    """A Python float constant of the rule code as the float32 value an array would hold."""
-    return f32(x) if type(x) is float else x
 
 
 def asarray(x: Any, dtype: Any = None, device: Any = None) -> Any:
@@ -94,9 +87,5 @@ def logical_not(x: Any) -> bool:
     return not x
 
 
-def stack(xs: Any) -> Any:
-    return np.stack([np.asarray(x, dtype=np.float32) for x in xs])
-
-
 __all__ = ["abs", "asarray", "astype", "clip", "cos", "exp", "f32", "float32", "floor", "int32", "isfinite",
-           "isinf", "log", "log1p", "logical_and", "logical_not", "sqrt", "stack", "where", "zeros_like"]  # fmt: skip
+           "isinf", "log", "log1p", "logical_and", "logical_not", "sqrt", "where", "zeros_like"]  # fmt: skip
