@@ -73,6 +73,11 @@ def _min(xp: Any, a: Any, b: Any) -> Any:
     return xp.where(a < b, a, b)
 
 
+def _debiased(xp: Any, m: Any, decay_pow: Any) -> Any:
+    """An EMA ``m`` bias-corrected: ``m / (1 - b^n)`` (the denominator floored at 1e-6)."""
+    return m / xp.clip(1.0 - decay_pow, 1e-6, 1.0)
+
+
 def _cos_stats(xp: Any, sl: Any, knobs: Any) -> tuple[Any, Any]:
     """The mean ``grad_cos`` (bias-corrected EMA) and its z statistic, from the slots."""
     b = knobs.beta_cos
@@ -167,7 +172,7 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     y_ok = obs.ok
     y = obs.x
     ny = xp.where(y_ok, sl["ny"] + 1.0, sl["ny"])
-    prev_hat = sl["ym"] / xp.clip(1.0 - sl["ypow"], 1e-6, 1.0)
+    prev_hat = _debiased(xp, sl["ym"], sl["ypow"])
     lim = 3.0 * sl["sig_y"]
     late = ny > 4.5
     # Winsorised at 3 noise sds from the level, widened to the last loss's own distance from it: a one-step spike
@@ -177,15 +182,15 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     yw = xp.where(late, xp.clip(y, prev_hat - wide, prev_hat + wide), y)
     ym = xp.where(y_ok, _BETA_Y * sl["ym"] + (1.0 - _BETA_Y) * yw, sl["ym"])
     ypow = xp.where(y_ok, sl["ypow"] * _BETA_Y, sl["ypow"])
-    yhat = ym / xp.clip(1.0 - ypow, 1e-6, 1.0)
+    yhat = _debiased(xp, ym, ypow)
     dy = xp.where(ny > 1.5, y - sl["yprev"], 0.0)
     dy = xp.where(late, xp.clip(dy, -lim * math.sqrt(2.0), lim * math.sqrt(2.0)), dy)
     d2 = xp.where(xp.logical_and(y_ok, ny > 1.5), _BETA_Y * sl["d2"] + (1.0 - _BETA_Y) * dy * dy, sl["d2"])
-    d2hat = d2 / xp.clip(1.0 - ypow / _BETA_Y, 1e-6, 1.0)
+    d2hat = _debiased(xp, d2, ypow / _BETA_Y)
     sig_y = xp.where(y_ok, xp.sqrt(xp.clip(d2hat * 0.5, 0.0, 1e30)), sl["sig_y"])
     ys = xp.where(y_ok, _BETA_SLOW * sl["ys"] + (1.0 - _BETA_SLOW) * yw, sl["ys"])
     yspow = xp.where(y_ok, sl["yspow"] * _BETA_SLOW, sl["yspow"])
-    yshat = ys / xp.clip(1.0 - yspow, 1e-6, 1.0)
+    yshat = _debiased(xp, ys, yspow)
     tested = xp.logical_and(y_ok, ny >= _N_LOSS)
     # A rise: the fast EMA above the slow one by z_rise standard errors of their gap, _RISE_RUN observations in a
     # row. Under a stationary noisy loss the gap is centred on 0 (a running minimum would not be: the minimum of a
@@ -253,7 +258,7 @@ def _evidence_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: An
     old, new = ctx.slots, outcome.slots
     s0, s1 = xp.where(old["started"] > 0.5, old["s"], knobs.log_start), new["s"]
     s_lo = ctx.config.log_of("min_lr") - ctx.config.log_of("base_lr")
-    falling = new["ys"] / xp.clip(1.0 - new["yspow"], 1e-6, 1.0) > new["ym"] / xp.clip(1.0 - new["ypow"], 1e-6, 1.0)
+    falling = _debiased(xp, new["ys"], new["yspow"]) > _debiased(xp, new["ym"], new["ypow"])
     floor = xp.logical_and(xp.logical_and(s1 <= s_lo + 1e-6, s0 > s_lo + 1e-6), falling)
     code = xp.where(floor, 6, new["why"])
     code = xp.where(xp.logical_and(s0 < _FAR, s1 >= _FAR), 5, code)
@@ -269,8 +274,8 @@ def _explain(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> dict[str, Any]:
         "mean_cos": xp.where(seen, mean, 0.0),
         "cos_z": xp.where(seen, z, 0.0),
         "cos_samples": sl["nc"],
-        "smoothed_loss": sl["ym"] / xp.clip(1.0 - sl["ypow"], 1e-6, 1.0),
-        "slow_loss": sl["ys"] / xp.clip(1.0 - sl["yspow"], 1e-6, 1.0),
+        "smoothed_loss": _debiased(xp, sl["ym"], sl["ypow"]),
+        "slow_loss": _debiased(xp, sl["ys"], sl["yspow"]),
         "hold": sl["hold"],
     }
 
