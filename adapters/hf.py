@@ -7,7 +7,7 @@ scheduler; :func:`adaptive_trainer_setup` builds the optimizer, the scheduler
 and the callback for a Trainer in one line::
 
     setup = adaptive_trainer_setup(model, args, reward_rule="trend", kl_rule="target", kl_target=0.05)
-    trainer = GRPOTrainer(model=model, args=args, ..., optimizers=setup.optimizers, callbacks=setup.callbacks)
+    trainer = setup.attach(GRPOTrainer(model=model, args=args, ..., optimizers=setup.optimizers))
 
 What the Trainer does, verified in transformers 5.24 (``transformers/trainer.py``)
 and TRL 1.16 (``trl/trainer/grpo_trainer.py``); the callback is built on these facts:
@@ -44,7 +44,6 @@ Importing this module imports torch and transformers, never JAX.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -230,12 +229,13 @@ class AdaptiveSchedulerCallback(TrainerCallback):
 
     **Diagnostics reach the loggers.** The Trainer runs its callbacks in
     order, its own reporting callbacks (``TensorBoardCallback``, ...) before
-    the ones passed as ``callbacks=``; with ``log_diagnostics`` this callback
-    moves itself, once, right after the Trainer's ``DefaultFlowCallback``
-    (when the Trainer's callback handler calls ``on_init_end`` or
-    ``on_train_begin``, it is the caller), so its ``on_log`` observes the
-    row's signals and adds the diagnostics before the reporting callbacks
-    write the row.
+    the ones passed as ``callbacks=``, and hands a callback no reference to
+    that order. :meth:`attach` puts this callback right after the Trainer's
+    ``DefaultFlowCallback`` (``setup.attach(trainer)`` after building the
+    Trainer), so its ``on_log`` observes the row's signals and adds the
+    diagnostics before the reporting callbacks write the row. Not attached,
+    the diagnostics still reach ``state.log_history`` but not the reporting
+    callbacks, and ``on_train_begin`` warns when ``args.report_to`` names any.
 
     Raises:
       TypeError: ``scheduler`` is not an :class:`AdaptiveScheduler`, a key is
@@ -273,6 +273,7 @@ class AdaptiveSchedulerCallback(TrainerCallback):
         self.diagnostics_prefix = diagnostics_prefix
         self._intake = Intake()  # the core's: this optimizer step's values, checked, converted and counted
         self._intake_at = 0  # the scheduler's optimizer-step count the intake's values belong to
+        self._attached = False  # attach() placed it before the reporting callbacks
         self.consumed: dict[str, int] = self._intake.consumed
         self.skipped: dict[str, int] = self._intake.skipped
         if "grad_norm" in keys:
@@ -283,13 +284,18 @@ class AdaptiveSchedulerCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ Trainer events
 
-    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self._run_before_reporting()
-
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self._run_before_reporting()
+        reporters = [r for r in (getattr(args, "report_to", None) or []) if r != "none"]
+        if self.log_diagnostics and reporters and not self._attached:
+            warnings.warn(
+                f"AdaptiveSchedulerCallback: the Trainer's reporting callbacks ({', '.join(reporters)}) run before "
+                "this callback, so they write each row before its diagnostics are added (state.log_history still "
+                "gets them); call setup.attach(trainer) (or callback.attach(trainer)) after building the Trainer.",
+                UserWarning,
+                stacklevel=2,
+            )
         _warn_if_sparse(args, self.scheduler.config)
         schedule_cooldown(self.scheduler, getattr(state, "max_steps", None))  # the horizon, unless known or resumed
         sched = kwargs.get("lr_scheduler")
@@ -369,22 +375,31 @@ class AdaptiveSchedulerCallback(TrainerCallback):
             values = [int(x) if i else x for x, i in zip(host, ints)]
         return {self.diagnostics_prefix + k: v for k, v in zip(diag, values)}
 
-    def _run_before_reporting(self) -> None:
-        """Move this callback right after the Trainer's ``DefaultFlowCallback`` (see the class docstring)."""
-        if not self.log_diagnostics:
-            return
-        from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+    def attach(self, trainer: Any) -> Any:
+        """Put this callback right after ``trainer``'s ``DefaultFlowCallback``, adding it if absent; returns ``trainer``.
 
-        frame: Any = sys._getframe(1)
-        for _ in range(4):  # our hook <- CallbackHandler.call_event <- CallbackHandler.on_<event>
-            handler = frame.f_locals.get("self") if frame is not None else None
-            if isinstance(handler, CallbackHandler) and any(c is self for c in handler.callbacks):
-                others = [c for c in handler.callbacks if c is not self]
-                flow = [i for i, c in enumerate(others) if isinstance(c, DefaultFlowCallback)]
-                at = flow[-1] + 1 if flow else 0
-                handler.callbacks[:] = [*others[:at], self, *others[at:]]
-                return
-            frame = frame.f_back if frame is not None else None
+        There its ``on_step_end`` sees the save decision (``log_on_save``) and
+        its ``on_log`` adds the diagnostics before the reporting callbacks
+        (``report_to``) write the row. Call it once the Trainer (or TRL
+        trainer) is built, before ``train()``; calling it again is harmless.
+
+        Raises:
+          TypeError: ``trainer`` has no ``callback_handler`` (not a ``transformers.Trainer``).
+        """
+        from transformers.trainer_callback import DefaultFlowCallback
+
+        handler = getattr(trainer, "callback_handler", None)
+        callbacks = getattr(handler, "callbacks", None)
+        if not isinstance(callbacks, list):
+            raise TypeError(
+                f"AdaptiveSchedulerCallback.attach(trainer=...) expects a transformers.Trainer, got {type(trainer).__name__}"
+            )
+        others = [c for c in callbacks if c is not self]
+        flow = [i for i, c in enumerate(others) if isinstance(c, DefaultFlowCallback)]
+        at = flow[-1] + 1 if flow else 0
+        callbacks[:] = [*others[:at], self, *others[at:]]
+        self._attached = True
+        return trainer
 
     # ------------------------------------------------------------------ the accounting
 
@@ -437,6 +452,10 @@ class AdaptiveSetup(NamedTuple):
         """``[callback]``, for the Trainer's ``callbacks=`` argument."""
         return [self.callback]
 
+    def attach(self, trainer: Any) -> Any:
+        """``callback.attach(trainer)``: the callback placed before the Trainer's reporting callbacks; returns ``trainer``."""
+        return self.callback.attach(trainer)
+
 
 def adaptive_trainer_setup(
     model: torch.nn.Module,
@@ -461,7 +480,7 @@ def adaptive_trainer_setup(
     warning::
 
         setup = adaptive_trainer_setup(model, args, reward_rule="trend", min_lr=1e-7, max_lr=1e-4)
-        trainer = Trainer(model=model, args=args, ..., optimizers=setup.optimizers, callbacks=setup.callbacks)
+        trainer = setup.attach(Trainer(model=model, args=args, ..., optimizers=setup.optimizers))
 
     Args:
       model: the model the Trainer trains (its trainable parameters are optimized).

@@ -161,8 +161,9 @@ def main(
         train_dataset=datasets.Dataset.from_dict({"prompt": PROMPTS * max(1, steps)}),
         processing_class=tokenizer,
         optimizers=setup.optimizers,
-        callbacks=[*setup.callbacks, Print()],
+        callbacks=[Print()],
     )
+    setup.attach(trainer)  # before the Trainer's reporting callbacks
     trainer.remove_callback(PrinterCallback)  # the lines above replace its dict dumps
     trainer.train()
     sched = setup.scheduler

@@ -131,7 +131,7 @@ def test_format_diagnostics_of_the_adapters_values() -> None:
 # ---------------------------------------------------------------------- transformers.Trainer + TensorBoard
 
 
-def _trainer(tmp_path: Path, report_to: list[str], **callback_kwargs: Any) -> tuple[Any, Any]:
+def _trainer(tmp_path: Path, report_to: list[str], attach: bool = True, **callback_kwargs: Any) -> tuple[Any, Any]:
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from _trainer_data import TinyRegressor, dataset
@@ -154,12 +154,15 @@ def _trainer(tmp_path: Path, report_to: list[str], **callback_kwargs: Any) -> tu
         seed=0,
     )
     setup = adaptive_trainer_setup(model, args, range_test(1e-2), callback_kwargs=callback_kwargs)
-    trainer = transformers.Trainer(
-        model=model, args=args, train_dataset=dataset(96), optimizers=setup.optimizers, callbacks=setup.callbacks
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset(96), optimizers=setup.optimizers)
+    if attach:
+        assert setup.attach(trainer) is trainer
+    else:
+        trainer.add_callback(setup.callback)  # after the reporting callbacks
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         trainer.train()
+    trainer.caught = [str(w.message) for w in caught]  # type: ignore[attr-defined]
     return trainer, setup
 
 
@@ -188,6 +191,33 @@ def test_trainer_tensorboard_event_file_holds_the_adaptive_scalars(tmp_path: Pat
     # and the same rows in the Trainer's own history
     rows = [r for r in trainer.state.log_history if "adaptive/lr" in r]
     assert len(rows) == 12 and rows[-1]["adaptive/step"] == 60
+
+
+def test_attach_puts_the_callback_right_after_the_flow_callback_once(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    trainer, setup = _trainer(tmp_path, ["tensorboard"])
+    from transformers.trainer_callback import DefaultFlowCallback
+
+    names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
+    at = names.index("DefaultFlowCallback")
+    assert trainer.callback_handler.callbacks[at + 1] is setup.callback
+    assert names.index("TensorBoardCallback") > at + 1
+    assert not any("reporting callbacks" in m for m in trainer.caught)
+    setup.attach(trainer)  # again: still there once
+    assert sum(c is setup.callback for c in trainer.callback_handler.callbacks) == 1
+    assert isinstance(trainer.callback_handler.callbacks[at], DefaultFlowCallback)
+    with pytest.raises(TypeError, match=r"attach\(trainer=...\) expects a transformers.Trainer, got object"):
+        setup.callback.attach(object())
+
+
+def test_unattached_callback_warns_that_the_reporters_miss_the_diagnostics(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    trainer, _ = _trainer(tmp_path, ["tensorboard"], attach=False)
+    msgs = [m for m in trainer.caught if "reporting callbacks (tensorboard) run before" in m]
+    assert len(msgs) == 1 and "setup.attach(trainer)" in msgs[0]
+    assert any("adaptive/lr" in r for r in trainer.state.log_history)  # the history still gets them
+    trainer, _ = _trainer(tmp_path / "b", [], attach=False)  # nothing reports: nothing to warn about
+    assert not any("reporting callbacks" in m for m in trainer.caught)
 
 
 def test_trainer_diagnostics_can_be_turned_off(tmp_path: Path) -> None:

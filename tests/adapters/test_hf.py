@@ -365,8 +365,9 @@ def grpo_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         trainer = GRPOTrainer(
             model=model, reward_funcs=reward, args=args,
             train_dataset=datasets.Dataset.from_dict({"prompt": ex.PROMPTS * 4}),
-            processing_class=ex.build_tokenizer(), optimizers=setup.optimizers, callbacks=setup.callbacks,
+            processing_class=ex.build_tokenizer(), optimizers=setup.optimizers,
         )
+        setup.attach(trainer)
         trainer.remove_callback(transformers.PrinterCallback)
         holder["trainer"] = trainer
         trainer.train(resume_from_checkpoint=resume or None)
