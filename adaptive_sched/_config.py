@@ -136,13 +136,13 @@ class Config:
         anneal_rule: str
         cooldown_rule: str
 
-    __slots__ = ("_active", "_cache", "_knobs", "_logs")
+    __slots__ = ("_active", "_knobs", "_logs", "_rule_knobs")
     _active: tuple[tuple[str, str], ...]
     _knobs: dict[str, Any]
     # The float32 log of every knob, computed once (on the host where the knob is concrete) when the core
     # prepares a config for its arithmetic (adaptive_sched._core.prepare); empty in a Config you build.
     _logs: dict[str, Any]
-    _cache: dict[Any, Any]  # what the registry derives for this config (active rules, knob tuples)
+    _rule_knobs: dict[str, Any]  # each active rule's knob tuple of these values, built on first use (knobs_of)
 
     def __init__(self, **fields: Any) -> None:
         active: dict[str, str] = {}
@@ -300,7 +300,7 @@ def _init(obj: Config, active: tuple[tuple[str, str], ...], knobs: dict[str, Any
     object.__setattr__(obj, "_active", active)
     object.__setattr__(obj, "_knobs", knobs)
     object.__setattr__(obj, "_logs", logs)
-    object.__setattr__(obj, "_cache", {})
+    object.__setattr__(obj, "_rule_knobs", {})
     pytree_if_jax()
 
 

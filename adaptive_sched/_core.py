@@ -232,34 +232,16 @@ def knob(xp: Any, value: Any, like: Any = None) -> Any:
     return xp.astype(xp.asarray(value), xp.float32)
 
 
-def _knob_kind(xp: Any, like: Any = None) -> Any:
-    """Which form :func:`knob` gives in ``xp`` (a cache key)."""
-    import array_api_compat
-
-    if xp is _host or array_api_compat.is_jax_namespace(xp):
-        return "python"
-    if _is_torch(xp):
-        return ("torch", str(getattr(like, "device", "")))
-    return xp.__name__
-
-
 def knobs32(xp: Any, config: Config, like: Any = None) -> Config:
     """``config`` prepared for the arithmetic: every knob as its float32 value (see :func:`knob`) and its log.
 
     A state from :func:`init` holds its config prepared already (returned as
-    it is). Otherwise (a config of Python numbers, e.g. the user's config given back to a state,
-    a checkpoint) it is prepared here, once per config and kind of namespace
-    when every knob is a number.
+    it is). Otherwise (a config of Python numbers, e.g. the user's config given
+    back to a state, a checkpoint) it is prepared here.
     """
     if config._logs:
         return config
-    kind = _knob_kind(xp, like)
-    hit = config._cache.get(kind)
-    if hit is None:
-        hit = _prepare(config, lambda v: knob(xp, v, like), lambda v: _log32(xp, v, like))
-        if all(isinstance(v, (int, float)) for v in config.knobs.values()):
-            config._cache[kind] = hit
-    return hit
+    return _prepare(config, lambda v: knob(xp, v, like), lambda v: _log32(xp, v, like))
 
 
 def _prepare(config: Config, value: Any, log: Any) -> Config:
@@ -435,14 +417,8 @@ def signal_usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
     Returns:
       ``(uses, track_var)``, each ``{signal: bool}`` over :data:`SIGNAL_NAMES`.
     """
-    rules = [r for r in _rules.active_rules(config) if r.kind != "clock"]
-    uses = {s: any(r.signal == s or s in r.reads for r in rules) for s in SIGNAL_NAMES}
-    track_var = {s: any(r.signal == s and r.variance for r in rules) for s in SIGNAL_NAMES}
-    return uses, track_var
-
-
-def _usage(config: Config) -> tuple[dict[str, bool], dict[str, bool]]:
-    return _rules._cached(config, "usage", lambda: signal_usage(config))
+    st = _rules.structure(config.active)
+    return st.uses, st.track_var
 
 
 def update(state: State, signals: Signals) -> tuple[State, Hparams]:
@@ -525,7 +501,7 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
             emas = [_restart(xp, e, restart) for e in emas]
 
     skipped = state.skipped
-    uses, track_var = _usage(config)
+    uses, track_var = signal_usage(config)
     for name, value, ema in zip(SIGNAL_NAMES, signals, emas):
         check_signal(f"Signals.{name}", value)
         if value is None:
@@ -580,7 +556,7 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
             momentum = xp.clip(xp.where(seen.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
     f32, i32 = xp.float32, xp.int32
-    ints = _rules._cached(config, "int_slots", lambda: frozenset(k for k, s in _rules.state_slots(config) if s.dtype == "int32"))
+    ints = _rules.structure(config.active).int_slots
     new_emas = [view.ema if view else e for view, e in zip(views.values(), emas)]
     new_state = State._make(
         [
@@ -736,7 +712,7 @@ def diagnostics(state: State, xp: Any = None) -> dict[str, Any]:
     f32 = xp.float32
     t = xp.astype(state.step, f32)
     done = state.step > 0
-    uses = _usage(config)[0]
+    uses = signal_usage(config)[0]
     views = {name: _held(xp, getattr(state, name)) for name in SIGNAL_NAMES if uses[name]}
     slots = state.rule_state
 

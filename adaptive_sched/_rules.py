@@ -91,6 +91,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -354,22 +355,16 @@ class RuleContext(NamedTuple):
 
 
 def knobs_of(rule: Rule, config: Any) -> Any:
-    """The rule's knob values from ``config``, as its :attr:`Rule.knobs_type` (by local name; kept with the config)."""
-    def make() -> Any:
-        names = [k.name for k in rule.knobs.values()]
-        return rule.knobs_type(*(getattr(config, n) for n in names), *(config.log_of(n) for n in names))
+    """The rule's knob values from ``config``, as its :attr:`Rule.knobs_type` (by local name).
 
-    return _cached(config, ("knobs", rule.key), make)
-
-
-def _cached(config: Any, key: Any, make: Callable[[], Any]) -> Any:
-    """``make()``, kept in the (immutable) config's cache: what the registry derives for it never changes."""
-    cache = getattr(config, "_cache", None)
-    if cache is None:
-        return make()
-    hit = cache.get(key)
+    Built on first use from the config's own (immutable) knob values and kept
+    with it, in ``config._rule_knobs``, so an update does not rebuild it.
+    """
+    memo = config._rule_knobs
+    hit = memo.get(rule.key)
     if hit is None:
-        hit = cache[key] = make()
+        names = [k.name for k in rule.knobs.values()]
+        hit = memo[rule.key] = rule.knobs_type(*(getattr(config, n) for n in names), *(config.log_of(n) for n in names))
     return hit
 
 
@@ -480,6 +475,7 @@ def register(rule: Rule) -> Rule:
             raise ValueError(f"Slot.dtype={s.dtype!r} is invalid: must be 'float32' or 'int32'.")
     _check_explanation(rule)
     _RULES[rule.key] = rule
+    structure.cache_clear()
     for k in rule.knobs.values():
         _KNOBS.setdefault(k.name, k)
     return rule
@@ -507,6 +503,7 @@ def unregister(item: Rule | Family) -> None:
         del _FAMILIES[item.name], _FIELDS[item.field]
         return
     del _RULES[item.key]
+    structure.cache_clear()
     used = {k.name for r in _RULES.values() for k in r.knobs.values()}
     for k in item.knobs.values():
         if k.name not in used:
@@ -566,9 +563,47 @@ def lookup(family: str, name: str) -> Rule:
     return rule
 
 
+class Structure(NamedTuple):
+    """What a rule set (a config's ``active`` pairs) fixes: derived once per rule set, never per config or step."""
+
+    rules: tuple[Rule, ...]  # the active rules, in family order
+    record: tuple[tuple[str, Slot], ...]  # the core's record of their decisions (record_slots)
+    slots: tuple[tuple[str, Slot], ...]  # record, then every rule's slots, in State order (state_slots)
+    int_slots: frozenset[str]  # the keys of the int32 slots
+    uses: dict[str, bool]  # {signal: whether a (non-clock) rule reads it}, over SIGNAL_NAMES
+    track_var: dict[str, bool]  # {signal: whether a rule needs its variance}
+
+
+@functools.cache
+def structure(active: tuple[tuple[str, str], ...]) -> Structure:
+    """The :class:`Structure` of the rule set ``active`` (memoised; :func:`register`/:func:`unregister` clear it).
+
+    A pure function of the rule names and the registry, so it is kept per rule set
+    rather than on each (immutable) config.
+    """
+    rules = tuple(lookup(f.removesuffix("_rule"), n) for f, n in active)
+    stateful = [r for r in rules if r.kind == "increment"]
+    record: list[tuple[str, Slot]] = []
+    for r in rules:
+        if r.kind == "increment" and len(stateful) > 1 and r is not stateful[-1]:
+            record.append((f"{r.key}/log_factor", Slot("log_factor")))
+        if r.events:
+            record += [(f"{r.key}/event", Slot("event", "int32")), (f"{r.key}/event_step", Slot("event_step", "int32"))]
+    slots = (*record, *((slot_key(r, s), s) for r in rules for s in r.slots))
+    read = [r for r in rules if r.kind != "clock"]
+    return Structure(
+        rules,
+        tuple(record),
+        slots,
+        frozenset(k for k, s in slots if s.dtype == "int32"),
+        {s: any(r.signal == s or s in r.reads for r in read) for s in SIGNAL_NAMES},
+        {s: any(r.signal == s and r.variance for r in read) for s in SIGNAL_NAMES},
+    )
+
+
 def active_rules(config: Any) -> tuple[Rule, ...]:
     """The config's active rules, in family order (its ``active`` pairs are in that order)."""
-    return _cached(config, "rules", lambda: tuple(lookup(f.removesuffix("_rule"), n) for f, n in config.active))
+    return structure(config.active).rules
 
 
 def slot_key(rule: Rule, slot: Slot) -> str:
@@ -577,9 +612,7 @@ def slot_key(rule: Rule, slot: Slot) -> str:
 
 def state_slots(config: Any) -> tuple[tuple[str, Slot], ...]:
     """``(key, slot)`` of the core's :func:`record_slots`, then of every slot of the config's active rules, in State order."""
-    return _cached(
-        config, "slots", lambda: (*record_slots(config), *((slot_key(r, s), s) for r in active_rules(config) for s in r.slots))
-    )
+    return structure(config.active).slots
 
 
 def record_slots(config: Any) -> tuple[tuple[str, Slot], ...]:
@@ -596,19 +629,7 @@ def record_slots(config: Any) -> tuple[tuple[str, Slot], ...]:
 
     The ``/`` keeps these keys apart from the rules' own slots (``"<family>.<rule>.<slot>"``).
     """
-
-    def make() -> tuple[tuple[str, Slot], ...]:
-        rules = active_rules(config)
-        stateful = [r for r in rules if r.kind == "increment"]
-        out: list[tuple[str, Slot]] = []
-        for r in rules:
-            if r.kind == "increment" and len(stateful) > 1 and r is not stateful[-1]:
-                out.append((f"{r.key}/log_factor", Slot("log_factor")))
-            if r.events:
-                out += [(f"{r.key}/event", Slot("event", "int32")), (f"{r.key}/event_step", Slot("event_step", "int32"))]
-        return tuple(out)
-
-    return _cached(config, "record", make)
+    return structure(config.active).record
 
 
 def is_record_key(key: str) -> bool:

@@ -96,6 +96,21 @@ def test_registration_is_undone_and_leaves_nothing_behind() -> None:
         A.Config(toy_rate=0.5)
 
 
+def test_a_rule_sets_structure_is_derived_once_and_follows_the_registry() -> None:
+    """Slots and active rules come from the rule set, not from a cache on each config, and a re-registered rule's
+    new slots are seen at once."""
+    with _rules.registered(TOY):
+        one, two = A.Config(lr_rule="toy_peak"), A.Config(lr_rule="toy_peak", toy_rate=0.3)
+        assert _rules.structure(one.active) is _rules.structure(two.active)
+        assert [k for k, _ in _rules.state_slots(one)][-2:] == list(TOY_KEYS)
+    other = dataclasses.replace(TOY, slots=(_rules.Slot("peak", "float32", 0.0),))
+    with _rules.registered(other):
+        assert [k for k, _ in _rules.state_slots(one)] == [*[k for k, _ in _rules.record_slots(one)], TOY_KEYS[0]]
+        state = A.init(one)
+        assert TOY_KEYS[1] not in state.rule_state
+    assert not hasattr(one, "_cache")
+
+
 def test_toy_rule_validates_like_every_rule(toy: Any) -> None:
     assert "toy_peak" in A.LR_RULES and "toy_peak" in rule_fields()["lr_rule"]
     assert "toy_rate" in numeric_fields() and _rules.knob_named("toy_rate").allowed == "a finite number >= 0"
