@@ -21,6 +21,7 @@ from adaptive_sched._spmd import pmean_signals
 
 __all__ = [
     "AdaptiveHyperparamsState",
+    "PackedState",
     "ScaleByControllerState",
     "controller_state",
     "diagnostics",
@@ -33,11 +34,70 @@ __all__ = [
 _MOMENTUM_ARGS = ("b1", "momentum")
 
 
+@jax.tree_util.register_pytree_node_class
+class PackedState:
+    """The controller's :class:`~adaptive_sched.State` as two arrays: its float32 leaves and its int32 leaves.
+
+    A jitted step pays about 2 us per array its arguments and results hold
+    (measured on a CPU: an identity ``jax.jit`` over 10, 50 and 100 scalars
+    costs 23, 107 and 199 us), and the controller's state is about 100
+    scalars (the config's knobs and their logs, the signals' EMAs, the rules'
+    slots). Packed, the optimizer state holds two arrays for all of them; the
+    update unpacks and repacks them inside the compiled step, where the copies
+    cost nothing measurable. The values are the state's, bit for bit.
+
+    ``.state`` is the :class:`~adaptive_sched.State`; ``PackedState.of(state)`` packs one.
+    The layout (the State's tree structure and which leaves are int32) is static
+    pytree metadata: it depends only on the rule set.
+    """
+
+    __slots__ = ("floats", "ints", "layout")
+
+    def __init__(self, floats: Any, ints: Any, layout: tuple[Any, tuple[bool, ...]]) -> None:
+        self.floats, self.ints, self.layout = floats, ints, layout
+
+    @classmethod
+    def of(cls, state: State) -> PackedState:
+        leaves, treedef = jax.tree.flatten(state)
+        ints = tuple(jnp.result_type(v) == jnp.int32 for v in leaves)
+        shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in leaves))  # stacked configs: a leading batch shape
+
+        def stack(want: bool, dtype: Any) -> jax.Array:
+            return jnp.stack([jnp.broadcast_to(jnp.asarray(v, dtype), shape) for v, i in zip(leaves, ints) if i == want], -1)
+
+        return cls(stack(False, jnp.float32), stack(True, jnp.int32), (treedef, ints))
+
+    @property
+    def state(self) -> State:
+        treedef, ints = self.layout
+        nf = ni = 0
+        leaves = []
+        for i in ints:
+            if i:
+                leaves.append(self.ints[..., ni])
+                ni += 1
+            else:
+                leaves.append(self.floats[..., nf])
+                nf += 1
+        return jax.tree.unflatten(treedef, leaves)
+
+    def tree_flatten(self) -> tuple[tuple[Any, Any], Any]:
+        return (self.floats, self.ints), self.layout
+
+    @classmethod
+    def tree_unflatten(cls, layout: Any, children: Any) -> PackedState:
+        return cls(children[0], children[1], layout)
+
+    def __repr__(self) -> str:
+        return f"PackedState({self.state!r})"
+
+
 class AdaptiveHyperparamsState(NamedTuple):
     """State of :func:`inject_hyperparams`.
 
     Attributes:
-      controller: the controller's :class:`~adaptive_sched.State` (with its
+      packed: the controller's :class:`~adaptive_sched.State` as a
+        :class:`PackedState` (two arrays); ``state.controller`` is the State (with its
         config: ``adaptive_sched.update(state.controller, signals)`` continues it).
       inner_state: the wrapped ``optax.inject_hyperparams`` state; its
         ``hyperparams`` dict holds the lr (and momentum) the controller set, so
@@ -51,17 +111,23 @@ class AdaptiveHyperparamsState(NamedTuple):
         (``recommended()``); ``()`` otherwise.
     """
 
-    controller: State
+    packed: PackedState
     inner_state: optax.InjectStatefulHyperparamsState
     rules_id: Any
     previous_update: Any = ()
+
+    @property
+    def controller(self) -> State:
+        """The controller's :class:`~adaptive_sched.State` (unpacked from :attr:`packed`)."""
+        return self.packed.state
 
 
 class ScaleByControllerState(NamedTuple):
     """State of :func:`scale_by_controller`.
 
     Attributes:
-      controller: the controller's :class:`~adaptive_sched.State` (as in :class:`AdaptiveHyperparamsState`).
+      packed: the controller's :class:`~adaptive_sched.State`, packed; ``state.controller`` is the State (as in
+        :class:`AdaptiveHyperparamsState`).
       hparams: the :class:`~adaptive_sched.Hparams` of the last update
         (``optax.tree.get(state, "lr_scale")`` reads the current scale).
       rules_id: as in :class:`AdaptiveHyperparamsState`.
@@ -69,10 +135,15 @@ class ScaleByControllerState(NamedTuple):
         ``grad_cos`` (pass ``grad_cos=`` to feed one).
     """
 
-    controller: State
+    packed: PackedState
     hparams: Hparams
     rules_id: Any
     previous_update: Any = ()
+
+    @property
+    def controller(self) -> State:
+        """The controller's :class:`~adaptive_sched.State` (unpacked from :attr:`packed`)."""
+        return self.packed.state
 
 
 def momentum_arg(factory: Callable[..., Any]) -> str | None:
@@ -339,7 +410,7 @@ def inject_hyperparams(
 
         def init_fn(params: Any) -> AdaptiveHyperparamsState:
             return AdaptiveHyperparamsState(
-                controller=init(config, xp=jnp),
+                packed=PackedState.of(init(config, xp=jnp)),
                 inner_state=inner.init(params),
                 rules_id=jnp.asarray(rule_set_id(config), jnp.int32),
                 previous_update=read_signals.init_previous(params),
@@ -354,13 +425,14 @@ def inject_hyperparams(
             **extra_args: Any,
         ) -> tuple[Any, AdaptiveHyperparamsState]:
             rules_id, same = _checked_rules_id(state.rules_id, config)
-            check_slots(config, state.controller)
+            before = state.controller
+            check_slots(config, before)
             signals = read_signals(updates, value, extra_args, state.previous_update)
             signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
-            controller, hp = update(state.controller, signals)
+            controller, hp = update(before, signals)
             hp = _poisoned(hp, same)
             hyperparams = dict(state.inner_state.hyperparams)
-            hyperparams["learning_rate"] = _scheduled_lr(hp, state.controller, schedule)
+            hyperparams["learning_rate"] = _scheduled_lr(hp, before, schedule)
             if mom_name is not None:
                 hyperparams[mom_name] = hp.momentum
             inner_state = state.inner_state._replace(hyperparams=hyperparams)
@@ -368,7 +440,7 @@ def inject_hyperparams(
                 extra_args["value"] = value
             updates, inner_state = inner.update(updates, inner_state, params, **extra_args)
             previous = updates if read_signals.wants_grad_cos else ()
-            return updates, AdaptiveHyperparamsState(controller, inner_state, rules_id, previous)
+            return updates, AdaptiveHyperparamsState(PackedState.of(controller), inner_state, rules_id, previous)
 
         return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -429,7 +501,7 @@ def scale_by_controller(
         momentum = jnp.array(controller.current_momentum, copy=True)
         hp = Hparams(lr=jnp.asarray(config.base_lr, jnp.float32), momentum=momentum, lr_scale=one)
         return ScaleByControllerState(
-            controller=controller, hparams=hp, rules_id=jnp.asarray(rule_set_id(config), jnp.int32),
+            packed=PackedState.of(controller), hparams=hp, rules_id=jnp.asarray(rule_set_id(config), jnp.int32),
             previous_update=read_signals.init_previous(params),
         )
 
@@ -443,17 +515,18 @@ def scale_by_controller(
     ) -> tuple[Any, ScaleByControllerState]:
         del params
         rules_id, same = _checked_rules_id(state.rules_id, config)
-        check_slots(config, state.controller)
+        before = state.controller
+        check_slots(config, before)
         signals = read_signals(updates, value, extra_args, state.previous_update)
         signals = pmean_signals(signals, axis_name)  # SPMD: the mean over the mapped axis
-        controller, hp = update(state.controller, signals)
+        controller, hp = update(before, signals)
         hp = _poisoned(hp, same)
         if schedule is not None:
-            lr = _scheduled_lr(hp, state.controller, schedule)
+            lr = _scheduled_lr(hp, before, schedule)
             hp = hp._replace(lr=lr, lr_scale=lr / jnp.asarray(controller.config.knobs["base_lr"], jnp.float32))
         updates = jax.tree.map(lambda u: (u * hp.lr_scale).astype(u.dtype), updates)
         previous = updates if read_signals.wants_grad_cos else ()
-        return updates, ScaleByControllerState(controller, hp, rules_id, previous)
+        return updates, ScaleByControllerState(PackedState.of(controller), hp, rules_id, previous)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -486,7 +559,7 @@ def start_cooldown(opt_state: Any, steps: Any, start: Any = None) -> Any:
         if isinstance(node, (AdaptiveHyperparamsState, ScaleByControllerState)):
             found.append(node)
             new = start_cooldown_for(node.controller, steps, start, caller="adaptive_sched.optax.start_cooldown")
-            return node._replace(controller=new)
+            return node._replace(packed=PackedState.of(new))
         return node
 
     is_ours = lambda x: isinstance(x, (AdaptiveHyperparamsState, ScaleByControllerState))  # noqa: E731
@@ -522,9 +595,10 @@ def diagnostics(opt_state: Any) -> dict[str, Any]:
       ValueError: ``opt_state`` holds no controller state, or more than one.
     """
     node = _one_node(opt_state, "diagnostics")
-    config = node.controller.config
-    check_slots(config, node.controller)
-    out = _core_diagnostics(node.controller)
+    controller = node.controller
+    config = controller.config
+    check_slots(config, controller)
+    out = _core_diagnostics(controller)
     if isinstance(node, AdaptiveHyperparamsState):
         lr = jnp.asarray(node.inner_state.hyperparams["learning_rate"], jnp.float32)
         out["lr"], out["lr_scale"] = lr, lr / jnp.asarray(config.knobs["base_lr"], jnp.float32)

@@ -21,6 +21,7 @@ reward as ``reward=`` (plus optional ``kl=`` and ``grad_norm=``).
 from adaptive_sched._multisteps import MultiStepsSignalsState, multi_steps
 from adaptive_sched._optax import (
     AdaptiveHyperparamsState,
+    PackedState,
     ScaleByControllerState,
     controller_state,
     diagnostics,
@@ -34,6 +35,7 @@ from adaptive_sched._spmd import pmean_signals
 __all__ = [
     "AdaptiveHyperparamsState",
     "MultiStepsSignalsState",
+    "PackedState",
     "ScaleByControllerState",
     "controller_state",
     "diagnostics",

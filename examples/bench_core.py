@@ -10,6 +10,12 @@
    versus a hand-written minimal jnp trend rule doing the same job: the
    throughput ratio ours / hand-written (target: at least 0.5).
 
+0. A jitted training step called once per step (the usual loop), for MLPs
+   64 and 256 wide: ``recommended()`` and a lone trend rule against plain
+   ``optax.adamw`` and ``optax.inject_hyperparams(optax.adamw)`` (targets for
+   ``recommended()``: at most 1.2x plain at width 64, 1.05x at 256), with the
+   optimizer state's array count and the compiled kernel count.
+
 Run: ``python examples/bench_core.py`` (full sizes) or
 ``python examples/bench_core.py --configs 64 --steps 500 --repeats 3`` (quick).
 """
@@ -106,6 +112,85 @@ def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -
     }
 
 
+def _kernels(compiled_text: str) -> int:
+    """Operations XLA launches for one call: the ENTRY computation's instructions that do work."""
+    entry = compiled_text[compiled_text.index("ENTRY"):]
+    entry = entry[: entry.index("\n}")]
+    skip = ("parameter(", "constant(", "tuple(", "get-tuple-element(", "bitcast(", "copy-start(", "copy-done(")
+    return sum(1 for line in entry.splitlines()[1:] if "=" in line and not any(k in line for k in skip))
+
+
+def jitted_step(widths: tuple[int, ...] = (64, 256), repeats: int = 15, calls: int = 200, batch: int = 128) -> dict[str, Any]:
+    """One ``jax.jit`` call per training step (as most training loops do), adaptive vs plain adamw.
+
+    A 64-W-W-10 MLP, batch 128, for each width W. Unlike :func:`mlp_step_ratio`
+    (50 steps inside one ``scan``), each step pays the call's dispatch, which
+    grows with the number of arrays in the optimizer state. Methods: plain
+    ``optax.adamw``; ``optax.inject_hyperparams(optax.adamw)`` (a state-held
+    constant lr); ours with ``recommended()`` (loss and ``grad_cos``) and with a
+    lone trend rule. Returns ms per step, ratios to plain, the optimizer
+    state's array count and the compiled step's kernel count.
+    """
+    out: dict[str, Any] = {}
+    for width in widths:
+        key = jax.random.PRNGKey(0)
+        sizes = (64, width, width, 10)
+        keys = jax.random.split(key, len(sizes))
+        params = [
+            (jax.random.normal(k, (a, b), jnp.float32) / np.sqrt(a), jnp.zeros((b,), jnp.float32))
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:])
+        ]
+        x = jax.random.normal(keys[-1], (batch, sizes[0]), jnp.float32)
+        y = jax.random.randint(keys[-1], (batch,), 0, sizes[-1])
+
+        def loss_fn(p: Any, x: Any = x, y: Any = y) -> Any:
+            h = x
+            for i, (w, b) in enumerate(p):
+                h = h @ w + b
+                if i < len(p) - 1:
+                    h = jax.nn.relu(h)
+            return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
+
+        txs = {
+            "plain": optax.with_extra_args_support(optax.adamw(1e-3, weight_decay=0.01)),
+            "injected": optax.inject_hyperparams(optax.adamw, hyperparam_dtype=jnp.float32)(
+                learning_rate=1e-3, weight_decay=0.01
+            ),
+            "recommended": A.optax.inject_hyperparams(optax.adamw, A.recommended(1e-3))(weight_decay=0.01),
+            "trend": A.optax.inject_hyperparams(optax.adamw, QUICKSTART)(weight_decay=0.01),
+        }
+        fns, info = {}, {}
+        for name, tx in txs.items():
+
+            @jax.jit
+            def step(p: Any, s: Any, tx: Any = tx) -> Any:
+                loss, g = jax.value_and_grad(loss_fn)(p)
+                u, s = tx.update(g, s, p, value=loss)
+                return optax.apply_updates(p, u), s
+
+            state = tx.init(params)
+            info[name] = {
+                "arrays_in_state": len(jax.tree.leaves(state)),
+                "kernels": _kernels(step.lower(params, state).compile().as_text()),
+            }
+            box = [params, state]
+
+            def run(step: Any = step, box: list[Any] = box) -> Any:
+                p, s = box
+                for _ in range(calls):
+                    p, s = step(p, s)
+                box[:] = [p, s]
+                return p
+
+            fns[name] = run
+        t = _median_times(fns, repeats)
+        out[width] = {
+            name: {**info[name], "ms_per_step": 1e3 * t[name] / calls, "ratio_to_plain": t[name] / t["plain"]}
+            for name in txs
+        }
+    return out
+
+
 def _hand_trend(up: Any, down: Any, thr: Any, beta: Any, base: Any, lo: Any, hi: Any, losses: Any) -> Any:
     """The minimal trend rule written directly in jnp (the yardstick)."""
 
@@ -159,13 +244,25 @@ def core_throughput_ratio(n_configs: int = 1024, steps: int = 10_000, repeats: i
     }
 
 
-def main(configs: int = 1024, steps: int = 10_000, repeats: int = 5, mlp_repeats: int = 30) -> dict[str, dict[str, float]]:
-    out = {
+def main(
+    configs: int = 1024, steps: int = 10_000, repeats: int = 5, mlp_repeats: int = 30, step_calls: int = 200
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "jitted_step": jitted_step(repeats=max(3, mlp_repeats // 2), calls=step_calls),
         "mlp_step": mlp_step_ratio(repeats=mlp_repeats),
         "core_scan": core_throughput_ratio(configs, steps, repeats),
     }
     m, c = out["mlp_step"], out["core_scan"]
     print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, optax {optax.__version__}")
+    targets = {64: 1.2, 256: 1.05}
+    for width, rows in out["jitted_step"].items():
+        print(f"one jax.jit call per step, MLP 64-{width}-{width}-10, batch 128 (medians of interleaved repeats):")
+        for name, r in rows.items():
+            goal = f" (target <= {targets[width]})" if name == "recommended" and width in targets else ""
+            print(
+                f"  {name:12s} {r['ms_per_step']:.3f} ms/step  x{r['ratio_to_plain']:.2f} plain{goal}  "
+                f"{r['arrays_in_state']} arrays in the optimizer state, {r['kernels']} compiled kernels"
+            )
     print(
         f"MLP 64-256-256-10 step, batch 128 (median of {mlp_repeats} x 50 steps): plain adamw "
         f"{m['plain_ms_per_step']:.3f} ms, optax.inject_hyperparams(adamw) {m['injected_ms_per_step']:.3f} ms, "
@@ -186,5 +283,6 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--mlp-repeats", type=int, default=30)
+    ap.add_argument("--step-calls", type=int, default=200)
     a = ap.parse_args()
-    main(a.configs, a.steps, a.repeats, a.mlp_repeats)
+    main(a.configs, a.steps, a.repeats, a.mlp_repeats, a.step_calls)

@@ -431,7 +431,8 @@ def test_an_optax_state_saved_without_the_record_is_refused_with_a_clear_message
     tx = aso.inject_hyperparams(optax.sgd, cfg)()
     params = {"w": jax.numpy.ones(2)}
     state = tx.init(params)
-    old = state._replace(controller=state.controller._replace(
-        rule_state={k: v for k, v in state.controller.rule_state.items() if "/" not in k}))  # fmt: skip
+    ctl = state.controller
+    old = state._replace(packed=aso.PackedState.of(ctl._replace(
+        rule_state={k: v for k, v in ctl.rule_state.items() if "/" not in k})))  # fmt: skip
     with pytest.raises(ValueError, match="did not keep the rules' decision record"):
         tx.update(params, old, params, value=1.0)

@@ -25,7 +25,13 @@ def test_optax_quickstart() -> None:
 
 def test_bench_core_runs_small() -> None:
     pytest.importorskip("optax")
-    out = load_example("bench_core").main(configs=8, steps=50, repeats=1, mlp_repeats=1)
+    out = load_example("bench_core").main(configs=8, steps=50, repeats=1, mlp_repeats=1, step_calls=2)
+    step = out["jitted_step"]
+    assert set(step) == {64, 256} and set(step[64]) == {"plain", "injected", "recommended", "trend"}
+    # the controller's state is packed: beyond optax's own inject_hyperparams, its two arrays, the rules_id and the
+    # previous update (one array per parameter: 6), not the ~100 scalars of the State
+    assert step[64]["recommended"]["arrays_in_state"] == step[64]["injected"]["arrays_in_state"] + 2 + 1 + 6
+    assert all(r["kernels"] > 0 and r["ms_per_step"] > 0 for rows in step.values() for r in rows.values())
     assert out["core_scan"]["max_rel_diff_vs_hand"] < 1e-5  # same rule, same numbers
     # The timed programs train the same MLP: the injected constant lr is plain adamw,
     # and the controller's run trains too (its lr differs, so its losses do).
