@@ -273,10 +273,14 @@ class Config:
         return (_make, (self._active, dict(self._knobs), dict(self._logs)))
 
     def __repr__(self) -> str:
-        """The active rules and the knobs that differ from their defaults (lr bounds: from ``base_lr``)."""
+        """The active rules, ``base_lr`` (always: a logged config names the run's lr) and the other knobs that
+        differ from their defaults (lr bounds: from ``base_lr``)."""
         parts = [f"{field}={name!r}" for field, name in self._active]
         base = self._knobs["base_lr"]
         for name, value in self._knobs.items():
+            if name == "base_lr":
+                parts.append(f"base_lr={_show(value)}")
+                continue
             if name in _DERIVED and _number(base):
                 default: Any = float(base) * _DERIVED[name]
             else:

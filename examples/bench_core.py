@@ -51,11 +51,10 @@ def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -> dict[str, float]:
-    """Median time of ``inner_steps`` jitted MLP steps, adaptive vs plain adamw."""
-    key = jax.random.PRNGKey(0)
-    sizes = (64, 256, 256, 10)
-    keys = jax.random.split(key, len(sizes))
+def _mlp(width: int, batch: int) -> tuple[Any, Callable[[Any], Any]]:
+    """A 64-width-width-10 ReLU MLP's parameters and its cross-entropy loss on one fixed random batch."""
+    sizes = (64, width, width, 10)
+    keys = jax.random.split(jax.random.PRNGKey(0), len(sizes))
     params = [
         (jax.random.normal(k, (a, b), jnp.float32) / np.sqrt(a), jnp.zeros((b,), jnp.float32))
         for k, a, b in zip(keys, sizes[:-1], sizes[1:])
@@ -71,6 +70,12 @@ def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -
                 h = jax.nn.relu(h)
         return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
 
+    return params, loss_fn
+
+
+def mlp_step_ratio(repeats: int = 30, inner_steps: int = 50, batch: int = 128) -> dict[str, float]:
+    """Median time of ``inner_steps`` jitted MLP steps, adaptive vs plain adamw."""
+    params, loss_fn = _mlp(256, batch)
     losses: dict[str, Any] = {}
 
     def make_run(tx: optax.GradientTransformationExtraArgs, name: str) -> Callable[[], Any]:
@@ -133,23 +138,7 @@ def jitted_step(widths: tuple[int, ...] = (64, 256), repeats: int = 15, calls: i
     """
     out: dict[str, Any] = {}
     for width in widths:
-        key = jax.random.PRNGKey(0)
-        sizes = (64, width, width, 10)
-        keys = jax.random.split(key, len(sizes))
-        params = [
-            (jax.random.normal(k, (a, b), jnp.float32) / np.sqrt(a), jnp.zeros((b,), jnp.float32))
-            for k, a, b in zip(keys, sizes[:-1], sizes[1:])
-        ]
-        x = jax.random.normal(keys[-1], (batch, sizes[0]), jnp.float32)
-        y = jax.random.randint(keys[-1], (batch,), 0, sizes[-1])
-
-        def loss_fn(p: Any, x: Any = x, y: Any = y) -> Any:
-            h = x
-            for i, (w, b) in enumerate(p):
-                h = h @ w + b
-                if i < len(p) - 1:
-                    h = jax.nn.relu(h)
-            return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
+        params, loss_fn = _mlp(width, batch)
 
         txs = {
             "plain": optax.with_extra_args_support(optax.adamw(1e-3, weight_decay=0.01)),
@@ -163,7 +152,7 @@ def jitted_step(widths: tuple[int, ...] = (64, 256), repeats: int = 15, calls: i
         for name, tx in txs.items():
 
             @jax.jit
-            def step(p: Any, s: Any, tx: Any = tx) -> Any:
+            def step(p: Any, s: Any, tx: Any = tx, loss_fn: Any = loss_fn) -> Any:
                 loss, g = jax.value_and_grad(loss_fn)(p)
                 u, s = tx.update(g, s, p, value=loss)
                 return optax.apply_updates(p, u), s

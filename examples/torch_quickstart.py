@@ -6,7 +6,7 @@ the lr only on evidence: a warm start from ``base_lr / 4`` up to ``base_lr``,
 growth while consecutive steps keep pointing the same way (``grad_cos``, read
 from the optimizer by the scheduler), cuts when they reverse, the loss rises
 significantly or a value is not finite, and, since the run's length is given
-here, a cooldown over the second half. After every ``optimizer.step()`` the
+here, a cooldown over the last 20%. After every ``optimizer.step()`` the
 loop hands the scheduler the loss; the gradient's direction and norm it reads
 itself. The lr always stays inside ``[min_lr, max_lr]``. The scheduler's state
 is saved with the model's, as any LRScheduler's would be, and loads with

@@ -8,7 +8,7 @@ factor, then each rule's last event (the evidence rule's growth past
 HF/TRL and Lightning callbacks log under ``adaptive/``. Here ``base_lr`` is
 too low for the problem: the steps keep agreeing, so the lr grows past it,
 is cut when they start to reverse, and the cooldown takes it to ``min_lr``
-over the second half.
+over the last 20%.
 
 Run: ``python examples/why_lr_changed.py``.
 """

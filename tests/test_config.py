@@ -117,14 +117,16 @@ def test_stacked_configs_vmap() -> None:
     np.testing.assert_allclose(np.asarray(out), [2.0, 2.2, 2.4], rtol=1e-6)
 
 
-def test_repr_shows_the_active_rules_and_only_the_non_default_knobs() -> None:
-    assert repr(A.Config()) == "Config()"
+def test_repr_shows_the_active_rules_the_base_lr_and_only_the_non_default_knobs() -> None:
+    assert repr(A.Config()) == "Config(base_lr=0.001)"  # the base lr always: a logged config names the run's lr
     cfg = A.Config(lr_rule="trend", trend_up=1.05, base_lr=1e-2)
     assert repr(cfg) == "Config(lr_rule='trend', base_lr=0.01, trend_up=1.05)"
     assert eval(repr(cfg), {"Config": A.Config}) == cfg  # it reads back
     assert repr(A.Config(base_lr=1e-2, max_lr=0.05)) == "Config(base_lr=0.01, max_lr=0.05)"  # derived bounds are defaults
     text = repr(A.recommended(1e-3))
-    assert text == "Config(lr_rule='evidence', cooldown_rule='linear', min_lr=1e-05, max_lr=0.1)"
+    assert text == (
+        "Config(lr_rule='evidence', cooldown_rule='linear', base_lr=0.001, min_lr=1e-05, max_lr=0.1, cooldown_fraction=0.2)"
+    )
     assert "trend_up" not in text and "evidence_growth" not in text  # defaults are not shown
 
 

@@ -173,10 +173,11 @@ def test_hf_callback_takes_the_horizon_from_max_steps_unless_known_or_resumed() 
     _, sched = _sched(torch)
     AdaptiveSchedulerCallback(sched).on_train_begin(args, SimpleNamespace(max_steps=100), None)  # type: ignore[arg-type]
     rs = sched.controller_state.rule_state
-    assert (float(rs["cooldown.linear.start"]), float(rs["cooldown.linear.length"])) == (50.0, 50.0)
+    # recommended()'s cooldown_fraction=0.2: the last 20 of 100 steps
+    assert (float(rs["cooldown.linear.start"]), float(rs["cooldown.linear.length"])) == (80.0, 20.0)
     # resumed (the cooldown is in the restored state) or started by hand: not scheduled again
     AdaptiveSchedulerCallback(sched).on_train_begin(args, SimpleNamespace(max_steps=400), None)  # type: ignore[arg-type]
-    assert float(sched.controller_state.rule_state["cooldown.linear.length"]) == 50.0
+    assert float(sched.controller_state.rule_state["cooldown.linear.length"]) == 20.0
     # the config knows its horizon: nothing to schedule
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=BASE)
     own = A.AdaptiveScheduler(opt, A.recommended(BASE, total_steps=80))

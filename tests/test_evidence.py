@@ -149,6 +149,16 @@ def test_warm_start_then_growth_at_the_promised_rate_while_the_steps_agree() -> 
     assert all(b >= a for a, b in itertools.pairwise(lrs))
 
 
+def test_a_user_warmup_replaces_the_warm_start() -> None:
+    flat = [A.Signals(loss=1.0, grad_norm=1.0, grad_cos=0.0)] * 60
+    # with warmup_steps the lr is the warmup's linear ramp, t / warmup_steps, not that times the warm start
+    lrs = _run(flat, A.recommended(1e-3, warmup_steps=20))
+    assert lrs[0] == pytest.approx(1e-3 / 20, rel=1e-5) and lrs[9] == pytest.approx(1e-3 / 2, rel=1e-5)
+    assert lrs[19] == pytest.approx(1e-3, rel=1e-5)
+    lrs = _run(flat, A.recommended(1e-3))  # without: base/4, then base after 10 more updates
+    assert lrs[0] == pytest.approx(1e-3 / 4, rel=1e-5) and lrs[10] == pytest.approx(1e-3, rel=1e-5)
+
+
 def test_a_stalled_loss_never_moves_the_lr() -> None:
     # the absence of progress is no evidence: a flat, noisy loss with an undecided direction keeps base_lr
     rng = np.random.default_rng(0)

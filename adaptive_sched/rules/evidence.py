@@ -89,6 +89,12 @@ def _cos_stats(xp: Any, sl: Any, knobs: Any) -> tuple[Any, Any]:
     return mean, mean / se
 
 
+def _first(xp: Any, knobs: Any, ctx: RuleContext) -> Any:
+    """The log-factor before the first update: the warm start ``log(start)``, or 0 under a user's warmup (which
+    starts lower, and would otherwise multiply with it)."""
+    return xp.where(ctx.config.warmup_steps > 0.0, 0.0, knobs.log_start)
+
+
 def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     r"""Evidence: the lr moves only when the gradient's direction or the loss says it is too low or too high.
 
@@ -100,7 +106,8 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     * *warm start*: the first update runs at ``base_lr * start`` (0.25) and
       the lr rises geometrically to ``base_lr`` over the next ``ramp`` (10)
       updates unless a cut fires first: no update runs at a ``base_lr`` nothing has
-      judged.
+      judged. With a user's warmup (``warmup_steps > 0``) that warmup is the
+      start instead (the two do not multiply).
     * *grow* while the steps keep agreeing, ``z > z`` and ``c̄ > dead_zone``
       (the normalised hypergradient says the lr is too small; Baydin et al.,
       2018, "Online Learning Rate Adaptation with Hypergradient Descent",
@@ -150,7 +157,7 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     sl = ctx.slots
     cos_v, gn_v = ctx.signals.get("grad_cos"), ctx.signals.get("grad_norm")
     rl_v = [ctx.signals.get(n) for n in ("reward", "kl")]
-    s = xp.where(sl["started"] > 0.5, sl["s"], knobs.log_start)  # the first update starts at base_lr * start
+    s = xp.where(sl["started"] > 0.5, sl["s"], _first(xp, knobs, ctx))
     s_lo = ctx.config.log_of("min_lr") - ctx.config.log_of("base_lr")
     s_hi = ctx.config.log_of("max_lr") - ctx.config.log_of("base_lr")
 
@@ -256,7 +263,7 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
 def _evidence_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
     """This update's decision: a cut (by its evidence), crossing ``base_lr`` or 10x it, or ``min_lr`` reached with the loss falling."""
     old, new = ctx.slots, outcome.slots
-    s0, s1 = xp.where(old["started"] > 0.5, old["s"], knobs.log_start), new["s"]
+    s0, s1 = xp.where(old["started"] > 0.5, old["s"], _first(xp, knobs, ctx)), new["s"]
     s_lo = ctx.config.log_of("min_lr") - ctx.config.log_of("base_lr")
     falling = _debiased(xp, new["ys"], new["yspow"]) > _debiased(xp, new["ym"], new["ypow"])
     floor = xp.logical_and(xp.logical_and(s1 <= s_lo + 1e-6, s0 > s_lo + 1e-6), falling)
