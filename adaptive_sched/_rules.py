@@ -91,7 +91,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import functools
 import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -475,7 +474,7 @@ def register(rule: Rule) -> Rule:
             raise ValueError(f"Slot.dtype={s.dtype!r} is invalid: must be 'float32' or 'int32'.")
     _check_explanation(rule)
     _RULES[rule.key] = rule
-    structure.cache_clear()
+    _STRUCTURES.clear()
     for k in rule.knobs.values():
         _KNOBS.setdefault(k.name, k)
     return rule
@@ -503,7 +502,7 @@ def unregister(item: Rule | Family) -> None:
         del _FAMILIES[item.name], _FIELDS[item.field]
         return
     del _RULES[item.key]
-    structure.cache_clear()
+    _STRUCTURES.clear()
     used = {k.name for r in _RULES.values() for k in r.knobs.values()}
     for k in item.knobs.values():
         if k.name not in used:
@@ -574,13 +573,23 @@ class Structure(NamedTuple):
     track_var: dict[str, bool]  # {signal: whether a rule needs its variance}
 
 
-@functools.cache
+_STRUCTURES: dict[tuple[tuple[str, str], ...], Structure] = {}  # structure()'s memo; the registry's edits clear it
+
+
 def structure(active: tuple[tuple[str, str], ...]) -> Structure:
     """The :class:`Structure` of the rule set ``active`` (memoised; :func:`register`/:func:`unregister` clear it).
 
     A pure function of the rule names and the registry, so it is kept per rule set
-    rather than on each (immutable) config.
+    rather than on each (immutable) config. (A plain dict, not ``functools.cache``:
+    ``torch.compile`` traces the core and warns about cache-wrapped functions.)
     """
+    hit = _STRUCTURES.get(active)
+    if hit is None:
+        hit = _STRUCTURES[active] = _derive_structure(active)
+    return hit
+
+
+def _derive_structure(active: tuple[tuple[str, str], ...]) -> Structure:
     rules = tuple(lookup(f.removesuffix("_rule"), n) for f, n in active)
     stateful = [r for r in rules if r.kind == "increment"]
     record: list[tuple[str, Slot]] = []

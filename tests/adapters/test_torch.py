@@ -868,9 +868,12 @@ def test_device_mode_compiled_agrees_with_eager_and_dispatches_few_ops() -> None
     for compiled in (False, True):
         opt = torch.optim.SGD([one_param()], lr=torch.tensor(1e-3))
         sched = AdaptiveScheduler(opt, A.recommended(1e-3), device_mode=True, compile=compiled)
-        for loss, cos in stream:
-            opt.step()
-            sched.observe(loss=torch.tensor(loss), grad_norm=torch.tensor(1.0), grad_cos=torch.tensor(cos))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for loss, cos in stream:
+                opt.step()
+                sched.observe(loss=torch.tensor(loss), grad_norm=torch.tensor(1.0), grad_cos=torch.tensor(cos))
+        assert not [str(w.message) for w in caught if "Dynamo" in str(w.message)]  # nothing the compiler objects to
         lrs[compiled] = float(sched.get_last_lr()[0])
         signals = {k: torch.tensor(v) for k, v in (("loss", 1.0), ("grad_norm", 1.0), ("grad_cos", 0.1))}
         opt.step()
