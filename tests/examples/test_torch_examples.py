@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -50,3 +51,18 @@ def test_bench_direction_cost_runs_small() -> None:
     out = load_example("bench_direction_cost").main(steps=3)
     assert torch.get_num_threads() == threads  # restored
     assert out["params"] > 1_000_000 and 0 < out["direction_s"] < 1.0 and 0 < out["optimizer_step_s"] < 1.0
+
+
+def test_bench_char_gpt_runs_small_and_its_adaptive_runs_start_as_documented() -> None:
+    gpt = load_example("bench_char_gpt")
+    tiny = {"block": 8, "batch": 2, "width": 8, "heads": 2, "layers": 1, "val_batches": 1}
+    out = gpt.main(steps=3, lrs=(1e-3,), seeds=(0,), size=tiny, n_files=1)
+    assert set(out) == set(gpt.METHODS) and all(math.isfinite(v[1e-3][0]) for v in out.values())
+    text = gpt.load_text(1)
+    chars = sorted(set(text))
+    ids = torch.tensor([chars.index(c) for c in text[:2000]])
+    data = {"train": ids, "val": ids, "vocab": len(chars)}
+    size = {**tiny, "val_batches": 1}
+    assert gpt.run("rec", 1e-3, 0, 2, data, size)["lrs"][0] == pytest.approx(1e-3 / 4, rel=1e-6)  # the warm start
+    assert gpt.run("rec_hw", 1e-3, 0, 2, data, size)["lrs"][0] == pytest.approx(1e-3 / 50, rel=1e-6)  # your warmup
+    assert gpt.run("warmup_cosine", 1e-3, 0, 2, data, size)["lrs"][0] == pytest.approx(1e-3 / 50, rel=1e-6)
