@@ -449,7 +449,8 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
     config = state.config
     xp = namespace_of(state.step)
     cfg = knobs32(xp, config, state.log_scale)
-    rules = _rules.active_rules(config)
+    rule_set = _rules.structure(config.active)  # rules, slots, signal usage: fixed by the rule set
+    rules = rule_set.rules
     cast = _caster(xp, state.step)
 
     t_int = state.step + 1
@@ -501,7 +502,7 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
             emas = [_restart(xp, e, restart) for e in emas]
 
     skipped = state.skipped
-    uses, track_var = signal_usage(config)
+    uses, track_var = rule_set.uses, rule_set.track_var
     for name, value, ema in zip(SIGNAL_NAMES, signals, emas):
         check_signal(f"Signals.{name}", value)
         if value is None:
@@ -556,7 +557,7 @@ def update(state: State, signals: Signals) -> tuple[State, Hparams]:
             momentum = xp.clip(xp.where(seen.ok, mu, momentum), cfg.min_momentum, cfg.max_momentum)
 
     f32, i32 = xp.float32, xp.int32
-    ints = _rules.structure(config.active).int_slots
+    ints = rule_set.int_slots
     new_emas = [view.ema if view else e for view, e in zip(views.values(), emas)]
     new_state = State._make(
         [
@@ -707,12 +708,13 @@ def diagnostics(state: State, xp: Any = None) -> dict[str, Any]:
     if xp is None:
         xp = namespace_of(state.step)
     cfg = knobs32(xp, config, state.log_scale)
-    rules = _rules.active_rules(config)
+    rule_set = _rules.structure(config.active)
+    rules = rule_set.rules
     cast = _caster(xp, state.step)
     f32 = xp.float32
     t = xp.astype(state.step, f32)
     done = state.step > 0
-    uses = signal_usage(config)[0]
+    uses = rule_set.uses
     views = {name: _held(xp, getattr(state, name)) for name in SIGNAL_NAMES if uses[name]}
     slots = state.rule_state
 

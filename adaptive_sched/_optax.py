@@ -70,16 +70,8 @@ class PackedState:
     @property
     def state(self) -> State:
         treedef, ints = self.layout
-        nf = ni = 0
-        leaves = []
-        for i in ints:
-            if i:
-                leaves.append(self.ints[..., ni])
-                ni += 1
-            else:
-                leaves.append(self.floats[..., nf])
-                nf += 1
-        return jax.tree.unflatten(treedef, leaves)
+        floats, int_leaves = iter(jnp.unstack(self.floats, axis=-1)), iter(jnp.unstack(self.ints, axis=-1))
+        return jax.tree.unflatten(treedef, [next(int_leaves if i else floats) for i in ints])
 
     def tree_flatten(self) -> tuple[tuple[Any, Any], Any]:
         return (self.floats, self.ints), self.layout

@@ -89,10 +89,11 @@ def _cos_stats(xp: Any, sl: Any, knobs: Any) -> tuple[Any, Any]:
     return mean, mean / se
 
 
-def _first(xp: Any, knobs: Any, ctx: RuleContext) -> Any:
-    """The log-factor before the first update: the warm start ``log(start)``, or 0 under a user's warmup (which
-    starts lower, and would otherwise multiply with it)."""
-    return xp.where(ctx.config.warmup_steps > 0.0, 0.0, knobs.log_start)
+def _s_before(xp: Any, slots: Any, knobs: Any, ctx: RuleContext) -> Any:
+    """The log-factor this update starts from: the slot's, or before the first update the warm start
+    ``log(start)``, or 0 under a user's warmup (which starts lower, and would otherwise multiply with it)."""
+    first = xp.where(ctx.config.warmup_steps > 0.0, 0.0, knobs.log_start)
+    return xp.where(slots["started"] > 0.5, slots["s"], first)
 
 
 def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
@@ -157,7 +158,7 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
     sl = ctx.slots
     cos_v, gn_v = ctx.signals.get("grad_cos"), ctx.signals.get("grad_norm")
     rl_v = [ctx.signals.get(n) for n in ("reward", "kl")]
-    s = xp.where(sl["started"] > 0.5, sl["s"], _first(xp, knobs, ctx))
+    s = _s_before(xp, sl, knobs, ctx)
     s_lo = ctx.config.log_of("min_lr") - ctx.config.log_of("base_lr")
     s_hi = ctx.config.log_of("max_lr") - ctx.config.log_of("base_lr")
 
@@ -263,7 +264,7 @@ def evidence(xp: Any, obs: Any, knobs: Any, ctx: RuleContext) -> Any:
 def _evidence_event(xp: Any, obs: Any, knobs: Any, ctx: RuleContext, outcome: Any) -> Any:
     """This update's decision: a cut (by its evidence), crossing ``base_lr`` or 10x it, or ``min_lr`` reached with the loss falling."""
     old, new = ctx.slots, outcome.slots
-    s0, s1 = xp.where(old["started"] > 0.5, old["s"], _first(xp, knobs, ctx)), new["s"]
+    s0, s1 = _s_before(xp, old, knobs, ctx), new["s"]
     s_lo = ctx.config.log_of("min_lr") - ctx.config.log_of("base_lr")
     falling = _debiased(xp, new["ys"], new["yspow"]) > _debiased(xp, new["ym"], new["ypow"])
     floor = xp.logical_and(xp.logical_and(s1 <= s_lo + 1e-6, s0 > s_lo + 1e-6), falling)
